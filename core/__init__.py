@@ -1,0 +1,72 @@
+"""dfzoo: a zoo of detectors for AI-generated images, and a harness that compares them fairly.
+
+The Python API is as short as the CLI::
+
+    import dfzoo
+    detector = dfzoo.load_detector("nn_cosine", backbone="efficientnet_lite0")
+    detector.fit(dfzoo.load_dataset("path/to/data").samples)
+    scores = detector.score(dfzoo.samples_from("path/to/images"))
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .data.sample import DatasetIndex, Sample
+from .detector import Detector, RunContext, read_meta
+from .hookspecs import hookimpl, hookspec
+from .manager import get_plugin_manager
+from .registry import Registry, current_registry, use_registry
+from .spec import BackboneSpec, CommandSpec, DatasetSpec, DetectorSpec, PerturbationSpec, WeightsSpec
+from .transforms import PreprocessPolicy
+
+__version__ = "0.1.0"
+
+
+def load_detector(name: str, registry: Registry | None = None, **params: Any) -> Detector:
+    """Build an unfitted detector by name; ``params`` override the spec's defaults."""
+    registry = registry or current_registry()
+    spec = registry.detector(name)
+    merged = {**spec.params, **params}
+    unknown = sorted(set(params) - set(spec.params))
+    if unknown and spec.params:
+        raise TypeError(f"detector {name!r} has no parameter(s) {', '.join(unknown)}; "
+                        f"its parameters: {', '.join(sorted(spec.params))}")
+    with use_registry(registry):
+        detector = spec.factory(**merged)
+    detector.name = spec.name
+    detector.params = merged
+    return detector
+
+
+def load_fitted(path: str | Path, registry: Registry | None = None, **overrides: Any) -> Detector:
+    """Load a detector saved with ``Detector.save``; the method must be installed (any plugin works)."""
+    meta = read_meta(path)
+    detector = load_detector(meta["detector"], registry=registry, **{**meta["params"], **overrides})
+    with use_registry(registry or current_registry()):
+        detector._load_state(Path(path))
+    detector.fitted = True
+    return detector
+
+
+def load_dataset(source: str | Path, layout: str | None = None, registry: Registry | None = None,
+                 **params: Any) -> DatasetIndex:
+    """A dataset by registered name (e.g. ``"zoo"``) or by folder/manifest path (layout detected)."""
+    from .data.layouts import open_dataset
+    return open_dataset(source, layout=layout, registry=registry or current_registry(), **params)
+
+
+def samples_from(path: str | Path) -> list[Sample]:
+    """Unlabelled samples for every image file under ``path`` (a file or a folder), sorted by path."""
+    from .data.layouts import scan_images
+    path = Path(path)
+    files = [path] if path.is_file() else scan_images(path)
+    return [Sample(path=f, label=-1) for f in files]
+
+
+__all__ = [
+    "BackboneSpec", "CommandSpec", "DatasetIndex", "DatasetSpec", "Detector", "DetectorSpec", "PerturbationSpec",
+    "PreprocessPolicy", "Registry", "RunContext", "Sample", "WeightsSpec", "current_registry",
+    "get_plugin_manager", "hookimpl", "hookspec", "load_dataset", "load_detector", "load_fitted",
+    "samples_from", "use_registry",
+]

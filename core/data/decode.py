@@ -1,0 +1,90 @@
+"""Safe image decoding: any odd mode becomes 8-bit RGB, and anything unreadable raises one clear error."""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+DEFAULT_MAX_PIXELS = 64_000_000  # about 8000 x 8000; override with $DFZOO_MAX_IMAGE_PIXELS
+
+
+class ImageDecodeError(Exception):
+    """An image that cannot be used; ``reason`` is short and meant for reports."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+def max_pixels() -> int:
+    return int(os.environ.get("DFZOO_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS))
+
+
+def load_image(source: str | Path | bytes | Image.Image) -> Image.Image:
+    """Decode ``source`` to an 8-bit RGB image with EXIF orientation applied.
+
+    Handles palette, RGBA/LA (alpha dropped), greyscale, 1-bit, CMYK, 16-bit and float images. Raises
+    :class:`ImageDecodeError` for empty, truncated, corrupt, non-image or over-large (decompression bomb)
+    input.
+    """
+    label = "<bytes>" if isinstance(source, bytes) else str(source) if not isinstance(source, Image.Image) else "<image>"
+    if isinstance(source, Image.Image):
+        return _to_rgb(source)
+    try:
+        if isinstance(source, bytes):
+            if not source:
+                raise ImageDecodeError(label, "empty file")
+            handle = io.BytesIO(source)
+        else:
+            if os.path.getsize(source) == 0:
+                raise ImageDecodeError(label, "empty file")
+            handle = open(source, "rb")
+        with handle, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(handle) as image:
+                width, height = image.size
+                if width * height > max_pixels():
+                    raise ImageDecodeError(label, f"too large ({width}x{height} > {max_pixels()} pixels; "
+                                                  "set DFZOO_MAX_IMAGE_PIXELS to allow)")
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return _to_rgb(image)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ImageDecodeError(label, f"decompression bomb: {error}") from error
+    except FileNotFoundError as error:
+        raise ImageDecodeError(label, "file not found") from error
+    except Image.UnidentifiedImageError as error:
+        raise ImageDecodeError(label, "not an image (unidentified format)") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        message = str(error)
+        reason = "truncated image" if "truncated" in message.lower() else f"corrupt image ({message})"
+        raise ImageDecodeError(label, reason) from error
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image.copy() if image.readonly else image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
+        array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(array, mode="L").convert("RGB")
+    if mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(np.nanmin(array)), float(np.nanmax(array))
+        scale = 255.0 / (high - low) if high > low else 0.0
+        return Image.fromarray(((array - low) * scale).astype(np.uint8), mode="L").convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        image = image.convert("RGBA")
+        return image.convert("RGB")
+    return image.convert("RGB")

