@@ -28,6 +28,9 @@ class DetectorSpec:
     ``factory(**params)`` builds an unfitted detector; ``params`` are its defaults, merged under what the
     user passes. ``weight_params`` names the parameters whose values are backbone or weights names, so the
     zoo can tell (without building anything) whether the detector's weights resolve on this machine.
+    ``smoke_params`` is a tiny, fast configuration (random-initialised small models, one epoch) that the
+    contract tests run for every registered detector; ``"backbone": "tiny_cnn"`` means the tests' own
+    random 32 px backbone.
     """
 
     name: str
@@ -37,6 +40,7 @@ class DetectorSpec:
     trainable: bool = True
     params: Mapping[str, Any] = field(default_factory=dict)
     weight_params: tuple[str, ...] = ("backbone",)
+    smoke_params: Mapping[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
 
 
