@@ -1,0 +1,68 @@
+"""Feature extraction: cache keyed by backbone, weights, preprocessing, perturbation and content."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dfzoo.data.sample import Sample
+from dfzoo.features import FeatureCache, cache_key, extract_features, load_backbone
+from dfzoo.transforms import PreprocessPolicy, make_perturbation
+
+
+@pytest.fixture
+def samples(folder_dataset):
+    return [Sample(path=p, label=0) for p in sorted(folder_dataset.rglob("*.png"))[:10]]
+
+
+def test_cold_then_warm_reads_the_cache(registry, samples):
+    backbone = load_backbone("tiny_cnn")
+    cold = extract_features(samples, backbone, progress=False)
+    warm = extract_features(samples, backbone, progress=False)
+    assert cold.cached == 0 and warm.cached == len(samples)
+    np.testing.assert_array_equal(cold.vectors, warm.vectors)
+    assert np.isfinite(cold.vectors).all()
+
+
+def test_cache_separates_preprocessing_and_perturbation(registry, samples):
+    backbone = load_backbone("tiny_cnn")
+    base = cache_key(backbone, PreprocessPolicy(), make_perturbation("none"), 0)
+    assert base != cache_key(backbone, PreprocessPolicy("center_crop"), make_perturbation("none"), 0)
+    assert base != cache_key(backbone, PreprocessPolicy(), make_perturbation("jpeg:quality=50"), 0)
+    plain = extract_features(samples, backbone, progress=False)
+    blurred = extract_features(samples, backbone, perturbation=make_perturbation("blur:sigma=2"), progress=False)
+    assert blurred.cached == 0
+    assert not np.allclose(plain.vectors, blurred.vectors)
+
+
+def test_same_content_at_another_path_is_a_cache_hit(registry, samples, tmp_path):
+    backbone = load_backbone("tiny_cnn")
+    extract_features(samples[:1], backbone, progress=False)
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(samples[0].path.read_bytes())
+    assert extract_features([Sample(path=copy, label=0)], backbone, progress=False).cached == 1
+
+
+def test_undecodable_images_are_nan_with_a_reason(registry, samples, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    missing = Sample(path=tmp_path / "gone.png", label=0)
+    result = extract_features([samples[0], Sample(path=bad, label=1), missing], load_backbone("tiny_cnn"),
+                              progress=False)
+    assert result.ok.tolist() == [True, False, False]
+    assert np.isnan(result.vectors[1]).all()
+    assert "not an image" in result.errors[1]
+
+
+def test_cache_survives_reopening(tmp_path):
+    cache = FeatureCache("k", root=tmp_path)
+    cache.put_many({"a": np.arange(3, dtype=np.float32)})
+    cache.close()
+    again = FeatureCache("k", root=tmp_path)
+    np.testing.assert_array_equal(again.get_many(["a", "b"])["a"], [0, 1, 2])
+    assert len(again) == 1
+
+
+def test_random_backbone_identity_is_honest(registry):
+    backbone = load_backbone("tiny_cnn")
+    assert not backbone.pretrained
+    assert backbone.weights_identity.startswith("random-init:")

@@ -1,0 +1,124 @@
+"""The plugin system: built-ins, third-party entry points, broken plugins, duplicates, misspelled hooks."""
+from __future__ import annotations
+
+import inspect
+import textwrap
+from pathlib import Path
+
+import pluggy
+import pytest
+
+import dfzoo
+from dfzoo import hookspecs
+from dfzoo.manager import get_plugin_manager
+from dfzoo.registry import Registry, RegistryError, UnknownNameError
+
+
+def install_fake_distribution(root: Path, name: str, module_source: str) -> None:
+    """Write a module plus a ``.dist-info`` with a ``dfzoo`` entry point, as ``pip install`` would."""
+    (root / f"{name}_plugin.py").write_text(textwrap.dedent(module_source))
+    info = root / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[dfzoo]\n{name} = {name}_plugin\n")
+
+
+THIRD_PARTY = """
+    import numpy as np
+    import dfzoo
+
+    class Brightness(dfzoo.Detector):
+        trainable = False
+        def score(self, samples):
+            return np.zeros(len(samples))
+
+    @dfzoo.hookimpl
+    def dfzoo_detectors():
+        yield dfzoo.DetectorSpec(name="thirdparty_brightness", summary="third-party test detector",
+                                 factory=lambda **p: Brightness(**p), trainable=False)
+"""
+
+
+def test_builtin_plugins_offer_both_univfd_detectors():
+    registry = Registry(get_plugin_manager(autoload=False))
+    assert {"clip_probe", "nn_cosine"} <= set(registry.names("detector"))
+    assert registry.provider("detector", "nn_cosine") == "dfzoo.plugins.univfd"
+
+
+def test_entry_point_plugin_adds_a_detector_without_changing_dfzoo(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, "dfzoo_thirdparty", THIRD_PARTY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry(get_plugin_manager())
+    assert "thirdparty_brightness" in registry.names("detector")
+    detector = dfzoo.load_detector("thirdparty_brightness", registry=registry)
+    assert detector.score([dfzoo.Sample(path=None, label=-1)]).shape == (1,)
+
+
+def test_autoload_can_be_turned_off_by_environment(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, "dfzoo_thirdparty", THIRD_PARTY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("DFZOO_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert "thirdparty_brightness" not in Registry(get_plugin_manager()).names("detector")
+
+
+def test_broken_third_party_plugin_is_reported_and_skipped(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, "dfzoo_broken", "raise ImportError('needs a package you lack')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry(get_plugin_manager())
+    assert "nn_cosine" in registry.names("detector")
+    assert any("dfzoo_broken" in p.plugin and "needs a package you lack" in p.error for p in registry.problems)
+
+
+def test_plugin_whose_hook_raises_is_reported_and_skipped():
+    class Raising:
+        @dfzoo.hookimpl
+        def dfzoo_detectors(self):
+            raise RuntimeError("boom")
+
+    registry = Registry(get_plugin_manager(autoload=False, extra_plugins=(Raising(),)))
+    assert "nn_cosine" in registry.names("detector")
+    assert any("boom" in p.error for p in registry.problems)
+
+
+def test_misspelled_hook_is_rejected():
+    class Misspelled:
+        @dfzoo.hookimpl
+        def dfzoo_detector(self):  # missing "s"
+            return []
+
+    with pytest.raises(pluggy.PluginValidationError):
+        get_plugin_manager(autoload=False, extra_plugins=(Misspelled(),))
+
+
+def test_duplicate_name_raises_and_names_both_providers():
+    class Duplicate:
+        @dfzoo.hookimpl
+        def dfzoo_detectors(self):
+            yield dfzoo.DetectorSpec(name="nn_cosine", summary="impostor", factory=lambda **p: None)
+
+    with pytest.raises(RegistryError, match=r"nn_cosine.*dfzoo\.plugins\.univfd.*Duplicate|nn_cosine.*by"):
+        Registry(get_plugin_manager(autoload=False, extra_plugins=(Duplicate(),)))
+
+
+def test_unknown_name_suggests_close_matches(registry):
+    with pytest.raises(UnknownNameError, match="did you mean nn_cosine"):
+        registry.detector("nn_cosin")
+
+
+def test_unknown_detector_parameter_is_a_clear_error(registry):
+    with pytest.raises(TypeError, match="no parameter.*backbon"):
+        dfzoo.load_detector("nn_cosine", backbon="tiny_cnn")
+
+
+def test_weights_needed_follows_backbone_parameter(registry):
+    assert registry.weights_needed("nn_cosine") == ["clip_vit_l14_openai"]
+    assert registry.weights_needed("nn_cosine", {"backbone": "efficientnet_lite0"}) == ["efficientnet_lite0_in1k"]
+
+
+@pytest.mark.parametrize("name", [n for n, _ in inspect.getmembers(hookspecs, inspect.isfunction)
+                                  if n.startswith("dfzoo_")])
+def test_every_hook_is_documented_with_an_example(name):
+    doc = inspect.getdoc(getattr(hookspecs, name)) or ""
+    assert "Called when" in doc, f"{name} must say when it is called"
+    assert "Example::" in doc and "@dfzoo.hookimpl" in doc, f"{name} needs an example plugin"
+    assert name in (Path(__file__).parents[1] / "README.md").read_text(), f"{name} missing from README"
