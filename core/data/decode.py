@@ -22,7 +22,14 @@ class ImageDecodeError(Exception):
 
 
 def max_pixels() -> int:
-    return int(os.environ.get("DFZOO_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS))
+    """The largest image (width x height) decoded; ``$DFZOO_MAX_IMAGE_PIXELS`` overrides the default."""
+    raw = os.environ.get("DFZOO_MAX_IMAGE_PIXELS", "")
+    if not raw.strip():
+        return DEFAULT_MAX_PIXELS
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"DFZOO_MAX_IMAGE_PIXELS={raw!r} is not a whole number of pixels") from None
 
 
 def load_image(source: str | Path | bytes | Image.Image) -> Image.Image:
@@ -35,6 +42,7 @@ def load_image(source: str | Path | bytes | Image.Image) -> Image.Image:
     label = "<bytes>" if isinstance(source, bytes) else str(source) if not isinstance(source, Image.Image) else "<image>"
     if isinstance(source, Image.Image):
         return _to_rgb(source)
+    limit = max_pixels()
     try:
         if isinstance(source, bytes):
             if not source:
@@ -48,12 +56,11 @@ def load_image(source: str | Path | bytes | Image.Image) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(handle) as image:
                 width, height = image.size
-                if width * height > max_pixels():
-                    raise ImageDecodeError(label, f"too large ({width}x{height} > {max_pixels()} pixels; "
+                if width * height > limit:
+                    raise ImageDecodeError(label, f"too large ({width}x{height} > {limit} pixels; "
                                                   "set DFZOO_MAX_IMAGE_PIXELS to allow)")
                 image.load()
-                image = ImageOps.exif_transpose(image)
-                return _to_rgb(image)
+                return _to_rgb(_exif_transpose(image))
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as error:
@@ -66,6 +73,16 @@ def load_image(source: str | Path | bytes | Image.Image) -> Image.Image:
         message = str(error)
         reason = "truncated image" if "truncated" in message.lower() else f"corrupt image ({message})"
         raise ImageDecodeError(label, reason) from error
+    except Exception as error:  # a decoder plugin failing in its own way is still just a bad file here
+        raise ImageDecodeError(label, f"corrupt image ({type(error).__name__}: {error})") from error
+
+
+def _exif_transpose(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; malformed EXIF leaves the pixels as stored rather than losing the image."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:
+        return image
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -78,13 +95,29 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(array, mode="L").convert("RGB")
     if mode == "F":
-        array = np.asarray(image, dtype=np.float64)
-        low, high = float(np.nanmin(array)), float(np.nanmax(array))
-        scale = 255.0 / (high - low) if high > low else 0.0
-        return Image.fromarray(((array - low) * scale).astype(np.uint8), mode="L").convert("RGB")
+        return Image.fromarray(_float_to_uint8(np.asarray(image, dtype=np.float64)), mode="L").convert("RGB")
     if mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         image = image.convert("RGBA")
         return image.convert("RGB")
     return image.convert("RGB")
+
+
+def _float_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Float pixels to 0..255: values in [0, 1] are scaled by 255, values in [0, 255] kept, any other range
+    stretched min..max; NaN and infinities become 0."""
+    finite = np.isfinite(array)
+    if not finite.any():
+        return np.zeros(array.shape, dtype=np.uint8)
+    low, high = float(array[finite].min()), float(array[finite].max())
+    if low >= 0.0 and high <= 1.0:
+        scaled = array * 255.0
+    elif low >= 0.0 and high <= 255.0:
+        scaled = array
+    elif high > low:
+        scaled = (array - low) * (255.0 / (high - low))
+    else:  # a constant outside 0..255: as near as 8 bits get
+        scaled = np.full(array.shape, min(max(low, 0.0), 255.0))
+    scaled = np.where(finite, scaled, 0.0)
+    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
