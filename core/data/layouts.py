@@ -1,0 +1,405 @@
+"""Dataset layouts on disk, and :func:`open_dataset`, which finds the right one for a folder or manifest.
+
+Each layout is a pair of plain functions (``detect_*`` looks at a few folder names, ``load_*`` walks the
+tree once with ``os.scandir``); :mod:`dfzoo.plugins.datasets` offers them as :class:`~dfzoo.DatasetSpec`
+plugins, so a third-party layout is found the same way. Loading never decodes an image: bad images are
+the decoder's business (:func:`dfzoo.data.decode.load_image`, ``dfzoo data inspect``).
+
+What a layout could not use is never dropped silently: files go to ``DatasetIndex.skipped`` with a reason,
+and suspicious structure (an empty label folder, a generator with one class) to ``metadata["warnings"]``.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .families import REAL_FAMILY, known_family
+from .sample import FAKE, REAL, REAL_POOL, DatasetIndex, Sample
+from .scan import IMAGE_EXTENSIONS, Folder, child_dirs, is_image_name, scan_images, walk_folders
+
+if TYPE_CHECKING:
+    from ..registry import Registry
+    from ..spec import DatasetSpec
+
+log = logging.getLogger(__name__)
+
+# folder names that mean a split, as found on disk (lower case) -> the split recorded in Sample.split
+SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+          "test": "test", "testing": "test"}
+FORENSYNTHS_LABELS = {"0_real": REAL, "1_fake": FAKE}
+GENIMAGE_LABELS = {"nature": REAL, "ai": FAKE}
+CIFAKE_LABELS = {"real": REAL, "fake": FAKE}
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be opened as asked; the message says what was expected and what was found."""
+
+
+# -- shared bookkeeping ----------------------------------------------------------------------------------
+
+
+class IndexBuilder:
+    """Collects samples, skipped files and warnings while a layout walks a tree, then checks the result.
+
+    ``label_dir`` given to :meth:`add` is the folder (relative parts) that says the label; every such folder
+    seen (via :meth:`saw_label_dir`) and left without images becomes a warning.
+    """
+
+    def __init__(self, root: Path, layout: str, families: Mapping[str, str] | None = None) -> None:
+        self.root = root
+        self.layout = layout
+        self.user_families = dict(families or {})
+        self.samples: list[Sample] = []
+        self.skipped: list[tuple[str, str]] = []
+        self.warnings: list[str] = []
+        self.families: dict[str, str] = {}
+        self._label_dirs: dict[tuple[str, ...], int] = {}
+
+    def family_of(self, generator: str) -> str:
+        if generator in self.user_families:
+            return self.user_families[generator]
+        return REAL_FAMILY if generator == REAL_POOL else known_family(generator)
+
+    def saw_label_dir(self, parts: tuple[str, ...]) -> None:
+        self._label_dirs.setdefault(parts, 0)
+
+    def add(self, folder: Folder, label: int, generator: str, split: str = "",
+            label_dir: tuple[str, ...] | None = None, family: str | None = None) -> None:
+        """Every image of ``folder`` as a sample; reals get family "real", fakes their generator's family."""
+        gen_family = self.family_of(generator) if family is None else family
+        if gen_family and generator not in self.families:
+            self.families[generator] = gen_family
+        sample_family = REAL_FAMILY if label == REAL else gen_family
+        base = folder.path
+        self.samples.extend(Sample(path=base / name, label=label, generator=generator, family=sample_family,
+                                   split=split) for name in folder.images)
+        if label_dir is not None:
+            self._label_dirs[label_dir] = self._label_dirs.get(label_dir, 0) + len(folder.images)
+
+    def skip(self, folder: Folder, names: Iterable[str], reason: str) -> None:
+        self.skipped.extend((str(folder.path / name), reason) for name in names)
+
+    def skip_others(self, folder: Folder) -> None:
+        """Non-image files: recorded, with their extension, so a stray archive or README is visible."""
+        for name in folder.others:
+            suffix = Path(name).suffix.lower()
+            what = f"{suffix} file" if suffix else "file without extension"
+            self.skipped.append((str(folder.path / name), f"not an image ({what})"))
+
+    def build(self, name: str | None = None, **metadata: Any) -> DatasetIndex:
+        for parts, count in sorted(self._label_dirs.items()):
+            if count == 0:
+                self.warnings.append(f"{'/'.join(parts)}: folder holds no images")
+        self.warnings.extend(one_class_warnings(self.samples))
+        index = DatasetIndex(name=name or self.root.name, layout=self.layout, root=self.root,
+                             samples=self.samples, families=dict(sorted(self.families.items())),
+                             skipped=self.skipped, metadata={"warnings": self.warnings, **metadata})
+        for warning in self.warnings:
+            log.warning("%s: %s", index.name, warning)
+        return index
+
+
+def one_class_warnings(samples: Iterable[Sample]) -> list[str]:
+    """Say which generators have only one class in a split (reals of the shared pool count for every one)."""
+    counts = Counter((s.split, s.generator, s.label) for s in samples)
+    splits = sorted({split for split, _, _ in counts})
+    warnings = []
+    for split in splits:
+        where = f" in split {split!r}" if split else ""
+        generators = sorted({g for s, g, _ in counts if s == split and g != REAL_POOL})
+        pool = counts.get((split, REAL_POOL, REAL), 0)
+        for generator in generators:
+            reals, fakes = counts.get((split, generator, REAL), 0), counts.get((split, generator, FAKE), 0)
+            if not fakes:
+                warnings.append(f"generator {generator!r}{where} has {reals} real and no fake images")
+            elif not reals and not pool:
+                warnings.append(f"generator {generator!r}{where} has {fakes} fake and no real images")
+        if pool and not generators:
+            warnings.append(f"the real pool{where} has {pool} images but there are no fakes")
+        fakes_of_pool = counts.get((split, REAL_POOL, FAKE), 0)
+        if fakes_of_pool:
+            warnings.append(f"{fakes_of_pool} fake images{where} are filed under the reserved generator "
+                            f"{REAL_POOL!r}")
+    return warnings
+
+
+def _label_index(parts: tuple[str, ...], labels: Mapping[str, int]) -> int:
+    for i, part in enumerate(parts):
+        if part.lower() in labels:
+            return i
+    return -1
+
+
+def _strip_split(prefix: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    if prefix and prefix[0].lower() in SPLITS:
+        return SPLITS[prefix[0].lower()], prefix[1:]
+    return "", prefix
+
+
+def _root(root: str | Path) -> Path:
+    path = Path(root).expanduser().absolute()
+    if not path.is_dir():
+        raise DatasetError(f"{path} is not a folder")
+    return path
+
+
+# -- detection helpers ----------------------------------------------------------------------------------
+
+_LABEL_NAMES = frozenset({*FORENSYNTHS_LABELS, *GENIMAGE_LABELS, *CIFAKE_LABELS})
+
+
+def find_dir(root: Path, match: Callable[[tuple[str, ...]], bool], max_depth: int) -> bool:
+    """Breadth-first over folder names only, down to ``max_depth``: is there a folder whose parts match?
+
+    Label folders (0_real, nature, REAL...) are not entered: no layout keeps its structure inside them,
+    and they hold the bulk of the files.
+    """
+    level: list[tuple[str, ...]] = [()]
+    for _ in range(max_depth):
+        following = []
+        for parts in level:
+            for name in child_dirs(root.joinpath(*parts)):
+                child = parts + (name,)
+                if match(child):
+                    return True
+                if name.lower() not in _LABEL_NAMES:
+                    following.append(child)
+        level = following
+        if not level:
+            break
+    return False
+
+
+# -- ForenSynths (CNNDetection) -------------------------------------------------------------------------
+
+
+def detect_forensynths(root: Path) -> bool:
+    """A 0_real or 1_fake folder within four levels (root/[split/]gen/[class/]label)."""
+    return Path(root).is_dir() and find_dir(Path(root), lambda p: p[-1].lower() in FORENSYNTHS_LABELS, 4)
+
+
+def load_forensynths(root: str | Path, families: Mapping[str, str] | None = None,
+                     generator: str = "") -> DatasetIndex:
+    """``<root>/[<split>/]<gen>/[<class>/]{0_real,1_fake}/**`` (ForenSynths / CNNDetection, UniversalFakeDetect).
+
+    Reals keep their folder's generator (they were drawn for it). ``families`` maps generator -> family
+    (well-known names are filled in anyway). ``generator`` names one generator for the whole tree, making
+    the first level classes (ProGAN's training set: ``<root>/<class>/{0_real,1_fake}``). A root that holds
+    the label folders itself is one generator named after the root.
+    """
+    path = _root(root)
+    builder = IndexBuilder(path, "forensynths", families)
+    for folder in walk_folders(path):
+        parts = folder.parts
+        i = _label_index(parts, FORENSYNTHS_LABELS)
+        builder.skip_others(folder)
+        if i >= 0 and i == len(parts) - 1:
+            builder.saw_label_dir(parts)
+        if not folder.images:
+            continue
+        if i < 0:
+            builder.skip(folder, folder.images, "image outside any 0_real/1_fake folder")
+            continue
+        split, prefix = _strip_split(parts[:i])
+        name = generator or (prefix[0] if prefix else path.name)
+        builder.add(folder, FORENSYNTHS_LABELS[parts[i].lower()], name, split, label_dir=parts[:i + 1])
+    return builder.build()
+
+
+# -- GenImage -------------------------------------------------------------------------------------------
+
+
+def _genimage_label_index(parts: tuple[str, ...]) -> int:
+    for i in range(1, len(parts)):
+        if parts[i].lower() in GENIMAGE_LABELS and parts[i - 1].lower() in SPLITS:
+            return i
+    return -1
+
+
+def detect_genimage(root: Path) -> bool:
+    """A {train,val}/{nature,ai} pair within four levels (root/gen/[subset/]split/label)."""
+    return Path(root).is_dir() and find_dir(
+        Path(root), lambda p: len(p) >= 2 and p[-1].lower() in GENIMAGE_LABELS and p[-2].lower() in SPLITS, 4)
+
+
+def load_genimage(root: str | Path, families: Mapping[str, str] | None = None) -> DatasetIndex:
+    """``<root>/<gen>/[<subset>/]{train,val}/{nature,ai}/**`` (GenImage).
+
+    The split is kept as the dataset names it: GenImage's "val" is its test set, and the harness tests on
+    "val" when a dataset has no "test" split. Reals (ImageNet "nature" images) keep their folder's generator.
+    """
+    path = _root(root)
+    builder = IndexBuilder(path, "genimage", families)
+    for folder in walk_folders(path):
+        parts = folder.parts
+        i = _genimage_label_index(parts)
+        builder.skip_others(folder)
+        if i >= 0 and i == len(parts) - 1:
+            builder.saw_label_dir(parts)
+        if not folder.images:
+            continue
+        if i < 0:
+            builder.skip(folder, folder.images, "image outside any {train,val}/{nature,ai} folder")
+            continue
+        prefix = parts[:i - 1]
+        name = prefix[0] if prefix else path.name
+        builder.add(folder, GENIMAGE_LABELS[parts[i].lower()], name, SPLITS[parts[i - 1].lower()],
+                    label_dir=parts[:i + 1])
+    return builder.build()
+
+
+# -- CIFAKE ---------------------------------------------------------------------------------------------
+
+
+def _cifake_base(folder: Path) -> bool:
+    names = {n.lower() for n in child_dirs(folder)}
+    if names & CIFAKE_LABELS.keys():
+        return True
+    return any(split.lower() in SPLITS and {n.lower() for n in child_dirs(folder / split)} & CIFAKE_LABELS.keys()
+               for split in child_dirs(folder))
+
+
+def detect_cifake(root: Path) -> bool:
+    """REAL/FAKE folders (any case) in the root or in its train/test folders, or the same one level down
+    when the root holds a single folder (``<root>/cifake/REAL``)."""
+    root = Path(root)
+    if not root.is_dir():
+        return False
+    if _cifake_base(root):
+        return True
+    children = child_dirs(root)
+    return len(children) == 1 and _cifake_base(root / children[0])
+
+
+def load_cifake(root: str | Path, generator: str = "sd14", family: str = "diffusion") -> DatasetIndex:
+    """``<root>/[<x>/][{train,test}/]{REAL,FAKE}/**`` (CIFAKE and other one-generator real/fake folders).
+
+    Reals form the shared pool (generator "real", family "real"); fakes get ``generator`` and ``family``.
+    """
+    path = _root(root)
+    builder = IndexBuilder(path, "cifake", {generator: family})
+    for folder in walk_folders(path):
+        parts = folder.parts
+        i = _label_index(parts, CIFAKE_LABELS)
+        builder.skip_others(folder)
+        if i >= 0 and i == len(parts) - 1:
+            builder.saw_label_dir(parts)
+        if not folder.images:
+            continue
+        if i < 0:
+            builder.skip(folder, folder.images, "image outside any REAL/FAKE folder")
+            continue
+        prefix = parts[:i]
+        split = SPLITS.get(prefix[-1].lower(), "") if prefix else ""
+        label = CIFAKE_LABELS[parts[i].lower()]
+        builder.add(folder, label, REAL_POOL if label == REAL else generator, split, label_dir=parts[:i + 1])
+    return builder.build(generator=generator)
+
+
+# -- opening a dataset ----------------------------------------------------------------------------------
+
+
+def _any_image(root: Path) -> bool:
+    return any(folder.images for folder in walk_folders(root))
+
+
+def _layouts(registry: Registry) -> list[DatasetSpec]:
+    specs = [entry.spec for entry in registry.entries("dataset") if entry.spec.needs_root]
+    return sorted(specs, key=lambda spec: (-spec.priority, spec.name))
+
+
+def _expectations(specs: Iterable[DatasetSpec], notes: Mapping[str, str] | None = None) -> str:
+    notes = notes or {}
+    lines = [f"  {spec.name}: {spec.summary}{notes.get(spec.name, '')}" for spec in specs]
+    return "\n".join(lines)
+
+
+def detect_layout(path: Path, registry: Registry) -> DatasetSpec:
+    """The first layout (highest priority, then name) whose ``detect`` recognises ``path``."""
+    specs = _layouts(registry)
+    notes: dict[str, str] = {}
+    for spec in specs:
+        if spec.detect is None:
+            notes[spec.name] = " (no auto-detection; pass it by name)"
+            continue
+        try:
+            if spec.detect(path):
+                log.debug("%s: detected layout %s", path, spec.name)
+                return spec
+        except Exception as error:  # a third-party detector must not break opening other datasets
+            log.warning("layout %s failed to inspect %s: %s", spec.name, path, error)
+            notes[spec.name] = f" (its detector failed: {type(error).__name__}: {error})"
+    if path.is_dir() and not _any_image(path):
+        raise DatasetError(f"{path} holds no image files "
+                           f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))}; hidden files skipped)")
+    what = "file" if path.is_file() else "folder"
+    raise DatasetError(f"no dataset layout recognises the {what} {path}. Layouts tried, and what each "
+                       f"expects:\n{_expectations(specs, notes)}\n"
+                       f"Rename the folders to one of these, pass a layout by name, or write a CSV/JSONL manifest "
+                       f"(columns path,label,generator).")
+
+
+def load_with(spec: DatasetSpec, root: Path | None, params: Mapping[str, Any]) -> DatasetIndex:
+    """Call ``spec.load`` with its default params under the given ones (unknown params are an error)."""
+    unknown = sorted(set(params) - set(spec.params))
+    if unknown and spec.params:
+        raise DatasetError(f"dataset {spec.name!r} has no parameter(s) {', '.join(unknown)}; "
+                           f"its parameters: {', '.join(sorted(spec.params))}")
+    index = spec.load(root, **{**spec.params, **params})
+    index.metadata.setdefault("warnings", [])
+    return index
+
+
+def open_dataset(source: str | Path, layout: str | None = None, registry: Registry | None = None,
+                 **params: Any) -> DatasetIndex:
+    """A dataset by registered name (``"zoo"``), or a folder / CSV-JSONL manifest with its layout found.
+
+    ``layout`` names a registered layout and skips detection; ``params`` go to the layout's ``load``.
+    Raises ``FileNotFoundError`` for a missing path, :class:`DatasetError` (a ``ValueError``) for an empty
+    folder, an unrecognised layout or a layout that finds nothing, and ``UnknownNameError`` (a ``KeyError``,
+    with close names suggested) for an unknown layout name.
+    """
+    if registry is None:
+        from ..registry import current_registry
+        registry = current_registry()
+    names = set(registry.names("dataset"))
+    if isinstance(source, str) and source in names:
+        named = registry.dataset(source)
+        if not named.needs_root:
+            if layout:
+                raise DatasetError(f"{source!r} is a named dataset; it takes no layout")
+            return load_with(named, None, params)
+    path = Path(source).expanduser()
+    if not path.exists():
+        if isinstance(source, str) and source in names:
+            raise FileNotFoundError(f"{source!r} is a layout, not a dataset: give a folder, e.g. "
+                                    f"`--dataset PATH --layout {source}`")
+        named = [spec.name for spec in (registry.dataset(n) for n in sorted(names)) if not spec.needs_root]
+        hint = f" and it is not a named dataset ({', '.join(named)})" if named else ""
+        raise FileNotFoundError(f"dataset path {path} does not exist{hint}")
+    if layout:
+        spec = registry.dataset(layout)
+        if not spec.needs_root:
+            raise DatasetError(f"{layout!r} is a named dataset, not a layout; layouts: "
+                               f"{', '.join(s.name for s in _layouts(registry))}")
+    else:
+        spec = detect_layout(path, registry)
+    index = load_with(spec, path, params)
+    if not index.samples:
+        if path.is_dir() and not _any_image(path):
+            raise DatasetError(f"{path} holds no image files")
+        examples = "; ".join(f"{p}: {r}" for p, r in index.skipped[:3])
+        raise DatasetError(f"layout {spec.name!r} found no labelled images in {path}. It expects: "
+                           f"{spec.summary}" + (f". Skipped {len(index.skipped)} files, e.g. {examples}"
+                                                if examples else ""))
+    return index
+
+
+__all__ = [
+    "DatasetError", "IndexBuilder", "SPLITS", "detect_cifake", "detect_forensynths", "detect_genimage",
+    "detect_layout", "find_dir", "is_image_name", "load_cifake", "load_forensynths", "load_genimage",
+    "load_with", "one_class_warnings", "open_dataset", "scan_images",
+]
