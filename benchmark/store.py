@@ -1,0 +1,139 @@
+"""The append-only result store: one JSON row per line in ``results.jsonl``, plus raw scores beside it.
+
+Layout of a store folder::
+
+    results.jsonl          one row per (protocol, detector, test generator, test perturbation) attempt
+    scores/<row_id>.npz    labels and raw scores of that row (for ROC curves and re-analysis)
+    models/<job_id>/       fitted detectors, reused when a run resumes
+
+Every row is flushed and fsynced as it is written, so an interrupted run keeps every finished row. A
+truncated last line (the process died mid-write) is ignored when reading and never glued to the next row.
+Rows are never rewritten: a retried key gets a new row and readers take the latest (:func:`latest_rows`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+RESULTS_FILE = "results.jsonl"
+OK, ERROR, SKIPPED = "ok", "error", "skipped"
+
+
+def clean_json(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> None, numpy scalars/arrays -> Python, tuples -> lists, other objects -> str."""
+    if isinstance(value, dict):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return clean_json(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+class ResultStore:
+    """A folder of results (see the module docstring). Safe to read while a run appends."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.results = self.root / RESULTS_FILE
+        self.scores_dir = self.root / "scores"
+        self.models_dir = self.root / "models"
+
+    # -- rows ------------------------------------------------------------------------------------------
+    def append(self, row: dict[str, Any]) -> None:
+        """Write one row durably (flush + fsync); repairs a truncated last line first."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(clean_json(row), sort_keys=True, allow_nan=False)
+        with open(self.results, "a+b") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":  # a torn last line: end it so it stays a lone bad line
+                    handle.write(b"\n")
+            handle.write(line.encode() + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every readable row in file order; unreadable lines (a torn write) are skipped with a warning."""
+        return list(self.iter_rows())
+
+    def iter_rows(self) -> Iterator[dict[str, Any]]:
+        if not self.results.exists():
+            return
+        with open(self.results, "rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    row = json.loads(raw)
+                except ValueError:
+                    log.warning("%s:%d: unreadable row skipped (interrupted write?)", self.results, number)
+                    continue
+                if isinstance(row, dict):
+                    yield row
+
+    def done_keys(self) -> set[str]:
+        """Keys of rows that finished successfully (errored and skipped keys are attempted again)."""
+        return {row["key"] for row in self.iter_rows() if row.get("status") == OK and "key" in row}
+
+    def latest(self) -> dict[str, dict[str, Any]]:
+        """The last row written for each key."""
+        return {row["key"]: row for row in self.iter_rows() if "key" in row}
+
+    # -- sidecars --------------------------------------------------------------------------------------
+    def save_scores(self, row_id: str, labels: np.ndarray, scores: np.ndarray,
+                    generators: Iterable[str] | None = None) -> Path:
+        """Raw labels and scores of a row (NaN kept) in ``scores/<row_id>.npz``; written atomically."""
+        self.scores_dir.mkdir(parents=True, exist_ok=True)
+        path = self.scores_dir / f"{row_id}.npz"
+        tmp = path.with_suffix(".tmp.npz")
+        arrays = {"labels": np.asarray(labels, dtype=np.int8), "scores": np.asarray(scores, dtype=np.float64)}
+        if generators is not None:
+            arrays["generators"] = np.asarray(list(generators), dtype=str)
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+        return path
+
+    def load_scores(self, row_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(labels, scores)`` of a row, or None when its sidecar is missing or unreadable."""
+        path = self.scores_dir / f"{row_id}.npz"
+        try:
+            with np.load(path) as data:
+                return data["labels"].astype(np.int64), data["scores"].astype(np.float64)
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def model_dir(self, job_id: str) -> Path:
+        return self.models_dir / job_id
+
+
+def latest_rows(rows: Iterable[dict[str, Any]], by: tuple[str, ...] = ("protocol", "label", "test_generator",
+                                                                       "test_perturbation")) -> list[dict[str, Any]]:
+    """The last row for each combination of ``by`` fields, in order of first appearance.
+
+    Readers use this so that a retried or re-configured run replaces what it re-computed.
+    """
+    chosen: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        chosen[tuple(str(row.get(k)) for k in by)] = row
+    return list(chosen.values())
+
+
+__all__ = ["ERROR", "OK", "RESULTS_FILE", "SKIPPED", "ResultStore", "clean_json", "latest_rows"]

@@ -1,0 +1,326 @@
+"""The benchmark harness end to end on a tiny generated dataset with a real (if simple) detector.
+
+This module also holds the test kit other benchmark tests import: ``HFEnergy`` (scores the high-frequency
+energy of an image, which separates tests/synthetic.py's planted fakes from smooth reals), a named tiny
+dataset plugin, and a detector whose weights never resolve.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import dfzoo
+from dfzoo.data.decode import ImageDecodeError, load_image
+from dfzoo.data.sample import REAL_POOL, DatasetIndex, Sample
+from dfzoo.manager import get_plugin_manager
+from dfzoo.registry import Registry, use_registry
+from tests.synthetic import planted_fake, smooth_image
+
+from dfzoo.benchmark.harness import run_benchmark
+from dfzoo.benchmark.protocol import parse_protocol
+from dfzoo.benchmark.store import ResultStore
+
+TINY_GENERATORS = {"gan_a": ("gan", 2), "gan_b": ("gan", 4), "diff_c": ("diffusion", 3)}
+
+
+class HFEnergy(dfzoo.Detector):
+    """Log energy of the Laplacian of the grey image, squashed around the midpoint learnt in ``fit``.
+
+    ``fail`` makes it raise in "fit" or "score" (the factory handles "factory"). Class-level counters let
+    tests see how often it was fitted; ``interrupt_after`` raises KeyboardInterrupt on a later score call.
+    """
+
+    trainable = True
+    fit_calls: Counter = Counter()
+    score_calls: Counter = Counter()
+    interrupt_after: int | None = None
+
+    def energy(self, sample: Sample, perturb: bool) -> float:
+        try:
+            image = load_image(sample.path if sample.path is not None else sample.image)
+        except ImageDecodeError:
+            return math.nan
+        if perturb:
+            image = self.context.test_perturbation(image, self.context.seed)
+        grey = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+        lap = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
+        return float(np.log(np.mean(lap ** 2) + 1e-8))
+
+    def fit(self, train: Sequence[Sample]) -> "HFEnergy":
+        HFEnergy.fit_calls[self.params.get("fail", "")] += 1
+        if self.params.get("fail") == "fit":
+            raise RuntimeError("fit exploded on purpose")
+        energies = np.array([self.energy(s, perturb=False) for s in train])
+        labels = np.array([s.label for s in train])
+        real, fake = np.nanmean(energies[labels == 0]), np.nanmean(energies[labels == 1])
+        self.mid, self.scale = float((real + fake) / 2), float(max(abs(fake - real) / 4, 1e-3))
+        self.fitted = True
+        return self
+
+    def score(self, samples: Sequence[Sample]) -> np.ndarray:
+        self._require_fitted()
+        HFEnergy.score_calls[self.params.get("fail", "")] += 1
+        if HFEnergy.interrupt_after is not None and sum(HFEnergy.score_calls.values()) > HFEnergy.interrupt_after:
+            raise KeyboardInterrupt
+        if self.params.get("fail") == "score":
+            raise ValueError("score exploded on purpose")
+        return self._scores(samples)
+
+    def _scores(self, samples: Sequence[Sample]) -> np.ndarray:
+        energies = np.array([self.energy(s, perturb=True) for s in samples])
+        return 1.0 / (1.0 + np.exp(-(energies - self.mid) / self.scale))
+
+    def describe(self) -> dict:
+        return {"feature": "laplacian-energy", "weights": "none"}
+
+    def extra_metrics(self, samples: Sequence[Sample]) -> dict:
+        scores = self._scores(samples)
+        labels = np.array([s.label for s in samples])
+        predicted = (scores >= 0.5).astype(int)
+        confusion = [[int(np.sum((labels == t) & (predicted == p))) for p in (0, 1)] for t in (0, 1)]
+        return {"confusion": confusion, "per_family": {"gan": 1.0, "diffusion": 0.5}}
+
+    def _save_state(self, folder: Path) -> None:
+        (folder / "state.json").write_text(json.dumps({"mid": self.mid, "scale": self.scale}))
+
+    def _load_state(self, folder: Path) -> None:
+        state = json.loads((folder / "state.json").read_text())
+        self.mid, self.scale = state["mid"], state["scale"]
+
+
+def make_hf_energy(fail: str = "") -> HFEnergy:
+    if fail == "factory":
+        raise RuntimeError("factory exploded on purpose")
+    return HFEnergy(fail=fail)
+
+
+def write_tiny_dataset(folder: Path, reals: int = 24, fakes: int = 12, corrupt: bool = False) -> Path:
+    """``folder/real/*.png`` (shared reals) and ``folder/<generator>/*.png`` fakes, 32 px."""
+    rng = np.random.default_rng(0)
+    (folder / REAL_POOL).mkdir(parents=True, exist_ok=True)
+    for i in range(reals):
+        Image.fromarray(smooth_image(rng)).save(folder / REAL_POOL / f"{i:03d}.png")
+    for generator, (_, period) in TINY_GENERATORS.items():
+        (folder / generator).mkdir(exist_ok=True)
+        for i in range(fakes):
+            Image.fromarray(planted_fake(rng, period=period)).save(folder / generator / f"{i:03d}.png")
+    if corrupt:
+        (folder / "gan_b" / "broken.png").write_bytes(b"this is not a png")
+    return folder
+
+
+def load_tiny_dataset(root: Path | None = None, folder: str = "") -> DatasetIndex:
+    base = Path(folder)
+    samples = []
+    for path in sorted(base.glob("*/*.png")):
+        generator = path.parent.name
+        family = "real" if generator == REAL_POOL else TINY_GENERATORS[generator][0]
+        samples.append(Sample(path=path, label=0 if generator == REAL_POOL else 1, generator=generator, family=family))
+    families = {g: f for g, (f, _) in TINY_GENERATORS.items()}
+    return DatasetIndex(name="tinyzoo", layout="tinyzoo", root=base, samples=samples, families=families)
+
+
+class BenchmarkTestPlugin:
+    """hf_energy, a detector needing weights that are never present, and the named dataset "tinyzoo"."""
+
+    @dfzoo.hookimpl
+    def dfzoo_detectors(self):
+        yield dfzoo.DetectorSpec(name="hf_energy", summary="high-frequency energy (tests)", factory=make_hf_energy,
+                                 params={"fail": ""})
+        yield dfzoo.DetectorSpec(name="needs_weights", summary="needs absent weights (tests)",
+                                 factory=lambda backbone="absent_weights": HFEnergy(),
+                                 params={"backbone": "absent_weights"})
+
+    @dfzoo.hookimpl
+    def dfzoo_weights(self):
+        yield dfzoo.WeightsSpec(name="absent_weights", summary="never present", library="file", files=("w.bin",))
+
+    @dfzoo.hookimpl
+    def dfzoo_datasets(self):
+        yield dfzoo.DatasetSpec(name="tinyzoo", summary="tiny generated zoo (tests)", load=load_tiny_dataset,
+                                needs_root=False, params={"folder": ""})
+
+
+def make_registry() -> Registry:
+    """Only what these tests need (perturbations + the test plugin): independent of other plugins' state."""
+    import dfzoo.plugins.perturbations as perturbations
+    return Registry(get_plugin_manager(builtins=False, autoload=False,
+                                       extra_plugins=(perturbations, BenchmarkTestPlugin())))
+
+
+def tiny_protocol(folder: Path, **overrides) -> dfzoo.benchmark.protocol.Protocol:
+    data = {"name": "tiny", "dataset": "tinyzoo", "dataset_params": {"folder": str(folder)},
+            "train_generators": ["gan_a"], "test_generators": "all", "bootstrap": 50,
+            "perturbations": ["none", "jpeg:quality=75"], "detectors": [{"name": "hf_energy"}]}
+    data.update(overrides)
+    return parse_protocol(data)
+
+
+@pytest.fixture
+def bench_registry() -> Registry:
+    HFEnergy.fit_calls.clear()
+    HFEnergy.score_calls.clear()
+    HFEnergy.interrupt_after = None
+    registry = make_registry()
+    with use_registry(registry):
+        yield registry
+    HFEnergy.interrupt_after = None
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    return write_tiny_dataset(tmp_path / "tiny")
+
+
+# -- tests -----------------------------------------------------------------------------------------------
+def test_end_to_end_rows(bench_registry: Registry, tiny_data: Path, tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    summary = run_benchmark([tiny_protocol(tiny_data)], store_dir, registry=bench_registry, progress=False)
+    rows = ResultStore(store_dir).rows()
+    assert summary.rows_ok == 6 and len(rows) == 6 and summary.jobs_run == 1
+    assert {(r["test_generator"], r["test_perturbation"]) for r in rows} == {
+        (g, p) for g in TINY_GENERATORS for p in ("none", "jpeg:quality=75")}
+    clean = {r["test_generator"]: r for r in rows if r["test_perturbation"] == "none"}
+    assert clean["gan_a"]["metrics"]["auc"] > 0.95 and clean["gan_b"]["metrics"]["auc"] > 0.9
+    assert clean["gan_a"]["seen_in_training"] and not clean["gan_b"]["seen_in_training"]
+    assert clean["diff_c"]["test_family"] == "diffusion"
+    row = clean["gan_b"]
+    assert row["label"] == "hf_energy" and row["params"] == {"fail": ""} and len(row["params_hash"]) == 12
+    assert row["describe"] == {"feature": "laplacian-energy", "weights": "none"}
+    assert row["threshold_policy"] == "fixed" and row["threshold"] == 0.5
+    assert row["dataset"]["name"] == "tinyzoo" and len(row["dataset"]["fingerprint"]) == 16
+    assert row["train_generators"] == ["gan_a"] and row["preprocess"]["key"] == "resize:model"
+    assert {"python", "torch", "numpy", "sklearn", "dfzoo", "timm", "open_clip", "diffusers"} <= set(row["versions"])
+    assert row["commit"]  # a hash in a checkout, else "unknown"
+    assert row["extra"]["confusion"][1][1] > 0 and row["fit_seconds"] >= 0
+    # gan_b was never trained on: all its 12 fakes; shared reals: only the test part (disjoint from training)
+    assert row["counts"]["test_fake"] == 12 and 0 < row["counts"]["test_real"] < 24
+    assert row["counts"]["train_real"] + row["counts"]["test_real"] == 24
+    low, high = row["metrics"]["auc_ci"]
+    assert low <= row["metrics"]["auc"] <= high
+    labels, scores = ResultStore(store_dir).load_scores(row["row_id"])
+    assert labels.sum() == 12 and len(scores) == row["counts"]["test_real"] + 12
+    assert (store_dir / "models" / row["job_id"] / "dfzoo-detector.json").exists()
+    # shared reals are scored once per perturbation, not once per test generator
+    assert sum(HFEnergy.score_calls.values()) == 6
+
+
+def test_rerun_skips_finished_rows(bench_registry: Registry, tiny_data: Path, tmp_path: Path) -> None:
+    protocol = tiny_protocol(tiny_data)
+    run_benchmark(protocol, tmp_path / "store", registry=bench_registry, progress=False)
+    again = run_benchmark(protocol, tmp_path / "store", registry=bench_registry, progress=False)
+    assert again.rows == [] and again.jobs_complete == 1 and again.jobs_run == 0
+    assert HFEnergy.fit_calls[""] == 1
+    assert len(ResultStore(tmp_path / "store").rows()) == 6
+    # A changed setting is a different job: its rows are computed (and the model fitted) afresh.
+    changed = run_benchmark(tiny_protocol(tiny_data, cap_per_class=6), tmp_path / "store", registry=bench_registry,
+                            progress=False)
+    assert changed.rows_ok == 6 and HFEnergy.fit_calls[""] == 2
+    assert all(r["counts"]["test_fake"] <= 6 for r in changed.rows)
+
+
+def test_resume_after_interrupt(bench_registry: Registry, tiny_data: Path, tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    protocol = tiny_protocol(tiny_data)
+    HFEnergy.interrupt_after = 2  # the third scoring call is interrupted (one call per row here)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(protocol, store_dir, registry=bench_registry, progress=False)
+    first = ResultStore(store_dir).rows()
+    assert len(first) == 2 and all(r["status"] == "ok" for r in first)
+    assert HFEnergy.fit_calls[""] == 1
+    HFEnergy.interrupt_after = None
+    resumed = run_benchmark(protocol, store_dir, registry=bench_registry, progress=False)
+    assert resumed.rows_ok == 4 and HFEnergy.fit_calls[""] == 1  # the saved model was reused, not refitted
+    assert all(r["model_reused"] for r in resumed.rows)
+    rows = ResultStore(store_dir).rows()
+    assert len({r["key"] for r in rows}) == 6 == len(rows)
+    # reloaded model gives the same numbers as a fresh fit would: compare against a clean run
+    fresh = run_benchmark(protocol, tmp_path / "fresh", registry=bench_registry, progress=False)
+    by_key = {(r["test_generator"], r["test_perturbation"]): r["metrics"]["auc"] for r in fresh.rows}
+    for r in rows:
+        assert r["metrics"]["auc"] == pytest.approx(by_key[(r["test_generator"], r["test_perturbation"])])
+
+
+def test_raising_detectors_are_recorded_and_others_go_on(bench_registry: Registry, tiny_data: Path,
+                                                         tmp_path: Path) -> None:
+    detectors = [{"name": "hf_energy", "params": {"fail": stage}} for stage in ("factory", "fit", "score")]
+    protocol = tiny_protocol(tiny_data, perturbations=["none"], detectors=[*detectors, {"name": "hf_energy"}])
+    summary = run_benchmark(protocol, tmp_path / "store", registry=bench_registry, progress=False)
+    by_label: dict[str, list[dict]] = {}
+    for row in summary.rows:
+        by_label.setdefault(row["label"], []).append(row)
+    assert [r["status"] for r in by_label["hf_energy"]] == ["ok"] * 3
+    for stage in ("factory", "fit", "score"):
+        rows = by_label[f"hf_energy[fail={stage}]"]
+        assert len(rows) == 3 and all(r["status"] == "error" for r in rows)
+        assert {r["error"]["stage"] for r in rows} == {stage}
+        assert "exploded on purpose" in rows[0]["error"]["message"]
+        assert "Traceback" in rows[0]["error"]["traceback"]
+    assert by_label["hf_energy[fail=score]"][0]["error"]["type"] == "ValueError"
+    # errors are retried on the next run; finished rows are not
+    again = run_benchmark(protocol, tmp_path / "store", registry=bench_registry, progress=False)
+    assert again.rows_ok == 0 and again.rows_error == 9
+
+
+def test_offline_only_records_skipped_detectors_once(bench_registry: Registry, tiny_data: Path,
+                                                      tmp_path: Path) -> None:
+    protocol = tiny_protocol(tiny_data, perturbations=["none"], offline_only=True, detectors=[{"name": "*"}])
+    summary = run_benchmark(protocol, tmp_path / "store", registry=bench_registry, progress=False)
+    skipped = [r for r in summary.rows if r["status"] == "skipped"]
+    assert {r["label"] for r in skipped} == {"needs_weights"} and len(skipped) == 3
+    assert "absent_weights" in skipped[0]["reason"]
+    assert summary.rows_ok == 3  # hf_energy ran
+    again = run_benchmark(protocol, tmp_path / "store", registry=bench_registry, progress=False)
+    assert again.rows == []  # the same skip is not written twice
+
+
+def test_nan_scores_are_counted_with_reasons(bench_registry: Registry, tmp_path: Path) -> None:
+    data = write_tiny_dataset(tmp_path / "tiny", corrupt=True)
+    summary = run_benchmark(tiny_protocol(data, perturbations=["none"]), tmp_path / "store",
+                            registry=bench_registry, progress=False)
+    row = next(r for r in summary.rows if r["test_generator"] == "gan_b")
+    assert row["status"] == "ok" and row["n_skipped"] == 1
+    assert row["metrics"]["n_nan"] == 1 and row["metrics"]["n_fake"] == 12
+    (reason, count), = row["skipped_reasons"].items()
+    assert count == 1 and "image" in reason
+
+
+def test_store_tolerates_a_torn_last_line(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    store.append({"key": "a", "status": "ok", "value": float("nan")})
+    with open(store.results, "ab") as handle:
+        handle.write(b'{"key": "b", "sta')  # the process died mid-write
+    assert [r["key"] for r in store.rows()] == ["a"]
+    assert store.rows()[0]["value"] is None
+    store.append({"key": "c", "status": "ok"})
+    assert [r["key"] for r in store.rows()] == ["a", "c"]
+    assert store.done_keys() == {"a", "c"}
+
+
+def test_folder_dataset_through_layouts(bench_registry: Registry, tmp_path: Path) -> None:
+    """A ForenSynths folder (per-generator reals) given as a path relative to the protocol file."""
+    pytest.importorskip("dfzoo.data.layouts")
+    import dfzoo.plugins.datasets as datasets
+    import dfzoo.plugins.perturbations as perturbations
+    from tests.synthetic import write_folder_dataset
+    registry = Registry(get_plugin_manager(builtins=False, autoload=False,
+                                           extra_plugins=(perturbations, datasets, BenchmarkTestPlugin())))
+    write_folder_dataset(tmp_path / "data")
+    (tmp_path / "p.toml").write_text('dataset = "data"\ntrain_generators = ["gan_a"]\nperturbations = ["none"]\n'
+                                     'bootstrap = 0\n[[detectors]]\nname = "hf_energy"\n')
+    summary = run_benchmark([tmp_path / "p.toml"], tmp_path / "store", registry=registry, progress=False)
+    rows = {r["test_generator"]: r for r in summary.rows}
+    assert set(rows) == {"gan_a", "gan_b"} and all(r["status"] == "ok" for r in rows.values())
+    # gan_a is on both sides: its own reals and fakes are split; gan_b (unseen) is tested on all it has
+    a, b = rows["gan_a"]["counts"], rows["gan_b"]["counts"]
+    assert a["train_real"] + a["test_real"] == 12 and a["train_fake"] + a["test_fake"] == 12
+    assert 0 < a["test_real"] < 12 and 0 < a["test_fake"] < 12
+    assert (b["test_real"], b["test_fake"]) == (12, 12)
+    assert rows["gan_b"]["protocol"] == "p" and rows["gan_b"]["metrics"]["auc"] > 0.9
