@@ -178,8 +178,8 @@ def parse_protocol(data: Mapping[str, Any], *, source: str = "<protocol>", base_
         protocol = Protocol(
             name=str(data["name"]), description=str(data.get("description", "")), dataset=str(data["dataset"]),
             layout=data.get("layout"), dataset_params=dict(data.get("dataset_params", {})),
-            train_generators=_generators(data.get("train_generators", ALL), "train_generators"),
-            test_generators=_generators(data.get("test_generators", ALL), "test_generators"),
+            train_generators=parse_generators(data.get("train_generators", ALL), "train_generators"),
+            test_generators=parse_generators(data.get("test_generators", ALL), "test_generators"),
             preprocess=policy, seed=data.get("seed", 0), cap_per_class=data.get("cap_per_class"),
             perturbations=tuple(data.get("perturbations", ("none",))),
             train_perturbation=str(data.get("train_perturbation", "none")), detectors=tuple(entries),
@@ -191,7 +191,8 @@ def parse_protocol(data: Mapping[str, Any], *, source: str = "<protocol>", base_
         raise fail(str(error)) from None
 
 
-def _generators(value: Any, key: str) -> tuple[str, ...] | str:
+def parse_generators(value: Any, key: str = "generators") -> tuple[str, ...] | str:
+    """``"all"``, ``"a,b"`` or ``["a", "b"]`` -> ``"all"`` or ``("a", "b")``."""
     if value == ALL:
         return ALL
     if isinstance(value, str):
@@ -537,6 +538,6 @@ def settings_hash(protocol: Protocol, fingerprint: str) -> str:
 __all__ = [
     "ALL", "ANY_DETECTOR", "DetectorEntry", "Protocol", "ProtocolError", "ResolvedDetector", "Split",
     "check_perturbations", "dataset_source", "default_protocols", "detector_label", "load_protocol", "open_protocol_dataset",
-    "params_hash", "parse_params", "parse_protocol", "parse_value", "protocol_from_flags", "resolve_detectors",
+    "params_hash", "parse_generators", "parse_params", "parse_protocol", "parse_value", "protocol_from_flags", "resolve_detectors",
     "settings_hash", "split_dataset",
 ]

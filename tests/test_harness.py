@@ -150,9 +150,10 @@ class BenchmarkTestPlugin:
 
 def make_registry() -> Registry:
     """Only what these tests need (perturbations + the test plugin): independent of other plugins' state."""
+    import dfzoo.plugins.benchmark_commands as commands
     import dfzoo.plugins.perturbations as perturbations
     return Registry(get_plugin_manager(builtins=False, autoload=False,
-                                       extra_plugins=(perturbations, BenchmarkTestPlugin())))
+                                       extra_plugins=(perturbations, commands, BenchmarkTestPlugin())))
 
 
 def tiny_protocol(folder: Path, **overrides) -> dfzoo.benchmark.protocol.Protocol:
@@ -324,3 +325,46 @@ def test_folder_dataset_through_layouts(bench_registry: Registry, tmp_path: Path
     assert 0 < a["test_real"] < 12 and 0 < a["test_fake"] < 12
     assert (b["test_real"], b["test_fake"]) == (12, 12)
     assert rows["gan_b"]["protocol"] == "p" and rows["gan_b"]["metrics"]["auc"] > 0.9
+
+
+# -- command line ----------------------------------------------------------------------------------------
+def test_run_and_leaderboard_commands(bench_registry: Registry, tiny_data: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture) -> None:
+    from dfzoo.cli import main
+    (tmp_path / "p.toml").write_text(f'name = "cli"\ndataset = "tinyzoo"\ntrain_generators = ["gan_a"]\n'
+                                     f'bootstrap = 20\ndataset_params = {{ folder = "{tiny_data}" }}\n')
+    store, board = tmp_path / "store", tmp_path / "board"
+    code = main(["run", "--protocol", str(tmp_path / "p.toml"), "--store", str(store), "--leaderboard-dir",
+                 str(board), "--detector", "hf_energy", "--cap", "6", "--perturb", "none", "--perturb",
+                 "blur:sigma=1", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "hf_energy" in out and "mean AUC" in out and "6 ok" in out
+    rows = ResultStore(store).rows()
+    assert len(rows) == 6 and {r["test_perturbation"] for r in rows} == {"none", "blur:sigma=1"}
+    assert all(r["cap_per_class"] == 6 and r["counts"]["test_fake"] <= 6 for r in rows)
+    assert (board / "README.md").exists() and (board / "plots" / "cli-auc.png").exists()
+    assert main(["leaderboard", "--store", str(store), "--out", str(tmp_path / "again"), "--no-plots"]) == 0
+    assert "## cli" in (tmp_path / "again" / "README.md").read_text()
+    assert main(["leaderboard", "--store", str(tmp_path / "missing")]) == 1
+    assert main(["run", "--protocol", str(tmp_path / "p.toml"), "--store", str(store), "--detector", "nope",
+                 "--no-leaderboard", "--quiet"]) == 1
+    assert "no detector named 'nope'" in capsys.readouterr().err
+
+
+def test_run_flags_override_default_protocols() -> None:
+    import argparse
+
+    from dfzoo.plugins.benchmark_commands import _run_arguments, build_protocols
+    parser = argparse.ArgumentParser()
+    _run_arguments(parser)
+    protocols = build_protocols(parser.parse_args(["--detector", "nn_cosine", "--param", "k=3", "--cap", "10",
+                                                   "--size", "64", "--seed", "4", "--test", "gan_upsample"]))
+    assert [p.name for p in protocols] == ["zoo-diffusion", "zoo-gan"]
+    for protocol in protocols:
+        assert protocol.detectors == (dfzoo.benchmark.protocol.DetectorEntry("nn_cosine", {"k": 3}),)
+        assert protocol.cap_per_class == 10 and protocol.seed == 4 and protocol.preprocess.key == "resize:64"
+        assert protocol.test_generators == ("gan_upsample",) and protocol.offline_only
+        assert protocol.detector_params["nn_cosine"] == {"backbone": "efficientnet_lite0"}
+    quick = build_protocols(parser.parse_args(["--dataset", "some/folder", "--train", "a,b", "--perturb", "none"]))
+    assert quick[0].name == "cli-folder" and quick[0].train_generators == ("a", "b")
+    assert quick[0].detectors[0].name == "*"
