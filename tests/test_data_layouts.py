@@ -450,3 +450,20 @@ def test_each_layout_is_detected(tmp_path: Path, registry: Registry, kind: str) 
     index = open_dataset(source, registry=registry)
     assert index.layout == kind and len(index.samples) == 2
     assert sorted(s.label for s in index.samples) == [REAL, FAKE]
+
+
+def test_loading_restores_the_garbage_collector(tmp_path: Path) -> None:
+    import gc
+
+    from dfzoo.data.layouts import load_cifake
+    write_images(tmp_path / "REAL", 1)
+    assert gc.isenabled()
+    load_cifake(tmp_path)
+    scan_images(tmp_path)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        load_cifake(tmp_path)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from .families import REAL_FAMILY, known_family
 from .sample import FAKE, REAL, REAL_POOL, DatasetIndex, Sample
-from .scan import IMAGE_EXTENSIONS, Folder, child_dirs, is_image_name, scan_images, walk_folders
+from .scan import (IMAGE_EXTENSIONS, Folder, child_dirs, child_path, gc_paused, is_image_name, scan_images,
+                   walk_folders)
 
 if TYPE_CHECKING:
     from ..registry import Registry
@@ -74,8 +75,8 @@ class IndexBuilder:
             self.families[generator] = gen_family
         sample_family = REAL_FAMILY if label == REAL else gen_family
         base = folder.path
-        self.samples.extend(Sample(path=base / name, label=label, generator=generator, family=sample_family,
-                                   split=split) for name in folder.images)
+        self.samples.extend(Sample(path=child_path(base, name), label=label, generator=generator,
+                                   family=sample_family, split=split) for name in folder.images)
         if label_dir is not None:
             self._label_dirs[label_dir] = self._label_dirs.get(label_dir, 0) + len(folder.images)
 
@@ -181,6 +182,7 @@ def detect_forensynths(root: Path) -> bool:
     return Path(root).is_dir() and find_dir(Path(root), lambda p: p[-1].lower() in FORENSYNTHS_LABELS, 4)
 
 
+@gc_paused()
 def load_forensynths(root: str | Path, families: Mapping[str, str] | None = None,
                      generator: str = "") -> DatasetIndex:
     """``<root>/[<split>/]<gen>/[<class>/]{0_real,1_fake}/**`` (ForenSynths / CNNDetection, UniversalFakeDetect).
@@ -225,6 +227,7 @@ def detect_genimage(root: Path) -> bool:
         Path(root), lambda p: len(p) >= 2 and p[-1].lower() in GENIMAGE_LABELS and p[-2].lower() in SPLITS, 4)
 
 
+@gc_paused()
 def load_genimage(root: str | Path, families: Mapping[str, str] | None = None) -> DatasetIndex:
     """``<root>/<gen>/[<subset>/]{train,val}/{nature,ai}/**`` (GenImage).
 
@@ -274,6 +277,7 @@ def detect_cifake(root: Path) -> bool:
     return len(children) == 1 and _cifake_base(root / children[0])
 
 
+@gc_paused()
 def load_cifake(root: str | Path, generator: str = "sd14", family: str = "diffusion") -> DatasetIndex:
     """``<root>/[<x>/][{train,test}/]{REAL,FAKE}/**`` (CIFAKE and other one-generator real/fake folders).
 

@@ -17,6 +17,7 @@ from typing import Any
 from .families import REAL_FAMILY, known_family
 from .layouts import SPLITS, DatasetError, one_class_warnings
 from .sample import FAKE, REAL, REAL_POOL, DatasetIndex, Sample
+from .scan import gc_paused
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 REQUIRED_COLUMNS = ("path", "label", "generator")
@@ -89,6 +90,7 @@ def parse_label(value: Any) -> int | None:
     return _LABELS.get(_text(value).lower())
 
 
+@gc_paused()
 def load_manifest(manifest: str | Path) -> DatasetIndex:
     """Read a CSV/JSONL manifest into a :class:`DatasetIndex` rooted at the manifest's folder."""
     manifest = Path(manifest).expanduser().absolute()
