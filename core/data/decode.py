@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,15 +51,15 @@ def load_image(source: str | Path | bytes | Image.Image) -> Image.Image:
             if os.path.getsize(source) == 0:
                 raise ImageDecodeError(label, "empty file")
             handle = open(source, "rb")
-        with handle, warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(handle) as image:
-                width, height = image.size
-                if width * height > limit:
-                    raise ImageDecodeError(label, f"too large ({width}x{height} > {limit} pixels; "
-                                                  "set DFZOO_MAX_IMAGE_PIXELS to allow)")
-                image.load()
-                return _to_rgb(_exif_transpose(image))
+        # no warnings.catch_warnings() here: it swaps process-wide state and load_image runs in threads.
+        # Pillow's DecompressionBombWarning (over 89M pixels) only fires above dfzoo's default limit.
+        with handle, Image.open(handle) as image:
+            width, height = image.size
+            if width * height > limit:
+                raise ImageDecodeError(label, f"too large ({width}x{height} > {limit} pixels; "
+                                              "set DFZOO_MAX_IMAGE_PIXELS to allow)")
+            image.load()
+            return _to_rgb(_exif_transpose(image))
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as error:
