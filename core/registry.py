@@ -122,7 +122,9 @@ class Registry:
         needed: list[str] = []
         for param in spec.weight_params:
             values = merged.get(param)
-            for value in values if isinstance(values, (list, tuple)) else [values]:
+            values = values if isinstance(values, (list, tuple)) else [values]
+            # "a+b" names a concatenation of backbones (registered names never contain "+")
+            for value in [part for v in values for part in (v.split("+") if isinstance(v, str) else [v])]:
                 if not isinstance(value, str) or not value:
                     continue
                 if value in self._entries["backbone"]:

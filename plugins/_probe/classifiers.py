@@ -1,0 +1,140 @@
+"""The probe's classifiers: twelve scikit-learn models behind one table.
+
+Every classifier scores with ``predict_proba[:, fake]``: a number in [0, 1], higher = more likely fake, and
+0.5 is the classifier's own decision threshold. For the SVM the probability comes from Platt (sigmoid)
+calibration of the RBF SVC's decision function on held-out folds (``CalibratedClassifierCV(ensemble=False)``:
+the SVC itself is fitted on all training data), so its score is a monotone function of the SVM margin.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ClassifierEntry:
+    """A classifier name, a one-line description for result rows, and its builder ``build(seed, **options)``."""
+
+    name: str
+    summary: str
+    build: Callable[..., Any]
+
+
+def _bagging(seed: int, **options: Any) -> Any:
+    from sklearn.ensemble import BaggingClassifier
+    return BaggingClassifier(**{"n_estimators": 10, "random_state": seed, **options})
+
+
+def _tree(seed: int, **options: Any) -> Any:
+    from sklearn.tree import DecisionTreeClassifier
+    return DecisionTreeClassifier(**{"random_state": seed, **options})
+
+
+def _forest(seed: int, **options: Any) -> Any:
+    from sklearn.ensemble import RandomForestClassifier
+    return RandomForestClassifier(**{"n_estimators": 100, "random_state": seed, **options})
+
+
+def _lda(seed: int, **options: Any) -> Any:
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    return LinearDiscriminantAnalysis(**{"solver": "lsqr", "shrinkage": "auto", **options})
+
+
+def _qda(seed: int, **options: Any) -> Any:
+    from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+    return QuadraticDiscriminantAnalysis(**{"reg_param": 0.5, **options})
+
+
+def _knn(neighbours: int) -> Callable[..., Any]:
+    def build(seed: int, **options: Any) -> Any:
+        from sklearn.neighbors import KNeighborsClassifier
+        return KNeighborsClassifier(**{"n_neighbors": neighbours, **options})
+    return build
+
+
+def _logreg(seed: int, **options: Any) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    return LogisticRegression(**{"C": 1.0, "max_iter": 2000, "random_state": seed, **options})
+
+
+class CalibratedSVM:
+    """An RBF SVC whose decision function is Platt-calibrated on up to 3 held-out folds.
+
+    Fewer folds are used when the smaller class is tiny (at least 2 are needed).
+    """
+
+    def __init__(self, seed: int = 0, **options: Any) -> None:
+        self.seed = seed
+        self.options = {"kernel": "rbf", "C": 1.0, "gamma": "scale", **options}
+        self.model: Any = None
+
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> "CalibratedSVM":
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.model_selection import StratifiedKFold
+        from sklearn.svm import SVC
+        smallest = int(np.bincount(labels.astype(int)).min())
+        if smallest < 2:
+            raise ValueError("svm: calibration needs at least 2 training samples of each class")
+        folds = StratifiedKFold(n_splits=min(3, smallest), shuffle=True, random_state=self.seed)
+        self.model = CalibratedClassifierCV(SVC(random_state=self.seed, **self.options), method="sigmoid",
+                                            cv=folds, ensemble=False).fit(features, labels)
+        return self
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return self.model.classes_
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(features)
+
+    def decision_function(self, features: np.ndarray) -> np.ndarray:
+        return self.model.calibrated_classifiers_[0].estimator.decision_function(features)
+
+
+def _svm(seed: int, **options: Any) -> Any:
+    return CalibratedSVM(seed, **options)
+
+
+def _gboost(seed: int, **options: Any) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    return HistGradientBoostingClassifier(**{"max_iter": 100, "random_state": seed, **options})
+
+
+def _nb(seed: int, **options: Any) -> Any:
+    from sklearn.naive_bayes import GaussianNB
+    return GaussianNB(**options)
+
+
+CLASSIFIERS: dict[str, ClassifierEntry] = {entry.name: entry for entry in (
+    ClassifierEntry("bagging", "BaggingClassifier of 10 decision trees", _bagging),
+    ClassifierEntry("tree", "DecisionTreeClassifier (unpruned)", _tree),
+    ClassifierEntry("forest", "RandomForestClassifier, 100 trees", _forest),
+    ClassifierEntry("lda", "LinearDiscriminantAnalysis, lsqr solver with Ledoit-Wolf shrinkage", _lda),
+    ClassifierEntry("qda", "QuadraticDiscriminantAnalysis, reg_param=0.5 (survives collinear features)", _qda),
+    ClassifierEntry("knn1", "k-nearest neighbours, k=1 (score = fake share of the neighbour)", _knn(1)),
+    ClassifierEntry("knn3", "k-nearest neighbours, k=3 (score = fake share of the neighbours)", _knn(3)),
+    ClassifierEntry("knn5", "k-nearest neighbours, k=5 (score = fake share of the neighbours)", _knn(5)),
+    ClassifierEntry("logreg", "LogisticRegression (linear probe), C=1", _logreg),
+    ClassifierEntry("svm", "RBF SVC, Platt-calibrated on held-out folds", _svm),
+    ClassifierEntry("gboost", "HistGradientBoostingClassifier, 100 iterations", _gboost),
+    ClassifierEntry("nb", "GaussianNB", _nb),
+)}
+
+
+def make_classifier(name: str, seed: int = 0, **options: Any) -> Any:
+    """An unfitted classifier by name (see :data:`CLASSIFIERS`) with its options."""
+    try:
+        entry = CLASSIFIERS[name]
+    except KeyError:
+        raise ValueError(f"unknown classifier {name!r}; known: {', '.join(CLASSIFIERS)}") from None
+    return entry.build(seed, **options)
+
+
+def fake_probability(model: Any, features: np.ndarray) -> np.ndarray:
+    """``predict_proba`` of the fake class (label 1): higher = more likely fake, 0.5 = the model's threshold."""
+    proba = model.predict_proba(features)
+    classes = list(model.classes_)
+    return np.asarray(proba[:, classes.index(1)], dtype=np.float64)

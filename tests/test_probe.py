@@ -1,0 +1,151 @@
+"""The probe suite: every reduction x classifier learns separable features; the probe detector fits, scores,
+applies the run's perturbations, saves and reloads."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+import dfzoo
+from dfzoo.detector import RunContext
+from dfzoo.plugins._probe.classifiers import CLASSIFIERS
+from dfzoo.plugins._probe.pipeline import FeaturePipeline
+from dfzoo.plugins._probe.reductions import REDUCTIONS, AutoencoderReduction, PCAReduction
+from dfzoo.transforms import make_perturbation
+from tests.test_detector_contract import labelled
+
+
+def separable(seed: int, n: int = 40, dim: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """Two Gaussian classes whose means differ along a few directions, plus a collinear column."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([0, 1], n)
+    shift = np.zeros(dim)
+    shift[:4] = 2.0
+    features = rng.normal(size=(2 * n, dim)) + labels[:, None] * shift
+    features[:, -1] = features[:, 0] * 2.0  # collinear: LDA/QDA must survive it
+    return features.astype(np.float32), labels
+
+
+def test_there_are_twelve_classifiers_and_three_reductions():
+    assert sorted(CLASSIFIERS) == sorted(["bagging", "tree", "forest", "lda", "qda", "knn1", "knn3", "knn5",
+                                          "logreg", "svm", "gboost", "nb"])
+    assert sorted(REDUCTIONS) == ["ae", "none", "pca"]
+
+
+@pytest.mark.parametrize("reduction", sorted(REDUCTIONS))
+@pytest.mark.parametrize("classifier", sorted(CLASSIFIERS))
+def test_each_classifier_and_reduction_scores_held_out_separable_features(classifier, reduction):
+    train_x, train_y = separable(0)
+    test_x, test_y = separable(1)
+    options = {"pca": {"n_components": 8}, "ae": {"latent_dim": 8, "epochs": 60}}.get(reduction, {})
+    pipeline = FeaturePipeline(reduction, classifier, reduction_options=options, seed=0).fit(train_x, train_y)
+    scores = pipeline.score(test_x)
+    assert scores.shape == (len(test_y),) and np.isfinite(scores).all()
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert roc_auc_score(test_y, scores) > 0.75
+    accuracy = ((scores > 0.5) == test_y).mean()  # 0.5 is each classifier's own threshold
+    assert accuracy > 0.65
+
+
+def test_shuffled_labels_score_near_chance():
+    """The same pipeline on labels unrelated to the features learns nothing (the test above can fail)."""
+    train_x, train_y = separable(0)
+    test_x, test_y = separable(1)
+    shuffled = np.random.default_rng(3).permutation(train_y)
+    scores = FeaturePipeline("none", "logreg").fit(train_x, shuffled).score(test_x)
+    assert abs(roc_auc_score(test_y, scores) - 0.5) < 0.25
+
+
+def test_pca_caps_components_at_what_the_training_set_supports():
+    x, _ = separable(0, n=5, dim=24)
+    reduced = PCAReduction(n_components=64).fit(x).transform(x)
+    assert reduced.shape == (10, 10)
+
+
+def test_autoencoder_transform_is_numpy_and_learns_the_data():
+    x, _ = separable(0)
+    short = AutoencoderReduction(latent_dim=6, epochs=1).fit(x, seed=0)
+    trained = AutoencoderReduction(latent_dim=6, epochs=40).fit(x, seed=0)
+    assert trained.transform(x).shape == (80, 6)
+    assert all(isinstance(w, np.ndarray) for pair in trained.encoder for w in pair)
+    assert trained.final_loss < short.final_loss
+    again = AutoencoderReduction(latent_dim=6, epochs=40).fit(x, seed=0)
+    np.testing.assert_allclose(again.transform(x), trained.transform(x), rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_parts_are_clear_errors(registry):
+    with pytest.raises(ValueError, match="unknown classifier 'svc'"):
+        dfzoo.load_detector("probe", classifier="svc")
+    with pytest.raises(ValueError, match="unknown reduction"):
+        dfzoo.load_detector("probe", reduction="umap")
+
+
+def test_probe_label_names_its_parts(registry):
+    detector = dfzoo.load_detector("probe", backbone="efficientnet_lite0+clip_vit_b16_int8", reduction="pca",
+                                   classifier="svm")
+    assert detector.label == "probe[backbone=efficientnet_lite0+clip_vit_b16_int8,reduction=pca,classifier=svm]"
+
+
+def test_concatenated_backbones_need_the_weights_of_every_part(registry):
+    assert registry.weights_needed("probe", {"backbone": "efficientnet_lite0+resnet50"}) == [
+        "efficientnet_lite0_in1k", "resnet50_in1k"]
+    assert registry.weights_needed("probe", {"backbone": ["efficientnet_lite0", "resnet50"]}) == [
+        "efficientnet_lite0_in1k", "resnet50_in1k"]
+
+
+@pytest.mark.parametrize("reduction", ["none", "pca", "ae"])
+def test_probe_on_tiny_cnn_fits_scores_saves_and_loads(reduction, registry, folder_dataset, tmp_path):
+    samples = labelled(folder_dataset)
+    train, test = samples[::2], samples[1::2]
+    detector = dfzoo.load_detector("probe", backbone="tiny_cnn", reduction=reduction, n_components=8,
+                                   latent_dim=8, classifier="logreg").setup(RunContext(progress=False))
+    detector.fit(train)
+    scores = detector.score(test)
+    assert roc_auc_score([s.label for s in test], scores) > 0.8
+    info = detector.describe()
+    json.dumps(info)
+    assert info["backbone"] == "tiny_cnn" and info["backbone_weights"].startswith("random-init:")
+    assert info["reduction"] == reduction and info["classifier"] == "logreg" and info["pretrained"] is False
+    assert info["trained_on"]["n_train"] == len(train)
+    saved = detector.save(tmp_path / "probe")
+    reloaded = dfzoo.load_fitted(saved).setup(RunContext(progress=False))
+    np.testing.assert_allclose(reloaded.score(test), scores, rtol=1e-6)
+
+
+def test_train_and_test_perturbations_are_really_applied(registry, folder_dataset):
+    samples = labelled(folder_dataset)
+    blur = make_perturbation("blur:sigma=2")
+    clean = dfzoo.load_detector("probe", backbone="tiny_cnn").setup(RunContext(progress=False))
+    plain = clean.embed(samples[:4])
+    blurred = clean.setup(RunContext(progress=False, test_perturbation=blur)).embed(samples[:4])
+    assert not np.allclose(plain, blurred, atol=1e-3)
+
+    detector = dfzoo.load_detector("probe", backbone="tiny_cnn").setup(
+        RunContext(progress=False, train_perturbation=make_perturbation("jpeg:quality=30")))
+    detector.fit(samples)
+    assert detector.describe()["trained_on"]["train_perturbation"] == "jpeg:quality=30"
+    before = detector.score(samples)
+    detector.setup(detector.context.with_(test_perturbation=blur))
+    assert not np.allclose(detector.score(samples), before)
+
+
+def test_concatenated_probe_matches_its_parts(registry, folder_dataset):
+    samples = labelled(folder_dataset)[:6]
+    single = dfzoo.load_detector("probe", backbone="tiny_cnn").setup(RunContext(progress=False))
+    double = dfzoo.load_detector("probe", backbone="tiny_cnn+tiny_cnn").setup(RunContext(progress=False))
+    one, two = single.embed(samples), double.embed(samples)
+    assert two.shape == (6, 2 * one.shape[1])
+    np.testing.assert_allclose(two, np.hstack([one, one]), rtol=1e-6)
+    assert double.describe()["feature_dim"] == 2 * single.describe()["feature_dim"]
+
+
+def test_loaded_probe_refuses_different_backbone_weights(registry, folder_dataset, tmp_path):
+    samples = labelled(folder_dataset)
+    detector = dfzoo.load_detector("probe", backbone="tiny_cnn").setup(RunContext(progress=False)).fit(samples)
+    saved = detector.save(tmp_path / "probe")
+    reloaded = dfzoo.load_fitted(saved)
+    reloaded.trained_on["backbone_weights"] = ["random-init:0000"]
+    with pytest.raises(ValueError, match="trained on backbone weights"):
+        reloaded.score(samples[:2])
