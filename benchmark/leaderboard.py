@@ -441,6 +441,9 @@ def _matrix_table(value: Any) -> str:
 def _tabulate(table: list[list[Any]], headers: list[str], fmt: str = "github") -> str:
     from tabulate import tabulate
     cells = [[_fmt(v) if isinstance(v, float) else v for v in row] for row in table]
+    if fmt == "github":  # a "|" inside a cell would end it
+        cells = [[str(v).replace("|", "\\|") for v in row] for row in cells]
+        headers = [h.replace("|", "\\|") for h in headers]
     return tabulate(cells, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 

@@ -383,6 +383,10 @@ def dataset_source(protocol: Protocol, registry: Any) -> str | Path:
 def open_protocol_dataset(protocol: Protocol, registry: Any) -> DatasetIndex:
     """Load the protocol's dataset through the layouts module (or straight from a registered spec)."""
     source = dataset_source(protocol, registry)
+    if isinstance(source, Path) and not source.exists() and not any(sep in protocol.dataset for sep in "/\\."):
+        named = [n for n in registry.names("dataset") if not registry.dataset(n).needs_root]
+        raise ProtocolError(f"{protocol.name}: dataset {protocol.dataset!r} is neither an installed named dataset "
+                            f"({', '.join(named) or 'none installed'}) nor an existing path")
     try:
         from dfzoo.data.layouts import open_dataset
     except ImportError:  # layouts not installed: only registered names or an explicit layout can load

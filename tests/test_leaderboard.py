@@ -88,6 +88,12 @@ def test_unscored_images_are_listed(bench_registry: Registry, tmp_path: Path) ->
     assert "images not scored" in markdown and "gan_b/none" in markdown and "1 NaN score(s)" in markdown
 
 
+def test_pipes_in_cells_do_not_break_tables() -> None:
+    from dfzoo.benchmark.leaderboard import _tabulate
+    table = _tabulate([["a", "log|F|"]], ["x", "y"])
+    assert all(line.count("|") - line.count("\\|") == 3 for line in table.splitlines())
+
+
 def test_flatten_extra() -> None:
     scalars, matrices = flatten_extra({"a": {"b": 1, "c": {"d": 0.5}}, "m": [[1, 2], [3, 4]],
                                        "named": {"labels": ["x", "y"], "matrix": [[1, 0], [0, 1]]},

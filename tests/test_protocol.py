@@ -246,3 +246,9 @@ def test_unknown_generators_list_the_dataset_generators() -> None:
         split_dataset(_protocol(train_generators=["zz"]), dataset)
     with pytest.raises(ProtocolError, match="test_generators"):
         split_dataset(_protocol(train_generators=["a"], test_generators=["a", "q"]), dataset)
+
+
+def test_unknown_dataset_name_is_explained(bench_registry: Registry) -> None:
+    from dfzoo.benchmark.protocol import open_protocol_dataset
+    with pytest.raises(ProtocolError, match=r"'nozoo' is neither an installed named dataset \(tinyzoo\)"):
+        open_protocol_dataset(_protocol(dataset="nozoo"), bench_registry)
