@@ -1,0 +1,332 @@
+"""Shared machinery of the reconstruction-based detectors (AEROBLADE, DIRE).
+
+* diffusers models by weights name, local folder or Hugging Face repo id, resolved offline-first through
+  :func:`dfzoo.weights.resolve` so every model has a weights identity;
+* the DDIM scheduler that travels with a diffusion UNet (or a recorded default when none does);
+* images brought to a size the model accepts, grouped by shape into batches;
+* a per-sample vector cache (the shared :class:`~dfzoo.features.FeatureCache`) around any batch computation.
+
+Private to the built-in plugins (the leading underscore keeps it out of the plugin registry).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from dfzoo.data.decode import ImageDecodeError, load_image
+from dfzoo.data.sample import Sample, content_id
+from dfzoo.features import Batch, FeatureCache
+from dfzoo.spec import WeightsSpec
+from dfzoo.transforms import IDENTITY, Normalisation, Perturbation, PreprocessPolicy
+from dfzoo.weights import ResolvedWeights, WeightsNotFound, resolve
+
+log = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+(/[\w.\-]+)*$")
+MINUS_ONE_ONE = Normalisation(size=0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
+
+
+# -- weights ---------------------------------------------------------------------------------------------
+def hub_diffusers_weights(name: str, repo: str, summary: str, subfolder: str = "", licence: str = "",
+                          extra_patterns: tuple[str, ...] = ()) -> WeightsSpec:
+    """A diffusers model folder on the Hugging Face hub (optionally a ``subfolder`` of a pipeline repo).
+
+    ``find_local`` looks in the HF cache only (``local_files_only=True``); ``download`` fetches the config and
+    weights of that folder alone (not the whole pipeline).
+    """
+    prefix = f"{subfolder}/" if subfolder else ""
+    patterns = (f"{prefix}config.json", *(prefix + f for f in WEIGHT_FILES), *extra_patterns)
+    where = f"{repo}" + (f" (subfolder {subfolder})" if subfolder else "")
+    return WeightsSpec(
+        name=name, summary=summary, library="diffusers", source=where,
+        find_local=lambda: _hf_folder(repo, subfolder, patterns, local_only=True),
+        download=lambda: _hf_folder(repo, subfolder, patterns, local_only=False),
+        fetch_hint=(f"python -c \"from huggingface_hub import snapshot_download; snapshot_download("
+                    f"'{repo}', allow_patterns={list(patterns)!r})\"  (or save_pretrained the model into "
+                    f"$DFZOO_WEIGHTS_DIR/{name}/)"),
+        licence=licence)
+
+
+def _hf_folder(repo: str, subfolder: str, patterns: tuple[str, ...], *, local_only: bool) -> Path | None:
+    from huggingface_hub import snapshot_download
+    try:
+        root = Path(snapshot_download(repo, allow_patterns=list(patterns), local_files_only=local_only))
+    except Exception:
+        if local_only:
+            return None
+        raise
+    folder = root / subfolder if subfolder else root
+    if is_model_folder(folder):
+        return folder
+    if local_only:
+        return None
+    raise FileNotFoundError(f"{repo}: no diffusers model (config.json + weights) under {subfolder or 'the root'}")
+
+
+def is_model_folder(folder: Path) -> bool:
+    """A diffusers ``save_pretrained`` folder: ``config.json`` plus a weights file."""
+    return (folder / "config.json").is_file() and any((folder / f).is_file() for f in WEIGHT_FILES)
+
+
+def resolve_model(ref: str, registry: Any = None) -> ResolvedWeights:
+    """A model by weights name (e.g. ``"zoo_vae"``, ``"sd1_vae"``), local folder, or hub id ``org/repo[/sub]``."""
+    from dfzoo.registry import current_registry
+    registry = registry or current_registry()
+    if ref in registry.names("weights"):
+        return resolve(registry.weights(ref))
+    path = Path(ref).expanduser()
+    if path.exists():
+        return resolve(WeightsSpec(name=_slug(path.name), summary=f"local model {path}", library="diffusers"), path)
+    if HUB_ID.match(ref):
+        parts = ref.split("/")
+        repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
+        return resolve(hub_diffusers_weights(_slug(ref), repo, f"hub model {ref}", sub))
+    raise WeightsNotFound(f"model {ref!r} is neither weights known to dfzoo, an existing folder, nor a Hugging Face "
+                          f"repo id (org/name[/subfolder]); known weights: {', '.join(registry.names('weights'))}")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9_.\-]+", "_", text.lower()).strip("_") or "model"
+
+
+def model_folder(path: Path, subfolders: Sequence[str]) -> Path:
+    """The folder holding the model's ``config.json``: ``path`` itself or one of its ``subfolders``
+    (so a whole pipeline folder works too)."""
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return path
+    for sub in subfolders:
+        if (path / sub / "config.json").is_file():
+            return path / sub
+    raise FileNotFoundError(f"{path}: no diffusers config.json here or in {', '.join(f'{s}/' for s in subfolders)}")
+
+
+def load_diffusers_model(path: Path, allowed: Sequence[str], subfolders: Sequence[str] = ()) -> tuple[Any, Path]:
+    """Load the diffusers model class named in ``config.json`` (one of ``allowed``), offline."""
+    folder = model_folder(path, subfolders)
+    class_name = json.loads((folder / "config.json").read_text()).get("_class_name", "")
+    if class_name not in allowed:
+        raise ValueError(f"{folder} holds a {class_name or 'model of unknown class'}; expected one of "
+                         f"{', '.join(allowed)}")
+    import diffusers
+    model = getattr(diffusers, class_name).from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False)
+    return model.eval().requires_grad_(False), folder
+
+
+@dataclass(frozen=True)
+class SchedulerInfo:
+    """Where a DDIM scheduler's configuration came from, and a hash of the configuration used."""
+
+    source: str
+    config_sha256: str
+
+    @property
+    def identity(self) -> str:
+        return f"{self.source}@sha256:{self.config_sha256[:16]}"
+
+
+def load_ddim_scheduler(folder: Path) -> tuple[Any, SchedulerInfo]:
+    """A DDIM scheduler from the model's own config (``scheduler/`` beside or inside, or
+    ``scheduler_config.json``), else diffusers' default DDIM with 1000 training steps, and say which."""
+    from diffusers import DDIMScheduler
+    folder = Path(folder)
+    candidates = [folder / "scheduler" / "scheduler_config.json", folder / "scheduler_config.json",
+                  folder.parent / "scheduler" / "scheduler_config.json", folder.parent / "scheduler_config.json"]
+    for candidate in candidates:
+        if candidate.is_file():
+            config = json.loads(candidate.read_text())
+            scheduler = _quiet(lambda: DDIMScheduler.from_config(config))
+            source = f"{config.get('_class_name', 'scheduler')} config {candidate.parent.name}/{candidate.name}"
+            break
+    else:
+        scheduler = DDIMScheduler(num_train_timesteps=1000)
+        source = "default DDIMScheduler(num_train_timesteps=1000) (no scheduler config found)"
+    digest = hashlib.sha256(json.dumps(dict(scheduler.config), sort_keys=True, default=str).encode()).hexdigest()
+    return scheduler, SchedulerInfo(source, digest)
+
+
+def _quiet(build: Callable[[], Any]) -> Any:
+    """diffusers logs every config key a scheduler class does not use (e.g. DDPM's ``variance_type``)."""
+    from diffusers.utils import logging as dlogging
+    level = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()
+    try:
+        return build()
+    finally:
+        dlogging.set_verbosity(level)
+
+
+# -- images ----------------------------------------------------------------------------------------------
+def prepare_for_model(sample: Sample, *, policy: PreprocessPolicy, factor: int, size: int | None = None,
+                      perturbation: Perturbation = IDENTITY, seed: int = 0) -> np.ndarray:
+    """Decode, perturb and bring one image to float32 CHW in [-1, 1] at a size divisible by ``factor``.
+
+    With ``policy.size`` or ``size`` set, the policy (resize or centre crop) gives a square image of that
+    size; otherwise the image keeps its native size, centre-cropped to the nearest multiple of ``factor``
+    (reflect-padded up to ``factor`` if smaller), so nothing is resampled.
+    """
+    image = perturbation(load_image(sample.image if sample.path is None else sample.path), seed)
+    target = policy.size or size
+    if target:
+        if target % factor:
+            raise ValueError(f"preprocess size {target} is not a multiple of the model's factor {factor}")
+        return policy.apply(image, Normalisation(size=target, mean=MINUS_ONE_ONE.mean, std=MINUS_ONE_ONE.std,
+                                                 interpolation=MINUS_ONE_ONE.interpolation))
+    return to_minus_one_one(native_crop(image, factor))
+
+
+def native_crop(image: Image.Image, factor: int) -> Image.Image:
+    """Centre crop each side to a multiple of ``factor`` (sides shorter than ``factor`` are reflect-padded)."""
+    width, height = image.size
+    new_w, new_h = max(factor, width // factor * factor), max(factor, height // factor * factor)
+    if (new_w, new_h) == (width, height):
+        return image
+    if width < new_w or height < new_h:
+        array = np.asarray(image)
+        pad_h, pad_w = max(0, new_h - height), max(0, new_w - width)
+        mode = "reflect" if min(width, height) > max(pad_h, pad_w) else "edge"
+        array = np.pad(array, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)), mode=mode)
+        image = Image.fromarray(array)
+        width, height = image.size
+    left, top = (width - new_w) // 2, (height - new_h) // 2
+    return image.crop((left, top, left + new_w, top + new_h))
+
+
+def to_minus_one_one(image: Image.Image) -> np.ndarray:
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def quantise(tensor: Any) -> Any:
+    """A [-1, 1] tensor clamped and rounded to the 8-bit grid: a reconstruction as it would be saved."""
+    return ((tensor.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+
+
+def iter_shape_batches(samples: Sequence[Sample], prepare: Callable[[Sample], np.ndarray], batch_size: int,
+                       positions: Sequence[int] | None = None, workers: int = 2) -> Iterator[Batch]:
+    """Batches of same-shape images (native sizes differ), decoded on a thread pool one window ahead.
+
+    Undecodable samples are reported in ``Batch.errors`` (possibly on a batch with no rows).
+    """
+    positions = list(range(len(samples))) if positions is None else list(positions)
+    window = max(1, batch_size) * 4
+    windows = [positions[i:i + window] for i in range(0, len(positions), window)]
+    if not windows:
+        return
+
+    def decode(position: int) -> tuple[int, np.ndarray | None, str]:
+        try:
+            return position, prepare(samples[position]), ""
+        except ImageDecodeError as error:
+            return position, None, error.reason
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        def submit(chunk: list[int]) -> list[Future]:
+            return [pool.submit(decode, p) for p in chunk]
+
+        pending = submit(windows[0])
+        for index in range(len(windows)):
+            following = submit(windows[index + 1]) if index + 1 < len(windows) else []
+            groups: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+            errors: dict[int, str] = {}
+            for future in pending:
+                position, array, reason = future.result()
+                if array is None:
+                    errors[position] = reason
+                else:
+                    groups.setdefault(array.shape, []).append((position, array))
+            batches = [rows[i:i + batch_size] for rows in groups.values() for i in range(0, len(rows), batch_size)]
+            if not batches:
+                yield Batch([], np.empty((0,), dtype=np.float32), errors)
+            for number, rows in enumerate(batches):
+                yield Batch([p for p, _ in rows], np.stack([a for _, a in rows]), errors if number == 0 else {})
+            pending = following
+
+
+# -- cached per-sample computation -----------------------------------------------------------------------
+@dataclass
+class Computed:
+    """Per-sample vectors (NaN rows where an image could not be used) and the reasons."""
+
+    vectors: np.ndarray
+    errors: dict[int, str]
+    cached: int = 0
+
+
+def compute_cached(samples: Sequence[Sample], *, key: str, dim: int, dtype: Any = np.float32,
+                   prepare: Callable[[Sample], np.ndarray], compute: Callable[[np.ndarray], np.ndarray],
+                   batch_size: int, cache: bool, progress: bool = False, desc: str = "") -> Computed:
+    """``compute(batch) -> [B, dim]`` for every sample, reading and filling the shared feature cache.
+
+    ``dtype`` is how rows are stored: ``np.uint8`` rows go into the cache as their raw bytes (4 per float32
+    slot, so ``dim`` must be a multiple of 4) and come back bit-identical. The cache is keyed by ``key`` and
+    the image content only: nothing about a sample's label or file format can reach the stored encoding.
+    """
+    from tqdm.auto import tqdm
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.uint8)):
+        raise ValueError(f"unsupported cache dtype {dtype}")
+    if dtype == np.uint8 and dim % 4:
+        raise ValueError(f"uint8 rows are cached 4 bytes per slot; dim {dim} is not a multiple of 4")
+    out = np.full((len(samples), dim), np.nan, dtype=np.float32)
+    errors: dict[int, str] = {}
+    ids: list[str | None] = []
+    for position, sample in enumerate(samples):
+        try:
+            ids.append(content_id(sample))
+        except OSError as error:
+            ids.append(None)
+            errors[position] = f"unreadable ({error.strerror or error})"
+    store = FeatureCache(f"{key}|store={dtype.name}") if cache else None
+    try:
+        found = store.get_many([i for i in ids if i is not None]) if store is not None else {}
+        todo = []
+        for position, cid in enumerate(ids):
+            if cid is not None and cid in found:
+                out[position] = _decode_row(found[cid], dtype)
+            elif cid is not None:
+                todo.append(position)
+        cached = len(samples) - len(todo) - len(errors)
+        bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not progress or not todo, leave=False)
+        for batch in iter_shape_batches(samples, prepare, batch_size, todo):
+            errors.update(batch.errors)
+            if batch.indices:
+                rows = np.asarray(compute(batch.array))
+                if rows.shape != (len(batch.indices), dim):
+                    raise ValueError(f"computation returned {rows.shape}, expected {(len(batch.indices), dim)}")
+                encoded = [_encode_row(row, dtype) for row in rows]
+                out[batch.indices] = [_decode_row(e, dtype) for e in encoded]
+                if store is not None:
+                    store.put_many({ids[p]: e for p, e in zip(batch.indices, encoded)})  # type: ignore[misc]
+            bar.update(len(batch.indices) + len(batch.errors))
+        bar.close()
+    finally:
+        if store is not None:
+            store.close()
+    return Computed(out, errors, cached)
+
+
+def _encode_row(row: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype == np.uint8:
+        values = np.asarray(row)
+        if values.min() < 0 or values.max() > 255 or not np.array_equal(values, np.round(values)):
+            raise ValueError("a uint8-stored row must hold integers in [0, 255]")
+        return np.ascontiguousarray(values.astype(np.uint8)).view(np.float32)
+    return np.asarray(row, dtype=np.float32)
+
+
+def _decode_row(stored: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype == np.uint8:
+        return np.ascontiguousarray(stored).view(np.uint8).astype(np.float32)
+    return stored
