@@ -393,7 +393,7 @@ def train_model(model: Any, dataset: SampleDataset, loss_fn: LossFn, config: Tra
                    disable=not progress)
         for inputs, targets, _, bad in bar:
             report.skipped.update(bad)
-            if inputs is None:
+            if inputs is None or len(inputs) < 2:  # batch norm cannot train on one image; it is reshuffled
                 continue
             inputs = inputs.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
@@ -437,7 +437,7 @@ def train_model(model: Any, dataset: SampleDataset, loss_fn: LossFn, config: Tra
     if best_state is not None:
         model.load_state_dict(best_state)
     if seen_none(report):
-        raise ValueError(f"{desc}: no training image could be decoded ({len(report.skipped)} skipped)")
+        raise ValueError(f"{desc}: no training batch had two decodable images ({len(report.skipped)} skipped)")
     return report
 
 
