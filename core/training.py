@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE, BEST_FILE = "last.pt", "best.pt"
+NATIVE_SIZE_CAP = 256  # largest input size taken from the data itself when nobody asked for a size
 
 
 # -- configuration -----------------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ class TrainConfig:
     patience: int = 3
     min_delta: float = 0.0
     amp: bool = True
-    workers: int = 0
+    workers: int = -1  # decoding processes; -1: none on the CPU (cores train), up to 4 beside a GPU
 
     def __post_init__(self) -> None:
         if self.optimiser not in ("adam", "adamw", "sgd"):
@@ -375,9 +376,9 @@ def train_model(model: Any, dataset: SampleDataset, loss_fn: LossFn, config: Tra
         report.skipped = {int(k): v for k, v in state["skipped"].items()}
         bad_epochs = state["bad_epochs"]
         start = state["epoch"] + 1
-        log.info("%s: resuming from %s after epoch %d", desc, checkpoint.folder, state["epoch"])  # type: ignore[union-attr]
+        log.info("%s: resuming after epoch %d", desc, state["epoch"])
     report.start_epoch = start
-    workers = config.workers
+    workers = loader_workers(config, device)
     for epoch in range(start, config.epochs + 1):
         if report.stopped_early:
             break
@@ -441,6 +442,13 @@ def train_model(model: Any, dataset: SampleDataset, loss_fn: LossFn, config: Tra
     return report
 
 
+def loader_workers(config: TrainConfig, device: Any) -> int:
+    """``config.workers``, or when it is -1: 0 on the CPU, else up to 4 decoding processes."""
+    if config.workers >= 0:
+        return config.workers
+    return 0 if device.type == "cpu" else max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
 def seen_none(report: TrainReport) -> bool:
     return bool(report.history) and all(record.images == 0 for record in report.history)
 
@@ -454,7 +462,7 @@ def evaluate_loss(model: Any, dataset: SampleDataset | None, loss_fn: LossFn, co
     if dataset is None or not len(dataset):
         return math.nan
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
-                                         collate_fn=collate, num_workers=config.workers)
+                                         collate_fn=collate, num_workers=loader_workers(config, device))
     model.eval()
     total, seen = 0.0, 0
     with torch.inference_mode():
@@ -539,7 +547,8 @@ def create_timm_model(arch: str, num_classes: int, *, pretrained: bool, weights:
         if name in registry.names("weights"):
             resolved = resolve(registry.weights(name), weights_path)
         else:
-            resolved = ResolvedWeights(Path(weights_path).stem, Path(weights_path), "explicit")  # type: ignore[arg-type]
+            path = Path(str(weights_path))
+            resolved = ResolvedWeights(path.stem, path, "explicit")
         state, identity = load_state_dict(resolved.path), resolved.identity
     else:
         raise ValueError(f"no ImageNet weights are registered for {arch!r} (looked for a backbone or weights "
@@ -631,7 +640,8 @@ class TrainedImageDetector(Detector):
 
     def resolve_image_size(self, samples: Sequence[Sample], multiple: int = 1) -> int:
         """The model input size: param ``image_size``, else the run's preprocess size, else the shorter side
-        of the first decodable training image (the dataset's native size); rounded up to ``multiple``."""
+        of the first decodable training image (the dataset's native size, at most :data:`NATIVE_SIZE_CAP`
+        so a CPU copes); rounded up to ``multiple``."""
         size = self.params.get("image_size") or self.context.preprocess.size
         if not size:
             for sample in samples:
@@ -639,7 +649,7 @@ class TrainedImageDetector(Detector):
                     image = load_image(sample.image if sample.path is None else sample.path)
                 except ImageDecodeError:
                     continue
-                size = min(image.size)
+                size = min(min(image.size), NATIVE_SIZE_CAP)
                 break
             else:
                 raise ValueError(f"{self.name}: none of the {len(samples)} training images could be decoded")

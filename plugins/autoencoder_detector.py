@@ -116,7 +116,7 @@ class AutoencoderDetector(TrainedImageDetector):
     def _pipeline(self, training: bool):
         from dfzoo.training import augment_preset
         from dfzoo.transforms import Normalisation
-        norm = Normalisation(size=int(self.image_size), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # type: ignore[arg-type]
+        norm = Normalisation(size=int(self.image_size or 0), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
         return self.pipeline(norm, training=training, augment=augment_preset(self.params["augment"]))
 
     def _codes(self, samples: Sequence[Sample], training: bool) -> np.ndarray:

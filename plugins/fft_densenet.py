@@ -71,7 +71,8 @@ class FFTDenseNet(TrainedImageDetector):
     def _pipeline(self, training: bool):
         from dfzoo.training import augment_preset
         from dfzoo.transforms import Normalisation
-        raw = Normalisation(size=int(self.image_size), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # type: ignore[arg-type]
+        size = int(self.image_size or 0)
+        raw = Normalisation(size=size, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
         return self.pipeline(raw, training=training, augment=augment_preset(self.params["augment"]),
                              post=log_spectrum)
 
