@@ -257,11 +257,17 @@ def iter_shape_batches(samples: Sequence[Sample], prepare: Callable[[Sample], np
 # -- cached per-sample computation -----------------------------------------------------------------------
 @dataclass
 class Computed:
-    """Per-sample vectors (NaN rows where an image could not be used) and the reasons."""
+    """Per-sample rows and the reasons some samples could not be used (their rows are NaN, or 0 for uint8)."""
 
     vectors: np.ndarray
     errors: dict[int, str]
     cached: int = 0
+
+    @property
+    def ok(self) -> np.ndarray:
+        mask = np.ones(len(self.vectors), dtype=bool)
+        mask[list(self.errors)] = False
+        return mask
 
 
 def compute_cached(samples: Sequence[Sample], *, key: str, dim: int, dtype: Any = np.float32,
@@ -269,9 +275,10 @@ def compute_cached(samples: Sequence[Sample], *, key: str, dim: int, dtype: Any 
                    batch_size: int, cache: bool, progress: bool = False, desc: str = "") -> Computed:
     """``compute(batch) -> [B, dim]`` for every sample, reading and filling the shared feature cache.
 
-    ``dtype`` is how rows are stored: ``np.uint8`` rows go into the cache as their raw bytes (4 per float32
-    slot, so ``dim`` must be a multiple of 4) and come back bit-identical. The cache is keyed by ``key`` and
-    the image content only: nothing about a sample's label or file format can reach the stored encoding.
+    ``dtype`` is how rows are kept and stored: ``np.uint8`` rows (integers in [0, 255]) are returned as a
+    uint8 array and go into the cache as their raw bytes (4 per float32 slot, so ``dim`` must be a multiple
+    of 4), coming back bit-identical. The cache is keyed by ``key`` and the image content only: nothing about
+    a sample's label or file format can reach the stored encoding.
     """
     from tqdm.auto import tqdm
     dtype = np.dtype(dtype)
@@ -279,7 +286,8 @@ def compute_cached(samples: Sequence[Sample], *, key: str, dim: int, dtype: Any 
         raise ValueError(f"unsupported cache dtype {dtype}")
     if dtype == np.uint8 and dim % 4:
         raise ValueError(f"uint8 rows are cached 4 bytes per slot; dim {dim} is not a multiple of 4")
-    out = np.full((len(samples), dim), np.nan, dtype=np.float32)
+    out = np.zeros((len(samples), dim), dtype=dtype) if dtype == np.uint8 else \
+        np.full((len(samples), dim), np.nan, dtype=np.float32)
     errors: dict[int, str] = {}
     ids: list[str | None] = []
     for position, sample in enumerate(samples):
@@ -328,5 +336,5 @@ def _encode_row(row: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def _decode_row(stored: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype == np.uint8:
-        return np.ascontiguousarray(stored).view(np.uint8).astype(np.float32)
+        return np.ascontiguousarray(stored).view(np.uint8)
     return stored
