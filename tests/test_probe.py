@@ -149,3 +149,29 @@ def test_loaded_probe_refuses_different_backbone_weights(registry, folder_datase
     reloaded.trained_on["backbone_weights"] = ["random-init:0000"]
     with pytest.raises(ValueError, match="trained on backbone weights"):
         reloaded.score(samples[:2])
+
+
+@pytest.mark.parametrize("classifier", sorted(CLASSIFIERS))
+def test_each_classifier_survives_more_dimensions_than_samples(classifier):
+    """Frozen features are wide (1280-d for EfficientNet) and training sets can be small: no classifier may
+    fail on a rank-deficient class covariance."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 15)
+    features = rng.normal(size=(30, 120)) + labels[:, None] * np.r_[np.full(6, 2.0), np.zeros(114)]
+    test = rng.normal(size=(30, 120)) + labels[:, None] * np.r_[np.full(6, 2.0), np.zeros(114)]
+    scores = FeaturePipeline("none", classifier).fit(features, labels).score(test)
+    assert np.isfinite(scores).all() and roc_auc_score(labels, scores) > 0.6
+
+
+def test_constant_features_are_dropped_before_the_classifier():
+    """ReLU backbones give many all-zero features on small images; they carry nothing and make class
+    covariances exactly degenerate, so the pipeline drops them (and says how many)."""
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 15)
+    features = np.zeros((30, 100), dtype=np.float32)
+    features[:, :40] = rng.normal(size=(30, 40)) + labels[:, None] * 1.5
+    pipeline = FeaturePipeline("none", "qda").fit(features, labels)
+    assert pipeline.describe()["constant_features_dropped"] == 60
+    assert pipeline.describe()["feature_dim"] == 100 and pipeline.describe()["reduced_dim"] == 40
+    assert pipeline.transform(features).shape == (30, 40)
+    assert roc_auc_score(labels, pipeline.score(features)) > 0.9

@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 
 
+QDA_REGULARISATION = 0.5
+
+
 @dataclass(frozen=True)
 class ClassifierEntry:
     """A classifier name, a one-line description for result rows, and its builder ``build(seed, **options)``."""
@@ -44,8 +47,18 @@ def _lda(seed: int, **options: Any) -> Any:
 
 
 def _qda(seed: int, **options: Any) -> Any:
+    """QDA regularised towards the identity by 0.5, so it survives collinear features and fewer samples than
+    dimensions. Recent scikit-learn (1.9 here) rejects a rank-deficient class covariance even with ``reg_param``, so
+    the same blend is made with the eigen solver's fixed ``shrinkage`` where QDA has it; else ``reg_param``.
+    """
+    import inspect
+
     from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
-    return QuadraticDiscriminantAnalysis(**{"reg_param": 0.5, **options})
+    if "shrinkage" in inspect.signature(QuadraticDiscriminantAnalysis).parameters:
+        defaults: dict[str, Any] = {"solver": "eigen", "shrinkage": QDA_REGULARISATION}
+    else:
+        defaults = {"reg_param": QDA_REGULARISATION}
+    return QuadraticDiscriminantAnalysis(**{**defaults, **options})
 
 
 def _knn(neighbours: int) -> Callable[..., Any]:
@@ -98,9 +111,33 @@ def _svm(seed: int, **options: Any) -> Any:
     return CalibratedSVM(seed, **options)
 
 
+class GradientBoosting:
+    """HistGradientBoostingClassifier whose leaf size follows the training set.
+
+    scikit-learn's default ``min_samples_leaf=20`` forbids every split on a small training set (a constant
+    0.5 score); here it is ``min(20, max(2, n // 10))`` unless given.
+    """
+
+    def __init__(self, seed: int = 0, **options: Any) -> None:
+        self.options = {"max_iter": 100, "random_state": seed, **options}
+        self.model: Any = None
+
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> "GradientBoosting":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        options = {"min_samples_leaf": min(20, max(2, len(labels) // 10)), **self.options}
+        self.model = HistGradientBoostingClassifier(**options).fit(features, labels)
+        return self
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return self.model.classes_
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(features)
+
+
 def _gboost(seed: int, **options: Any) -> Any:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    return HistGradientBoostingClassifier(**{"max_iter": 100, "random_state": seed, **options})
+    return GradientBoosting(seed, **options)
 
 
 def _nb(seed: int, **options: Any) -> Any:
@@ -113,13 +150,15 @@ CLASSIFIERS: dict[str, ClassifierEntry] = {entry.name: entry for entry in (
     ClassifierEntry("tree", "DecisionTreeClassifier (unpruned)", _tree),
     ClassifierEntry("forest", "RandomForestClassifier, 100 trees", _forest),
     ClassifierEntry("lda", "LinearDiscriminantAnalysis, lsqr solver with Ledoit-Wolf shrinkage", _lda),
-    ClassifierEntry("qda", "QuadraticDiscriminantAnalysis, reg_param=0.5 (survives collinear features)", _qda),
+    ClassifierEntry("qda", "QuadraticDiscriminantAnalysis, class covariances blended 0.5 with the "
+                                   "identity (eigen-solver shrinkage, or reg_param on old scikit-learn)", _qda),
     ClassifierEntry("knn1", "k-nearest neighbours, k=1 (score = fake share of the neighbour)", _knn(1)),
     ClassifierEntry("knn3", "k-nearest neighbours, k=3 (score = fake share of the neighbours)", _knn(3)),
     ClassifierEntry("knn5", "k-nearest neighbours, k=5 (score = fake share of the neighbours)", _knn(5)),
     ClassifierEntry("logreg", "LogisticRegression (linear probe), C=1", _logreg),
     ClassifierEntry("svm", "RBF SVC, Platt-calibrated on held-out folds", _svm),
-    ClassifierEntry("gboost", "HistGradientBoostingClassifier, 100 iterations", _gboost),
+    ClassifierEntry("gboost", "HistGradientBoostingClassifier, 100 iterations, leaf size min(20, n/10)",
+                    _gboost),
     ClassifierEntry("nb", "GaussianNB", _nb),
 )}
 

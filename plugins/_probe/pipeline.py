@@ -21,9 +21,39 @@ _memo: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
 _memo_lock = threading.Lock()
 
 
+class Standardiser:
+    """Drops features that are constant on the training set, then (optionally) z-scores the rest.
+
+    Constant features carry nothing, and they make class covariances exactly degenerate (ReLU backbones
+    output many all-zero features on small images), which LAPACK's symmetric eigen-solver can fail on (QDA).
+    """
+
+    def __init__(self, standardise: bool = True) -> None:
+        self.standardise = standardise
+        self.keep: np.ndarray | None = None
+        self.scaler: Any = None
+
+    def fit(self, features: np.ndarray) -> "Standardiser":
+        self.keep = np.ptp(features, axis=0) > 0
+        if not self.keep.any():
+            raise ValueError("probe: every feature is constant on the training set")
+        if self.standardise:
+            from sklearn.preprocessing import StandardScaler
+            self.scaler = StandardScaler().fit(features[:, self.keep])
+        return self
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        out = np.asarray(features, dtype=np.float32)[:, self.keep]
+        return self.scaler.transform(out).astype(np.float32) if self.scaler is not None else out
+
+    @property
+    def n_dropped(self) -> int:
+        return int((~self.keep).sum()) if self.keep is not None else 0
+
+
 def _fit_unsupervised(vectors: np.ndarray, standardise: bool, reduction: str, options: dict[str, Any],
-                      seed: int) -> tuple[Any, Any]:
-    """The fitted scaler and reduction for these training features.
+                      seed: int) -> tuple[Standardiser, Any]:
+    """The fitted standardiser and reduction for these training features.
 
     Both are unsupervised and deterministic given (features, options, seed), so a grid that tries twelve
     classifiers on one reduction fits the reduction once: results are memoised by a hash of the features.
@@ -37,12 +67,8 @@ def _fit_unsupervised(vectors: np.ndarray, standardise: bool, reduction: str, op
         if key in _memo:
             _memo.move_to_end(key)
             return _memo[key]
-    scaler = None
-    if standardise:
-        from sklearn.preprocessing import StandardScaler
-        scaler = StandardScaler().fit(vectors)
-        vectors = scaler.transform(vectors).astype(np.float32)
-    fitted = make_reduction(reduction, **options).fit(vectors, seed)
+    scaler = Standardiser(standardise).fit(vectors)
+    fitted = make_reduction(reduction, **options).fit(scaler.transform(vectors), seed)
     with _memo_lock:
         _memo[key] = (scaler, fitted)
         while len(_memo) > MEMO_SIZE:
@@ -77,8 +103,7 @@ class FeaturePipeline:
         vectors = np.ascontiguousarray(features, dtype=np.float32)
         self.scaler, self.reduction = _fit_unsupervised(vectors, self.standardise, self.reduction_name,
                                                         self.reduction_options, self.seed)
-        vectors = self.scaler.transform(vectors).astype(np.float32) if self.scaler is not None else vectors
-        reduced = self.reduction.transform(vectors)
+        reduced = self.reduction.transform(self.scaler.transform(vectors))
         self.classifier = make_classifier(self.classifier_name, self.seed, **self.classifier_options)
         self.classifier.fit(reduced, labels)
         self.dims = (int(vectors.shape[1]), int(reduced.shape[1]))
@@ -86,10 +111,7 @@ class FeaturePipeline:
 
     def transform(self, features: np.ndarray) -> np.ndarray:
         """Standardised and reduced features (what the classifier sees)."""
-        vectors = np.asarray(features, dtype=np.float32)
-        if self.scaler is not None:
-            vectors = self.scaler.transform(vectors).astype(np.float32)
-        return self.reduction.transform(vectors)
+        return self.reduction.transform(self.scaler.transform(features))
 
     def score(self, features: np.ndarray) -> np.ndarray:
         if self.classifier is None:
@@ -106,4 +128,5 @@ class FeaturePipeline:
             out["reduction_fitted"] = self.reduction.describe()
         if self.dims is not None:
             out["feature_dim"], out["reduced_dim"] = self.dims
+            out["constant_features_dropped"] = self.scaler.n_dropped
         return out
