@@ -38,15 +38,18 @@ MINUS_ONE_ONE = Normalisation(size=0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
 
 
 # -- weights ---------------------------------------------------------------------------------------------
-def hub_diffusers_weights(name: str, repo: str, summary: str, subfolder: str = "", licence: str = "",
-                          extra_patterns: tuple[str, ...] = ()) -> WeightsSpec:
+SCHEDULER_FILES = ("scheduler_config.json", "scheduler/scheduler_config.json")
+
+
+def hub_diffusers_weights(name: str, repo: str, summary: str, subfolder: str = "", licence: str = "") -> WeightsSpec:
     """A diffusers model folder on the Hugging Face hub (optionally a ``subfolder`` of a pipeline repo).
 
     ``find_local`` looks in the HF cache only (``local_files_only=True``); ``download`` fetches the config and
-    weights of that folder alone (not the whole pipeline).
+    weights of that folder alone (not the whole pipeline), plus the repo's scheduler config if it has one
+    (a diffusion UNet needs its noise schedule; a few bytes otherwise).
     """
     prefix = f"{subfolder}/" if subfolder else ""
-    patterns = (f"{prefix}config.json", *(prefix + f for f in WEIGHT_FILES), *extra_patterns)
+    patterns = (f"{prefix}config.json", *(prefix + f for f in WEIGHT_FILES), *SCHEDULER_FILES)
     where = f"{repo}" + (f" (subfolder {subfolder})" if subfolder else "")
     return WeightsSpec(
         name=name, summary=summary, library="diffusers", source=where,

@@ -107,7 +107,7 @@ class _Distance:
         self.name = name
         self.device = device
         self._torch = torch
-        self.modules: list[Any] = []
+        self.entry: Any = None  # the module every features() call runs first (hooks on it count passes)
         if name.startswith(LPIPS_VGG):
             self._build_lpips(int(name[len(LPIPS_VGG):]), *weights)
         elif name == EFFNET:
@@ -139,7 +139,7 @@ class _Distance:
         self.trunk = trunk.eval().requires_grad_(False).to(self.device)
         starts = (0,) + VGG_BLOCK_ENDS
         self.slices = [self.trunk[starts[k]:VGG_BLOCK_ENDS[k]] for k in range(max(self.layers) + 1)]
-        self.modules = [self.trunk]
+        self.entry = self.slices[0]
         self._normalise = lpips.normalize_tensor
 
     def _build_effnet(self, registry: Any) -> None:
@@ -157,7 +157,7 @@ class _Distance:
         std = self._torch.tensor(backbone.normalisation.std, device=self.device).view(1, 3, 1, 1)
         self._imagenet = (mean, std)
         self.layers = [0]
-        self.modules = [self.trunk]
+        self.entry = self.trunk
         self._normalise = lpips.normalize_tensor
 
     def features(self, x: Any) -> list[Any]:

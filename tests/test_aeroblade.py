@@ -95,6 +95,11 @@ def test_hub_autoencoder_missing_offline_fails_cleanly(registry):
     with pytest.raises(WeightsNotFound, match="sd1_vae") as error:
         det.describe()
     assert "snapshot_download" in str(error.value) and "CompVis/stable-diffusion-v1-1" in str(error.value)
+    from dfzoo.plugins._reconstruction import resolve_model
+    with pytest.raises(WeightsNotFound, match=r"CompVis/stable-diffusion-v1-4 \(subfolder vae\)"):
+        resolve_model("CompVis/stable-diffusion-v1-4/vae", registry)
+    with pytest.raises(WeightsNotFound, match="neither weights known to dfzoo"):
+        resolve_model("no_such_vae", registry)
 
 
 def test_reconstructed_image_scores_as_more_generated(registry, vae_dir, tmp_path):
