@@ -49,7 +49,8 @@ class TrainConfig:
     """Optimisation settings of one training run.
 
     ``patience`` epochs without a validation-loss improvement larger than ``min_delta`` stop training
-    (``patience=0`` never stops early). ``val_fraction`` of the samples (stratified by target, seeded) are held
+    (``patience=0`` never stops early). ``freeze_norm`` keeps batch-norm layers in eval mode while training:
+    a pretrained network keeps its ImageNet statistics, which fine-tunes far more reliably on small batches. ``val_fraction`` of the samples (stratified by target, seeded) are held
     out; with too few samples to hold any out, the training loss is monitored instead.
     """
 
@@ -63,6 +64,7 @@ class TrainConfig:
     patience: int = 3
     min_delta: float = 0.0
     amp: bool = True
+    freeze_norm: bool = False  # keep batch-norm statistics fixed (fine-tuning pretrained nets on small batches)
     workers: int = -1  # decoding processes; -1: none on the CPU (cores train), up to 4 beside a GPU
 
     def __post_init__(self) -> None:
@@ -83,7 +85,7 @@ class TrainConfig:
 #: The parameters every trained detector accepts, with CPU-friendly defaults.
 TRAIN_PARAMS: dict[str, Any] = {
     "epochs": 3, "batch_size": 32, "lr": 1e-4, "optimiser": "adam", "momentum": 0.9, "weight_decay": 0.0,
-    "val_fraction": 0.1, "patience": 3, "image_size": None,
+    "val_fraction": 0.1, "patience": 3, "image_size": None, "freeze_norm": None,
 }
 
 
@@ -389,6 +391,10 @@ def train_model(model: Any, dataset: SampleDataset, loss_fn: LossFn, config: Tra
                                              collate_fn=collate, num_workers=workers, drop_last=False,
                                              pin_memory=device.type == "cuda")
         model.train()
+        if config.freeze_norm:
+            for module in model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         total, seen = 0.0, 0
         bar = tqdm(loader, desc=f"{desc} epoch {epoch}/{config.epochs}", unit="batch", leave=False,
                    disable=not progress)
@@ -533,6 +539,7 @@ def create_timm_model(arch: str, num_classes: int, *, pretrained: bool, weights:
     from .weights import ResolvedWeights, resolve
     torch.manual_seed(seed)
     model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **create_kwargs)
+    reset_head(model)
     if not pretrained:
         return model, InitWeights(f"random-init:{module_digest(model)}", False)
     registry = registry or current_registry()
@@ -556,6 +563,18 @@ def create_timm_model(arch: str, num_classes: int, *, pretrained: bool, weights:
                          f"pretrained=False to train from a random initialisation")
     load_backbone_state(model, state, source=identity)
     return model, InitWeights(identity, True)
+
+
+def reset_head(model: Any, std: float = 0.02) -> None:
+    """A new classifier head: weights ~ N(0, std), zero bias (as CNNSpot does). Some timm inits scale by
+    1/sqrt(outputs), which for a single logit over ImageNet features starts with huge logits."""
+    import torch
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    for module in ([head] if isinstance(head, torch.nn.Linear) else
+                   [m for m in (head.modules() if head is not None else []) if isinstance(m, torch.nn.Linear)]):
+        torch.nn.init.normal_(module.weight, 0.0, std)
+        if module.bias is not None:
+            torch.nn.init.zeros_(module.bias)
 
 
 def timm_normalisation(model: Any, size: int) -> Normalisation:
@@ -635,8 +654,17 @@ class TrainedImageDetector(Detector):
         return pick_device(self.context.device)
 
     @property
+    def options(self) -> dict[str, Any]:
+        """The effective parameters (subclasses may fill presets in)."""
+        return dict(self.params)
+
+    @property
     def train_config(self) -> TrainConfig:
-        return TrainConfig.from_params(self.params)
+        """:class:`TrainConfig` from the options; ``freeze_norm=None`` means "freeze when pretrained"."""
+        options = self.options
+        if options.get("freeze_norm") is None:
+            options["freeze_norm"] = bool(options.get("pretrained", False))
+        return TrainConfig.from_params(options)
 
     def resolve_image_size(self, samples: Sequence[Sample], multiple: int = 1) -> int:
         """The model input size: param ``image_size``, else the run's preprocess size, else the shorter side
@@ -761,5 +789,5 @@ __all__ = [
     "AUGMENT_PRESETS", "Augment", "Checkpointer", "EpochRecord", "ImagePipeline", "InitWeights", "SampleDataset",
     "TRAIN_PARAMS", "TrainConfig", "TrainReport", "TrainedImageDetector", "augment_preset", "bce_loss",
     "binary_labels", "ce_loss", "collate", "create_timm_model", "load_backbone_state", "load_module", "predict",
-    "samples_digest", "save_module", "split_indices", "timm_normalisation", "train_model",
+    "reset_head", "samples_digest", "save_module", "split_indices", "timm_normalisation", "train_model",
 ]

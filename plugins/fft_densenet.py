@@ -7,13 +7,15 @@ Input: the image in grey levels (ITU-R BT.601 luma, values in [0, 1]) at the mod
 mean, unit standard deviation over the spectrum): a single channel, so brightness and contrast changes
 scale out and the classifier sees the spectrum's shape. The network is a timm DenseNet (default
 ``densenet121``) with one input channel and one logit; ``growth_rate`` / ``block_config`` give smaller
-configurations for a CPU (e.g. ``growth_rate=12, block_config=[3, 6, 12, 8]``). Random initialisation by
+configurations for a CPU (e.g. ``growth_rate=12, block_config=[3, 6, 12, 8]``, or ``"3-6-12-8"`` on the
+command line). Random initialisation by
 default (spectra are not ImageNet photographs); ``pretrained=True`` loads ImageNet weights with the first
 convolution summed over RGB. Score = sigmoid probability of fake.
 """
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -55,8 +57,10 @@ class FFTDenseNet(TrainedImageDetector):
         kwargs: dict[str, Any] = {"in_chans": 1}
         if p["growth_rate"]:
             kwargs["growth_rate"] = int(p["growth_rate"])
-        if p["block_config"]:
-            kwargs["block_config"] = tuple(int(b) for b in p["block_config"])
+        blocks = p["block_config"]
+        if blocks:  # a list, or a string such as "3-6-12-8" (what a command line can pass)
+            kwargs["block_config"] = tuple(int(b) for b in (re.findall(r"\d+", blocks) if isinstance(blocks, str)
+                                                            else blocks))
         return kwargs
 
     def _build(self, pretrained: bool) -> Any:
@@ -126,7 +130,8 @@ class FFTDenseNet(TrainedImageDetector):
                 "pretrained": bool(p["pretrained"]), "image_size": self.image_size,
                 "input": "grey fftshift log|F| standardised per image", "preprocess": self.context.preprocess.key,
                 "augment": p["augment"], "optimiser": p["optimiser"], "lr": p["lr"], "batch_size": p["batch_size"],
-                "epochs": p["epochs"], "training": self.training_summary(), "threshold": 0.5,
+                "epochs": p["epochs"], "freeze_norm": self.train_config.freeze_norm,
+                "training": self.training_summary(), "threshold": 0.5,
                 "train_skipped": len(self.skipped)}
 
     def _save_state(self, folder: Path) -> None:

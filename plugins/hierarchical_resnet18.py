@@ -184,7 +184,8 @@ class HierarchicalResNet(TrainedImageDetector):
                 ("pending (resolved at fit)" if p["pretrained"] else "random-init"),
                 "pretrained": bool(p["pretrained"]), "image_size": self.image_size,
                 "preprocess": self.context.preprocess.key, "augment": p["augment"], "optimiser": p["optimiser"],
-                "lr": p["lr"], "batch_size": p["batch_size"], "epochs": p["epochs"], "levels": self.classes,
+                "lr": p["lr"], "batch_size": p["batch_size"], "epochs": p["epochs"],
+                "freeze_norm": self.train_config.freeze_norm, "levels": self.classes,
                 "untrained_levels": self.notes, "training": self.training_summary(), "threshold": 0.5,
                 "train_skipped": len(self.skipped)}
 

@@ -8,10 +8,11 @@ Score = sigmoid probability of fake; threshold 0.5.
 
 ``preset="cnnspot"`` fills every parameter left at its default with the paper-scale configuration of the
 project issue: ResNet-50 ImageNet, SGD momentum 0.9, lr 1e-5, batch 128, 256 px, Blur+JPEG(0.5), up to 30
-epochs with patience 5. (The authors' public code defaults to Adam, lr 1e-4, batch 64 and 224 px crops
+epochs with patience 5, batch norm training. (The authors' public code defaults to Adam, lr 1e-4, batch 64 and 224 px crops
 from 256 px images, and lowers the learning rate on plateaus, which this preset does not.) The default
 configuration is small enough for a CPU: the dataset's native size (or the run's preprocess size), batch 32,
-Adam lr 1e-4, 3 epochs.
+Adam lr 1e-4, 3 epochs, and batch-norm statistics frozen when pretrained (``freeze_norm``; without it a
+pretrained net fine-tunes unreliably on small batches).
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ DEFAULTS: dict[str, Any] = {
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cnnspot": {"arch": "resnet50", "pretrained": True, "optimiser": "sgd", "momentum": 0.9, "lr": 1e-5,
-                "batch_size": 128, "image_size": 256, "augment": "blur_jpeg_0.5", "epochs": 30, "patience": 5},
+                "batch_size": 128, "image_size": 256, "augment": "blur_jpeg_0.5", "epochs": 30, "patience": 5,
+                "freeze_norm": False},
 }
 
 
@@ -61,11 +63,6 @@ class ResNetFinetune(TrainedImageDetector):
     @property
     def options(self) -> dict[str, Any]:
         return apply_preset(self.params, DEFAULTS, PRESETS)
-
-    @property
-    def train_config(self):
-        from dfzoo.training import TrainConfig
-        return TrainConfig.from_params(self.options)
 
     # -- model -------------------------------------------------------------------------------------------
     def _build(self, pretrained: bool) -> Any:
@@ -116,7 +113,8 @@ class ResNetFinetune(TrainedImageDetector):
                 "pretrained": bool(opts["pretrained"]), "image_size": self.image_size,
                 "preprocess": self.context.preprocess.key, "augment": opts["augment"], "preset": opts["preset"],
                 "optimiser": opts["optimiser"], "lr": opts["lr"], "batch_size": opts["batch_size"],
-                "epochs": opts["epochs"], "training": self.training_summary(), "threshold": 0.5,
+                "epochs": opts["epochs"], "freeze_norm": self.train_config.freeze_norm,
+                "training": self.training_summary(), "threshold": 0.5,
                 "train_skipped": len(self.skipped)}
 
     # -- persistence -------------------------------------------------------------------------------------

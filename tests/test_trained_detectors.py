@@ -292,3 +292,18 @@ def test_blur_jpeg_augmentation_is_seeded_and_keeps_the_shape():
     np.testing.assert_array_equal(pipeline(image), pipeline(image))  # no rng: no augmentation
     with pytest.raises(ValueError, match="unknown augmentation"):
         augment_preset("blur_jpeg_0.3")
+
+
+def test_imagenet_initialised_finetune_learns_and_records_its_weights(registry, task, tmp_path):
+    train, test = task
+    # 64 px inputs: ImageNet features need more than the 1x1 last stage a 32 px input leaves
+    detector = dfzoo.load_detector("resnet_finetune", arch="efficientnet_lite0", image_size=64, epochs=4,
+                                   batch_size=8, lr=1e-3, augment="none", val_fraction=0.0).setup(context())
+    detector.fit(train)
+    assert detector.describe()["init_weights"].startswith("efficientnet_lite0_in1k@sha256:")
+    assert detector.describe()["freeze_norm"] is True  # the default for a pretrained net
+    scores = detector.score(test)
+    assert roc_auc_score([s.label for s in test], scores) > 0.8
+    reloaded = dfzoo.load_fitted(detector.save(tmp_path / "saved")).setup(context())
+    assert reloaded.describe()["init_weights"] == detector.describe()["init_weights"]
+    np.testing.assert_array_equal(reloaded.score(test), scores)
