@@ -670,7 +670,7 @@ class TrainedImageDetector(Detector):
         """The model input size: param ``image_size``, else the run's preprocess size, else the shorter side
         of the first decodable training image (the dataset's native size, at most :data:`NATIVE_SIZE_CAP`
         so a CPU copes); rounded up to ``multiple``."""
-        size = self.params.get("image_size") or self.context.preprocess.size
+        size = self.options.get("image_size") or self.context.preprocess.size
         if not size:
             for sample in samples:
                 try:

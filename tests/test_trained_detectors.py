@@ -219,7 +219,7 @@ def test_efficientnet_lite0_starts_from_the_offline_imagenet_weights(registry):
     assert tuple(model.state_dict()["classifier.weight"].shape) == (1, 1280)
 
 
-def test_cnnspot_preset_fills_defaults_but_keeps_explicit_values():
+def test_cnnspot_preset_fills_defaults_but_keeps_explicit_values(registry):
     from dfzoo.plugins.resnet_finetune import DEFAULTS, PRESETS, apply_preset
     explicit = {**DEFAULTS, "preset": "cnnspot", "lr": 3e-4}
     options = apply_preset(explicit, DEFAULTS, PRESETS)
@@ -228,6 +228,10 @@ def test_cnnspot_preset_fills_defaults_but_keeps_explicit_values():
         "sgd", 128, 256, "blur_jpeg_0.5")
     with pytest.raises(ValueError, match="unknown preset"):
         apply_preset({**DEFAULTS, "preset": "nope"}, DEFAULTS, PRESETS)
+    detector = dfzoo.load_detector("resnet_finetune", preset="cnnspot", pretrained=False)
+    config = detector.train_config
+    assert (config.optimiser, config.lr, config.momentum, config.batch_size) == ("sgd", 1e-5, 0.9, 128)
+    assert detector.resolve_image_size([]) == 256 and config.freeze_norm is False
 
 
 def test_split_is_stratified_seeded_and_disjoint():
