@@ -82,9 +82,71 @@ def is_model_folder(folder: Path) -> bool:
     return (folder / "config.json").is_file() and any((folder / f).is_file() for f in WEIGHT_FILES)
 
 
-def resolve_model(ref: str, registry: Any = None) -> ResolvedWeights:
-    """A model by weights name (e.g. ``"zoo_vae"``, ``"sd1_vae"``), local folder, or hub id ``org/repo[/sub]``."""
+RANDOM = "random:"
+_KL_BLOCKS = {"down_block_types": ("DownEncoderBlock2D",) * 2, "up_block_types": ("UpDecoderBlock2D",) * 2,
+              "block_out_channels": (8, 16), "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 4,
+              "sample_size": 32}
+#: Architectures that ``random:<name>`` builds randomly initialised (smoke tests, cost benchmarks).
+ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {
+    "tiny_kl": ("AutoencoderKL", _KL_BLOCKS),
+    "tiny_vq": ("VQModel", {**_KL_BLOCKS, "num_vq_embeddings": 16, "vq_embed_dim": 4}),
+    "sd_kl_f8": ("AutoencoderKL", {"down_block_types": ("DownEncoderBlock2D",) * 4,
+                                   "up_block_types": ("UpDecoderBlock2D",) * 4,
+                                   "block_out_channels": (128, 256, 512, 512), "layers_per_block": 2,
+                                   "latent_channels": 4, "sample_size": 512}),
+    "tiny_unet": ("UNet2DModel", {"sample_size": 32, "block_out_channels": (8, 16), "layers_per_block": 1,
+                                  "down_block_types": ("DownBlock2D",) * 2, "up_block_types": ("UpBlock2D",) * 2,
+                                  "norm_num_groups": 4}),
+    "ddpm_cifar10_32": ("UNet2DModel", {"sample_size": 32, "block_out_channels": (128, 256, 256, 256),
+                                        "layers_per_block": 2,
+                                        "down_block_types": ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D",
+                                                             "DownBlock2D"),
+                                        "up_block_types": ("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D")}),
+}
+
+
+@dataclass(frozen=True)
+class RandomModel:
+    """``random:<arch>``: a named diffusers architecture, randomly initialised from a fixed seed.
+
+    For smoke tests and cost benchmarks only; its identity says ``random-init`` so no result can pass it
+    off as pretrained.
+    """
+
+    arch: str
+    seed: int = 0
+
+    @property
+    def class_name(self) -> str:
+        return ARCHITECTURES[self.arch][0]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"_class_name": self.class_name, **ARCHITECTURES[self.arch][1]}
+
+    @property
+    def identity(self) -> str:
+        from importlib.metadata import version
+        return f"random-init:{self.arch}:seed={self.seed}:diffusers={version('diffusers')}"
+
+    def build(self) -> Any:
+        import diffusers
+        import torch
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            model = getattr(diffusers, self.class_name)(**ARCHITECTURES[self.arch][1])
+        return model.eval().requires_grad_(False)
+
+
+def resolve_model(ref: str, registry: Any = None) -> ResolvedWeights | RandomModel:
+    """A model by weights name (e.g. ``"zoo_vae"``, ``"sd1_vae"``), local folder, hub id ``org/repo[/sub]``,
+    or ``random:<arch>`` (one of :data:`ARCHITECTURES`, randomly initialised)."""
     from dfzoo.registry import current_registry
+    if ref.startswith(RANDOM):
+        arch = ref[len(RANDOM):]
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {arch!r} in {ref!r}; known: {', '.join(ARCHITECTURES)}")
+        return RandomModel(arch)
     registry = registry or current_registry()
     if ref in registry.names("weights"):
         return resolve(registry.weights(ref))
@@ -139,13 +201,15 @@ class SchedulerInfo:
         return f"{self.source}@sha256:{self.config_sha256[:16]}"
 
 
-def load_ddim_scheduler(folder: Path) -> tuple[Any, SchedulerInfo]:
+def load_ddim_scheduler(folder: Path | None) -> tuple[Any, SchedulerInfo]:
     """A DDIM scheduler from the model's own config (``scheduler/`` beside or inside, or
     ``scheduler_config.json``), else diffusers' default DDIM with 1000 training steps, and say which."""
     from diffusers import DDIMScheduler
-    folder = Path(folder)
-    candidates = [folder / "scheduler" / "scheduler_config.json", folder / "scheduler_config.json",
-                  folder.parent / "scheduler" / "scheduler_config.json", folder.parent / "scheduler_config.json"]
+    candidates = []
+    if folder is not None:
+        folder = Path(folder)
+        candidates = [folder / "scheduler" / "scheduler_config.json", folder / "scheduler_config.json",
+                      folder.parent / "scheduler" / "scheduler_config.json", folder.parent / "scheduler_config.json"]
     for candidate in candidates:
         if candidate.is_file():
             config = json.loads(candidate.read_text())

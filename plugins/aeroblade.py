@@ -23,7 +23,8 @@ from dfzoo.data.sample import Sample
 from dfzoo.detector import Detector, RunContext
 from dfzoo.weights import ResolvedWeights, WeightsNotFound, resolve
 
-from ._reconstruction import compute_cached, hub_diffusers_weights, model_folder, prepare_for_model, quantise
+from ._reconstruction import (RandomModel, compute_cached, hub_diffusers_weights, model_folder, prepare_for_model,
+                              quantise)
 
 LPIPS_VGG = "lpips_vgg_"          # lpips_vgg_0 = full LPIPS (sum of the five blocks), lpips_vgg_k = block k only
 EFFNET = "effnet_lite0_s2"
@@ -64,7 +65,8 @@ def dfzoo_detectors():
     yield DetectorSpec(
         name="aeroblade", factory=_make, trainable=False, paper="arXiv:2401.17879",
         summary="AEROBLADE: -LPIPS_2 distance to the best latent-diffusion autoencoder reconstruction (training-free)",
-        params=DEFAULTS, weight_params=("vaes",), tags=("training-free", "reconstruction", "latent-diffusion"))
+        params=DEFAULTS, weight_params=("vaes",), tags=("training-free", "reconstruction", "latent-diffusion"),
+        smoke_params={"vaes": ["random:tiny_kl"], "distance": "l2", "batch_size": 8})
 
 
 def _make(**params: Any) -> "Aeroblade":
@@ -76,7 +78,7 @@ def _make(**params: Any) -> "Aeroblade":
 class _Plan:
     """What a run will use, decided before any model is built (so ``describe()`` is cheap)."""
 
-    vaes: list[tuple[str, ResolvedWeights]]
+    vaes: list[tuple[str, ResolvedWeights | RandomModel]]
     distance: str
     distance_weights: list[ResolvedWeights]
     fallback_reason: str = ""
@@ -203,9 +205,14 @@ class _Autoencoder:
     (as Kandinsky's pipeline decodes its generated latents).
     """
 
-    def __init__(self, weights: ResolvedWeights, device: Any, latent: str) -> None:
+    def __init__(self, source: ResolvedWeights | RandomModel, device: Any, latent: str) -> None:
         from ._reconstruction import load_diffusers_model
-        self.model, self.folder = load_diffusers_model(weights.path, AUTOENCODER_CLASSES, AUTOENCODER_SUBFOLDERS)
+        if isinstance(source, RandomModel):
+            if source.class_name not in AUTOENCODER_CLASSES:
+                raise ValueError(f"random:{source.arch} is a {source.class_name}, not an autoencoder")
+            self.model = source.build()
+        else:
+            self.model, _ = load_diffusers_model(source.path, AUTOENCODER_CLASSES, AUTOENCODER_SUBFOLDERS)
         self.model.to(device)
         self.kind = type(self.model).__name__
         self.factor = 2 ** (len(self.model.config.block_out_channels) - 1)
@@ -234,7 +241,7 @@ class Aeroblade(Detector):
     """Training-free: ``score = -min_v distance(x, AE_v^k(x))`` over the given autoencoders ``vaes``.
 
     Parameters: ``vaes`` (weights names, folders or hub ids; the paper's set is ``sd1_vae, sd2_vae,
-    kandinsky21_movq``), ``distance`` (``lpips_vgg_2`` = the paper's LPIPS_2; ``lpips_vgg_0`` full LPIPS;
+    kandinsky21_movq``; ``random:<arch>`` builds a random-initialised architecture for smoke tests), ``distance`` (``lpips_vgg_2`` = the paper's LPIPS_2; ``lpips_vgg_0`` full LPIPS;
     ``effnet_lite0_s2``; ``l2``), ``fallback`` (used, and recorded, when the distance's weights cannot be
     resolved; ``None`` to fail instead), ``spatial`` (``mean`` or patch-wise ``max`` with ``patch_size``
     pixels), ``repeats`` (k: distance between the image and its k-th iterated reconstruction AE^k),
@@ -286,8 +293,11 @@ class Aeroblade(Detector):
             reason = str(error).splitlines()[0]
             name, weights = fallback, _distance_weights(fallback, registry)
         classes = []
-        for _, resolved in vaes:
-            folder = model_folder(resolved.path, AUTOENCODER_SUBFOLDERS)
+        for _, source in vaes:
+            if isinstance(source, RandomModel):
+                classes.append(source.class_name)
+                continue
+            folder = model_folder(source.path, AUTOENCODER_SUBFOLDERS)
             classes.append(json.loads((folder / "config.json").read_text()).get("_class_name", "?"))
         self._plan_cache = _Plan(vaes, name, weights, reason, classes)
         return self._plan_cache

@@ -43,7 +43,9 @@ def dfzoo_detectors():
     yield DetectorSpec(
         name="dire", factory=_make, trainable=True, paper="arXiv:2303.09295",
         summary="DIRE: a CNN on DDIM inversion-reconstruction error maps of a diffusion UNet",
-        params=DEFAULTS, weight_params=("unet", "arch", "weights"), tags=("reconstruction", "diffusion"))
+        params=DEFAULTS, weight_params=("unet", "arch", "weights"), tags=("reconstruction", "diffusion"),
+        smoke_params={"unet": "random:tiny_unet", "steps": 2, "arch": "test_resnet", "pretrained": False,
+                      "epochs": 1, "batch_size": 16, "val_fraction": 0.0})
 
 
 def _make(**params: Any) -> "Dire":
@@ -62,11 +64,14 @@ class DdimReconstructor:
     def __init__(self, weights: Any, device: Any) -> None:
         from diffusers import DDIMInverseScheduler
 
-        from ._reconstruction import _quiet, load_ddim_scheduler, model_folder
+        from ._reconstruction import RandomModel, _quiet, load_ddim_scheduler, model_folder
         self.weights = weights
         self.device = device
-        self.folder = model_folder(weights.path, ("unet",))
-        config = json.loads((self.folder / "config.json").read_text())
+        if isinstance(weights, RandomModel):
+            self.folder, config = None, weights.config
+        else:
+            self.folder = model_folder(weights.path, ("unet",))
+            config = json.loads((self.folder / "config.json").read_text())
         if config.get("_class_name") != "UNet2DModel":
             raise ValueError(f"{self.folder} holds a {config.get('_class_name')}; DIRE needs a diffusers UNet2DModel")
         if config.get("num_class_embeds") or config.get("class_embed_type"):
@@ -84,7 +89,10 @@ class DdimReconstructor:
         """The UNet, loaded on first use (identities and sizes come from its config alone)."""
         if self._unet is None:
             from ._reconstruction import load_diffusers_model
-            self._unet, _ = load_diffusers_model(self.folder, ("UNet2DModel",))
+            if self.folder is None:
+                self._unet = self.weights.build()
+            else:
+                self._unet, _ = load_diffusers_model(self.folder, ("UNet2DModel",))
             self._unet.to(self.device)
         return self._unet
 
@@ -142,7 +150,8 @@ class DireMapPipeline:
 
 # -- detector --------------------------------------------------------------------------------------------
 class Dire(TrainedImageDetector):
-    """DIRE maps from ``unet`` (weights name, folder or hub id, e.g. ``google/ddpm-cifar10-32``) with
+    """DIRE maps from ``unet`` (weights name, folder or hub id, e.g. ``google/ddpm-cifar10-32``; ``random:<arch>``
+    for a random-initialised architecture in smoke tests) with
     ``steps`` DDIM steps each way (the paper uses 20), classified by a timm ``arch`` (ResNet-50 in the paper;
     ``pretrained=True`` needs its ImageNet weights to resolve, else pass ``pretrained=False``; ``describe()``
     then says random-init). Score = sigmoid probability of fake.

@@ -279,3 +279,16 @@ def test_perturbation_and_cache(registry, vae_dir, tmp_path, monkeypatch):
                                test_perturbation=make_perturbation("blur:sigma=1.5", registry)))
     blurred = det.score(samples)
     assert sum(calls) == 3 and not np.allclose(blurred, first)
+
+
+def test_random_architectures_are_labelled_random(registry, tmp_path):
+    det = detector(registry, vaes=["random:tiny_kl", "random:tiny_vq"], distance="l2")
+    info = det.describe()
+    assert info["vae_classes"] == ["AutoencoderKL", "VQModel"]
+    assert all(v.startswith("random-init:tiny_") for v in info["vaes"])
+    scores = det.score(as_samples(write_images(tmp_path, 2)))
+    assert np.all(np.isfinite(scores))
+    with pytest.raises(ValueError, match="unknown architecture"):
+        detector(registry, vaes=["random:nope"]).describe()
+    with pytest.raises(ValueError, match="not an autoencoder"):
+        detector(registry, vaes=["random:tiny_unet"], distance="l2").score(as_samples(write_images(tmp_path, 1)))

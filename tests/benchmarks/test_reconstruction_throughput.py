@@ -6,8 +6,8 @@ Passes are counted with forward hooks (rows seen by each network, divided by ima
 also check the algorithms' structure: AEROBLADE runs each autoencoder's encoder and decoder ``repeats``
 times per image and the distance trunk once for the image plus once per autoencoder; DIRE runs its UNet
 ``2 * steps`` times per image (``steps`` to invert, ``steps`` to regenerate). Models are random-initialised
-at the real architectures' sizes where that matters (Stable Diffusion's KL-f8 VAE, google/ddpm-cifar10-32's
-UNet), at small image sizes; the LPIPS_2 trunk uses a random VGG16 checkpoint of the right shape (the
+at the real architectures' sizes where that matters (``random:sd_kl_f8`` = Stable Diffusion's KL-f8 VAE,
+``random:ddpm_cifar10_32`` = google/ddpm-cifar10-32's UNet), at small image sizes; the LPIPS_2 trunk uses a random VGG16 checkpoint of the right shape (the
 compute is the same as with ImageNet weights). Scoring runs with the cache off.
 """
 from __future__ import annotations
@@ -62,36 +62,15 @@ def write_images(folder: Path, n: int, size: int) -> list[dfzoo.Sample]:
     return samples
 
 
-def sd_vae(folder: Path) -> Path:
-    """Stable Diffusion's KL-f8 autoencoder architecture (83.7 M parameters), random-initialised."""
-    from diffusers import AutoencoderKL
-    torch.manual_seed(0)
-    AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
-                  down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                  sample_size=64).save_pretrained(folder)
-    return folder
-
-
-def cifar_unet(folder: Path) -> Path:
-    """google/ddpm-cifar10-32's UNet architecture (35.7 M parameters), random-initialised, with a DDPM config."""
-    from diffusers import DDPMScheduler, UNet2DModel
-    torch.manual_seed(0)
-    UNet2DModel(sample_size=32, block_out_channels=(128, 256, 256, 256), layers_per_block=2,
-                down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-                up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D")).save_pretrained(folder)
-    DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
+def models(tmp_path_factory) -> dict[str, Path | str]:
     from tests.test_aeroblade import partial_vgg16, tiny_autoencoder
     from tests.test_dire import tiny_unet
     root = tmp_path_factory.mktemp("recon-bench")
     partial_vgg16(root / "weights" / "vgg16_imagenet" / "vgg16-397923af.pth")
-    return {"weights": root / "weights", "sd_vae": sd_vae(root / "sd_vae"),
+    return {"weights": root / "weights", "sd_vae": "random:sd_kl_f8", "cifar_unet": "random:ddpm_cifar10_32",
             "tiny_vae_a": tiny_autoencoder(root / "tiny_a", seed=0), "tiny_vae_b": tiny_autoencoder(root / "tiny_b", 1),
-            "cifar_unet": cifar_unet(root / "cifar_unet"), "tiny_unet": tiny_unet(root / "tiny_unet", train_steps=1)}
+            "tiny_unet": tiny_unet(root / "tiny_unet", train_steps=1)}
 
 
 AEROBLADE = {  # label: (vaes, image size, images, params)
