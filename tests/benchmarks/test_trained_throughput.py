@@ -1,6 +1,7 @@
 """Training and scoring throughput (images per second) of the four trained detectors on this machine.
 
-Run: ``pytest tests/benchmarks/test_trained_throughput.py --benchmark-enable -p no:randomly``. Every method
+Run: ``pytest tests/benchmarks/test_trained_throughput.py --benchmark-only -p no:randomly -s`` (``--benchmark-only``
+overrides the ``--benchmark-skip`` in the project's addopts; ``--benchmark-enable`` does not). Every method
 trains one epoch on the same 64 images (64 px, random initialisation, no validation split, no checkpoints)
 and scores them; the images-per-second figures are printed and stored in each benchmark's ``extra_info``.
 """
