@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,8 +28,6 @@ from dfzoo.features import Batch, FeatureCache
 from dfzoo.spec import WeightsSpec
 from dfzoo.transforms import IDENTITY, Normalisation, Perturbation, PreprocessPolicy
 from dfzoo.weights import ResolvedWeights, WeightsNotFound, resolve
-
-log = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+(/[\w.\-]+)*$")
@@ -239,12 +236,12 @@ def prepare_for_model(sample: Sample, *, policy: PreprocessPolicy, factor: int, 
                       perturbation: Perturbation = IDENTITY, seed: int = 0) -> np.ndarray:
     """Decode, perturb and bring one image to float32 CHW in [-1, 1] at a size divisible by ``factor``.
 
-    With ``policy.size`` or ``size`` set, the policy (resize or centre crop) gives a square image of that
-    size; otherwise the image keeps its native size, centre-cropped to the nearest multiple of ``factor``
-    (reflect-padded up to ``factor`` if smaller), so nothing is resampled.
+    With ``size`` (the model's fixed input) or else ``policy.size`` set, the policy's geometry (resize or
+    centre crop) gives a square image of that size; otherwise the image keeps its native size, centre-cropped
+    to the nearest multiple of ``factor`` (reflect-padded up to ``factor`` if smaller): nothing is resampled.
     """
     image = perturbation(load_image(sample.image if sample.path is None else sample.path), seed)
-    target = policy.size or size
+    target = size or policy.size
     if target:
         if target % factor:
             raise ValueError(f"preprocess size {target} is not a multiple of the model's factor {factor}")

@@ -241,11 +241,12 @@ class Aeroblade(Detector):
     """Training-free: ``score = -min_v distance(x, AE_v^k(x))`` over the given autoencoders ``vaes``.
 
     Parameters: ``vaes`` (weights names, folders or hub ids; the paper's set is ``sd1_vae, sd2_vae,
-    kandinsky21_movq``; ``random:<arch>`` builds a random-initialised architecture for smoke tests), ``distance`` (``lpips_vgg_2`` = the paper's LPIPS_2; ``lpips_vgg_0`` full LPIPS;
-    ``effnet_lite0_s2``; ``l2``), ``fallback`` (used, and recorded, when the distance's weights cannot be
-    resolved; ``None`` to fail instead), ``spatial`` (``mean`` or patch-wise ``max`` with ``patch_size``
-    pixels), ``repeats`` (k: distance between the image and its k-th iterated reconstruction AE^k),
-    ``latent`` (``sample`` as in the paper, or ``mode``), ``batch_size``.
+    kandinsky21_movq``; ``random:<arch>`` builds a random-initialised architecture for smoke tests);
+    ``distance`` (``lpips_vgg_2`` = the paper's LPIPS_2; ``lpips_vgg_0`` full LPIPS; ``effnet_lite0_s2``;
+    ``l2``); ``fallback`` (used, and recorded, when the distance's weights cannot be resolved; ``None`` to
+    fail instead); ``spatial`` (``mean``, or ``max``: the worst ``patch_size`` x ``patch_size`` patch);
+    ``repeats`` (k: distance between the image and its k-th iterated reconstruction AE^k); ``latent``
+    (``sample`` as in the paper, or ``mode``); ``batch_size``.
     """
 
     name = "aeroblade"

@@ -141,8 +141,9 @@ class DireMapPipeline:
         dire = self.maps.get(sample)
         if dire is None:
             raise ImageDecodeError(sample.display_name, self.errors.get(sample, "no DIRE map"))
-        array = dire.astype(np.float32) / 255.0
-        array = (array - np.asarray(self.mean, np.float32)[:, None, None]) / np.asarray(self.std, np.float32)[:, None, None]
+        mean = np.asarray(self.mean, np.float32)[:, None, None]
+        std = np.asarray(self.std, np.float32)[:, None, None]
+        array = (dire.astype(np.float32) / 255.0 - mean) / std
         if rng is not None:
             array = self.augment.geometry(array, rng)
         return np.ascontiguousarray(array, dtype=np.float32)
@@ -150,9 +151,9 @@ class DireMapPipeline:
 
 # -- detector --------------------------------------------------------------------------------------------
 class Dire(TrainedImageDetector):
-    """DIRE maps from ``unet`` (weights name, folder or hub id, e.g. ``google/ddpm-cifar10-32``; ``random:<arch>``
-    for a random-initialised architecture in smoke tests) with
-    ``steps`` DDIM steps each way (the paper uses 20), classified by a timm ``arch`` (ResNet-50 in the paper;
+    """DIRE maps from ``unet`` (weights name, folder or hub id, e.g. ``google/ddpm-cifar10-32``;
+    ``random:<arch>`` for a random-initialised architecture in smoke tests) with ``steps`` DDIM steps each way
+    (the paper uses 20), classified by a timm ``arch`` (ResNet-50 in the paper;
     ``pretrained=True`` needs its ImageNet weights to resolve, else pass ``pretrained=False``; ``describe()``
     then says random-init). Score = sigmoid probability of fake.
     """

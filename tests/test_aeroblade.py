@@ -260,6 +260,8 @@ def test_native_crop_and_policy_sizes():
     assert prepare_for_model(sample, policy=PreprocessPolicy(), factor=8).shape == (3, 32, 48)
     array = prepare_for_model(sample, policy=PreprocessPolicy("center_crop", 32), factor=8)
     assert array.shape == (3, 32, 32) and -1 <= array.min() and array.max() <= 1
+    fixed = prepare_for_model(sample, policy=PreprocessPolicy("center_crop", 32), factor=8, size=16)
+    assert fixed.shape == (3, 16, 16)  # a model's fixed input size wins over the policy's size
     with pytest.raises(ValueError, match="multiple"):
         prepare_for_model(sample, policy=PreprocessPolicy("resize", 30), factor=8)
 

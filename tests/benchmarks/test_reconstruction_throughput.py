@@ -1,14 +1,16 @@
 """Cost of the reconstruction detectors on this machine: network passes per image and images per second.
 
-Run: ``.venv/bin/pytest tests/benchmarks/test_reconstruction_throughput.py --benchmark-enable -p no:randomly -s``.
+Run: ``.venv/bin/pytest tests/benchmarks/test_reconstruction_throughput.py --benchmark-enable --benchmark-only
+-p no:randomly -s`` (``--benchmark-only`` overrides the ``--benchmark-skip`` in the project's addopts).
 
 Passes are counted with forward hooks (rows seen by each network, divided by images scored), so the numbers
 also check the algorithms' structure: AEROBLADE runs each autoencoder's encoder and decoder ``repeats``
 times per image and the distance trunk once for the image plus once per autoencoder; DIRE runs its UNet
 ``2 * steps`` times per image (``steps`` to invert, ``steps`` to regenerate). Models are random-initialised
 at the real architectures' sizes where that matters (``random:sd_kl_f8`` = Stable Diffusion's KL-f8 VAE,
-``random:ddpm_cifar10_32`` = google/ddpm-cifar10-32's UNet), at small image sizes; the LPIPS_2 trunk uses a random VGG16 checkpoint of the right shape (the
-compute is the same as with ImageNet weights). Scoring runs with the cache off.
+``random:ddpm_cifar10_32`` = google/ddpm-cifar10-32's UNet), at small image sizes; the LPIPS_2 trunk uses
+a random VGG16 checkpoint of the right shape (the compute is the same as with ImageNet weights). Scoring
+runs with the cache off.
 """
 from __future__ import annotations
 
