@@ -84,21 +84,24 @@ def cross_matrix(cells: Sequence[Mapping[str, Any]], reducer: str = "mean"
 
 # -- plots -----------------------------------------------------------------------------------------------
 def axis_plot(cells: Sequence[Mapping[str, Any]], axis: str, path: Path, title: str = "") -> Path:
-    """Mean AUC (bar) and spread (error bar = standard deviation across the other axes) by one axis."""
+    """Mean AUC by one axis (bars), with every cell's AUC as a dot so the spread stays visible."""
     plt = _pyplot()
     stats = sorted(mean_by(cells, axis).items(), key=lambda item: -item[1][0])
     labels = [k for k, _ in stats]
     means = np.array([s[0] for _, s in stats])
-    spread = np.array([s[1] for _, s in stats])
     fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(labels) + 2), 3.4))
-    ax.bar(range(len(labels)), means, yerr=spread, capsize=3, color="#4c72b0")
+    ax.bar(range(len(labels)), means, color="#9ecae1", edgecolor="#3182bd")
+    rng = np.random.default_rng(0)
+    for x, label in enumerate(labels):
+        values = [c["auc"] for c in cells if str(c[axis]) == label]
+        ax.scatter(x + rng.uniform(-0.25, 0.25, len(values)), values, s=5, color="#08306b", alpha=0.35,
+                   linewidths=0)
+        ax.text(x, 0.03, f"{means[x]:.3f}", ha="center", fontsize=7, color="#08306b")
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=8)
-    ax.set_ylim(0.0, 1.05)
-    ax.set_ylabel("mean AUC")
+    ax.set_ylim(0.0, 1.02)
+    ax.set_ylabel("AUC (bar = mean, dots = cells)")
     ax.set_title(title or f"AUC by {axis.replace('_', ' ')}", fontsize=10)
-    for x, value in enumerate(means):
-        ax.text(x, min(1.0, value) + 0.01, f"{value:.2f}", ha="center", fontsize=7)
     return _save(fig, path)
 
 
