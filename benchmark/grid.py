@@ -355,7 +355,7 @@ def _listed(value: tuple[str, ...] | str) -> list[str] | str:
     return value if isinstance(value, str) else list(value)
 
 
-def _open_set(grid: Grid, sample_set: SampleSet, registry: Any) -> Any:
+def open_set(grid: Grid, sample_set: SampleSet, registry: Any) -> Any:
     from dfzoo.data.layouts import open_dataset
     source: str | Path = sample_set.dataset
     if sample_set.dataset not in registry.names("dataset"):
@@ -373,7 +373,7 @@ def joined_manifest(grid: Grid, train: SampleSet, test: SampleSet, registry: Any
     """
     rows, chosen = [], {}
     for sample_set, split in ((train, "train"), (test, "test")):
-        index = _open_set(grid, sample_set, registry)
+        index = open_set(grid, sample_set, registry)
         available = index.generators()
         wanted = available if sample_set.generators == ALL else list(sample_set.generators)
         unknown = [g for g in wanted if g not in available]
@@ -447,5 +447,5 @@ def run_grid(grid: Grid, store_dir: str | Path, registry: Any = None, progress: 
 
 
 __all__ = ["CELLS_FILE", "Grid", "GridCell", "GridError", "SampleSet", "available_backbones", "default_grid",
-           "detector_entries", "expand_grid", "joined_manifest", "load_grid", "parse_grid", "probe_params",
+           "detector_entries", "expand_grid", "joined_manifest", "load_grid", "open_set", "parse_grid", "probe_params",
            "protocol_name", "read_cells", "run_grid", "write_cells"]

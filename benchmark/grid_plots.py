@@ -254,13 +254,13 @@ def grid_feature_plots(grid: Any, out_dir: str | Path, registry: Any = None, max
     from dfzoo.registry import current_registry, use_registry
     from dfzoo.transforms import IDENTITY
 
-    from .grid import _open_set, available_backbones
+    from .grid import available_backbones, open_set
     registry = registry or current_registry()
     with use_registry(registry):
         chosen: dict[Any, tuple[Any, str]] = {}
         counts: dict[str, int] = defaultdict(int)
         for sample_set in grid.sets.values():
-            index = _open_set(grid, sample_set, registry)
+            index = open_set(grid, sample_set, registry)
             wanted = set(index.generators() if sample_set.generators == "all" else sample_set.generators)
             for sample in index.samples:
                 if sample.label == 1 and sample.generator in wanted:
