@@ -1,6 +1,6 @@
 """Grid cost: a whole `probe` grid run through the harness against the work it cannot avoid.
 
-Run: ``pytest tests/benchmarks/test_grid_cost.py --benchmark-enable -p no:randomly -s``.
+Run: ``pytest tests/benchmarks/test_grid_cost.py --benchmark-only -p no:randomly -s`` (addopts has --benchmark-skip).
 
 The unavoidable work is one feature-extraction pass over exactly the (image, transform) pairs the grid needs
 (no cache, so no cache writes either) plus every probe's own pipeline work on in-memory features (scaler,
