@@ -10,10 +10,10 @@ any other result::
     cap_per_class = 100                     # optional, per generator and label on each side
     backbones = ["efficientnet_lite0", "efficientnet_lite0+clip_vit_b16_int8"]   # "a+b" concatenates
     reductions = ["none", "pca", "ae"]
-    classifiers = "all"                     # or a list of: bagging tree forest lda qda knn1 knn3 knn5 logreg svm gboost nb
+    classifiers = "all"                     # or some of: bagging tree forest lda qda knn1 knn3 knn5 logreg svm gboost nb
     train_transforms = ["none", "blur_jitter"]
     test_transforms = ["none", "blur", "jitter", "jpeg"]
-    pairs = "all"                           # every ordered (train set, test set); or "diagonal"; or [["gan", "diffusion"]]
+    pairs = "all"                           # every ordered (train set, test set); "diagonal"; [["gan", "diffusion"]]
     skip_unavailable = true                 # drop backbones whose weights are not on this machine (with a note)
 
     [sets.gan]                              # a set = a dataset (registered name or path) and some of its generators

@@ -65,7 +65,8 @@ def _grid_data(grid: Any) -> dict[str, Any]:
                            else list(s.generators), "dataset_params": dict(s.dataset_params)}
                     | ({"layout": s.layout} if s.layout else {}) for name, s in grid.sets.items()}
     data["pairs"] = [list(p) for p in grid.pairs]
-    data["preprocess"] = {"mode": grid.preprocess.mode} | ({"size": grid.preprocess.size} if grid.preprocess.size else {})
+    size = grid.preprocess.size
+    data["preprocess"] = {"mode": grid.preprocess.mode} | ({"size": size} if size else {})
     for key in ("backbones", "reductions", "classifiers", "train_transforms", "test_transforms"):
         data[key] = list(data[key])
     return data
