@@ -10,7 +10,7 @@ any other result::
     cap_per_class = 100                     # optional, per generator and label on each side
     backbones = ["efficientnet_lite0", "efficientnet_lite0+clip_vit_b16_int8"]   # "a+b" concatenates
     reductions = ["none", "pca", "ae"]
-    classifiers = "all"                     # or some of: bagging tree forest lda qda knn1 knn3 knn5 logreg svm gboost nb
+    classifiers = "all"                     # or some: bagging tree forest lda qda knn1 knn3 knn5 logreg svm gboost nb
     train_transforms = ["none", "blur_jitter"]
     test_transforms = ["none", "blur", "jitter", "jpeg"]
     pairs = "all"                           # every ordered (train set, test set); "diagonal"; [["gan", "diffusion"]]
