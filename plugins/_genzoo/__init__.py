@@ -1,0 +1,1 @@
+"""The built-in generator zoo: real photo patches and fakes from small generators trained here."""

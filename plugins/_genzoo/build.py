@@ -1,0 +1,219 @@
+"""Build the zoo: cut real patches, train six generators, sample fakes, write images and a manifest.
+
+The build is deterministic for a seed, cached under ``<cache>/zoo/<preset>-seed<seed>-v<version>/`` and
+protected by a lock; ``manifest.json`` is written last, so a folder without it is an interrupted build and
+is built again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfzoo.paths import cache_dir
+
+from .photos import TEST_PHOTOS, TRAIN_PHOTOS, cut_patches
+
+log = logging.getLogger(__name__)
+ZOO_VERSION = 1
+MANIFEST = "manifest.json"
+
+GENERATORS: dict[str, tuple[str, str]] = {  # name -> (family, how it makes images)
+    "gan_tconv": ("gan", "DCGAN-style generator, transposed convolutions (checkerboard-prone upsampling)"),
+    "gan_upsample": ("gan", "generator with nearest upsampling then 3x3 convolutions"),
+    "diff_ddpm": ("diffusion", "diffusers UNet2DModel, DDPM ancestral sampling"),
+    "diff_ddim": ("diffusion", "the same UNet2DModel, deterministic DDIM sampling (eta 0)"),
+    "ae_vae": ("autoencoder", "diffusers AutoencoderKL decoder on latents from a Gaussian fitted to training latents"),
+    "ae_plain": ("autoencoder", "plain conv autoencoder decoder on latents from a Gaussian fitted to training latents"),
+}
+
+
+@dataclass(frozen=True)
+class ZooConfig:
+    """Sizes and training budgets of one zoo build."""
+
+    patch: int = 32
+    real_per_split: int = 250
+    fake_per_split: int = 100
+    generator_pool: int = 2000     # train-photo patches the generators learn from
+    gan_steps: int = 300
+    gan_batch: int = 64
+    ae_steps: int = 300
+    ae_batch: int = 64
+    diffusion_steps: int = 250
+    diffusion_batch: int = 32
+    ddpm_sampling_steps: int = 40
+    ddim_sampling_steps: int = 20
+    train_timesteps: int = 1000
+
+
+PRESETS: dict[str, ZooConfig] = {
+    "default": ZooConfig(),
+    "tiny": ZooConfig(real_per_split=12, fake_per_split=6, generator_pool=128, gan_steps=40, gan_batch=16,
+                      ae_steps=20, ae_batch=16, diffusion_steps=20, diffusion_batch=8, ddpm_sampling_steps=4,
+                      ddim_sampling_steps=3, train_timesteps=100),
+    "large": ZooConfig(real_per_split=1000, fake_per_split=500, generator_pool=8000, gan_steps=3000,
+                       ae_steps=2000, diffusion_steps=4000, ddpm_sampling_steps=250, ddim_sampling_steps=50),
+}
+
+
+class ZooBuildError(RuntimeError):
+    """A generator failed to learn (its loss did not fall), or the build was otherwise unusable."""
+
+
+def zoo_dir(preset: str = "default", seed: int = 0, root: Path | None = None) -> Path:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown zoo preset {preset!r}; presets: {', '.join(PRESETS)}")
+    return (root or cache_dir() / "zoo") / f"{preset}-seed{seed}-v{ZOO_VERSION}"
+
+
+def build_zoo(preset: str = "default", seed: int = 0, *, force: bool = False, root: Path | None = None,
+              progress: bool = True) -> Path:
+    """Build the zoo (or return the cached build) and return its folder."""
+    from filelock import FileLock
+    folder = zoo_dir(preset, seed, root)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if (folder / MANIFEST).exists() and not force:
+            return folder
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging = folder.with_name(folder.name + ".partial")
+        if staging.exists():
+            shutil.rmtree(staging)
+        _build(staging, PRESETS[preset], preset, seed, progress)
+        os.replace(staging, folder)
+    return folder
+
+
+def _build(folder: Path, config: ZooConfig, preset: str, seed: int, progress: bool) -> None:
+    import torch
+    from tqdm.auto import tqdm
+
+    from . import models, train
+    started = time.perf_counter()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    rng = np.random.default_rng(seed)
+    log.info("building the generator zoo (%s preset, seed %d) in %s", preset, seed, folder)
+    real_train, train_sources = cut_patches(TRAIN_PHOTOS, config.real_per_split, config.patch, rng)
+    real_test, test_sources = cut_patches(TEST_PHOTOS, config.real_per_split, config.patch, rng)
+    pool, _ = cut_patches(TRAIN_PHOTOS, config.generator_pool, config.patch, rng)
+    data = train.to_tensor(pool)
+    rows: list[dict[str, Any]] = []
+    rows += _write(folder, "real", "real", "train", real_train)
+    rows += _write(folder, "real", "real", "test", real_test)
+
+    total = 2 * config.gan_steps + 2 * config.ae_steps + config.diffusion_steps
+    bar = tqdm(total=total, desc="zoo: training generators", unit="step", disable=not progress)
+    curves: dict[str, dict] = {}
+    count = 2 * config.fake_per_split
+    timings: dict[str, float] = {}
+
+    def seeded(offset: int) -> torch.Generator:
+        torch.manual_seed(seed * 1000 + offset)
+        return torch.Generator().manual_seed(seed * 1000 + offset)
+
+    def emit(name: str, images: torch.Tensor, curve: train.LossCurve, began: float) -> None:
+        if not curve.fell:
+            raise ZooBuildError(f"zoo generator {name}: its training curve did not fall ({curve.values})")
+        curves[name] = curve.as_dict()
+        fakes = train.to_uint8(images)
+        rows.extend(_write(folder, name, GENERATORS[name][0], "train", fakes[:config.fake_per_split]))
+        rows.extend(_write(folder, name, GENERATORS[name][0], "test", fakes[config.fake_per_split:]))
+        timings[name] = round(time.perf_counter() - began, 2)
+
+    for offset, (name, make) in enumerate((("gan_tconv", models.TConvGenerator),
+                                           ("gan_upsample", models.UpsampleGenerator)), start=1):
+        began = time.perf_counter()
+        gen_rng = seeded(offset)
+        generator, critic = make(), models.Discriminator()
+        bar.set_postfix_str(name)
+        curve = train.train_gan(generator, critic, data, config.gan_steps, config.gan_batch, gen_rng, bar.update)
+        emit(name, train.sample_gan(generator, count, gen_rng), curve, began)
+
+    began = time.perf_counter()
+    from diffusers import DDIMScheduler, DDPMScheduler
+    gen_rng = seeded(3)
+    unet, ddpm = models.make_unet(config.patch), DDPMScheduler(num_train_timesteps=config.train_timesteps)
+    bar.set_postfix_str("diffusion UNet")
+    curve = train.train_diffusion(unet, ddpm, data, config.diffusion_steps, config.diffusion_batch, gen_rng,
+                                  bar.update)
+    emit("diff_ddpm", train.sample_diffusion(unet, ddpm, count, config.ddpm_sampling_steps, gen_rng), curve, began)
+    began = time.perf_counter()
+    ddim = DDIMScheduler.from_config(ddpm.config)
+    emit("diff_ddim", train.sample_diffusion(unet, ddim, count, config.ddim_sampling_steps, gen_rng, eta=0.0),
+         curve, began)
+    unet.save_pretrained(folder / "models" / "zoo_unet")
+    ddpm.save_pretrained(folder / "models" / "zoo_unet")  # scheduler_config.json beside the UNet
+
+    for offset, (name, variational) in enumerate((("ae_vae", True), ("ae_plain", False)), start=4):
+        began = time.perf_counter()
+        gen_rng = seeded(offset)
+        model = models.make_vae(config.patch) if variational else models.PlainAutoencoder()
+        bar.set_postfix_str(name)
+        curve = train.train_autoencoder(model, data, config.ae_steps, config.ae_batch, gen_rng, bar.update,
+                                        kl_weight=1e-2 if variational else 0.0)
+        latents = train.encode_latents(model, data, variational)
+        images = train.decode(model, train.sample_latent_gaussian(latents, count, gen_rng), variational)
+        emit(name, images, curve, began)
+        if variational:
+            model.save_pretrained(folder / "models" / "zoo_vae")
+    bar.close()
+
+    manifest = {
+        "name": "zoo", "version": ZOO_VERSION, "preset": preset, "seed": seed, "config": asdict(config),
+        "generators": {name: {"family": family, "method": how, "training_curve": curves[name],
+                              "seconds": timings[name]} for name, (family, how) in GENERATORS.items()},
+        "photos": {"train": sorted(set(train_sources)), "test": sorted(set(test_sources))},
+        "photo_patches": {"train": _count(train_sources), "test": _count(test_sources)},
+        "samples": rows,
+        "build_seconds": round(time.perf_counter() - started, 1),
+        "versions": _versions(), "platform": platform.platform(),
+    }
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, folder / MANIFEST)
+    log.info("zoo built in %.0f s: %d images", manifest["build_seconds"], len(rows))
+
+
+def _write(folder: Path, generator: str, family: str, split: str, images: np.ndarray) -> list[dict[str, Any]]:
+    from PIL import Image
+    out = folder / "images" / generator / split
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index, pixels in enumerate(images):
+        path = out / f"{index:05d}.png"
+        Image.fromarray(pixels).save(path, optimize=False)
+        rows.append({"path": str(path.relative_to(folder)), "label": int(generator != "real"),
+                     "generator": generator, "family": family, "split": split,
+                     "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    return rows
+
+
+def _count(sources: list[str]) -> dict[str, int]:
+    return {name: sources.count(name) for name in sorted(set(sources))}
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+    versions = {}
+    for package in ("torch", "diffusers", "numpy", "pillow", "scikit-image", "scikit-learn"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "absent"
+    return versions
+
+
+def load_manifest(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / MANIFEST).read_text())
