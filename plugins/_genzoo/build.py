@@ -49,11 +49,11 @@ class ZooConfig:
     gan_steps: int = 300
     gan_batch: int = 64
     ae_steps: int = 300
-    ae_batch: int = 64
+    ae_batch: int = 32
     diffusion_steps: int = 250
     diffusion_batch: int = 32
-    ddpm_sampling_steps: int = 40
-    ddim_sampling_steps: int = 20
+    ddpm_sampling_steps: int = 25
+    ddim_sampling_steps: int = 15
     train_timesteps: int = 1000
 
 
