@@ -54,6 +54,9 @@ def build_grid(args: argparse.Namespace) -> Any:
     if not overrides:
         return grid
     data = _grid_data(grid) | overrides
+    for axis, key in (("reductions", "reduction_options"), ("classifiers", "classifier_options")):
+        if isinstance(data[axis], list):  # options of parts the command line left out are not an error
+            data[key] = {k: v for k, v in data[key].items() if k in data[axis]}
     return parse_grid(data, source=str(args.grid or "default grid") + " (with command-line overrides)",
                       base_dir=grid.base_dir)
 
