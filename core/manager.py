@@ -5,7 +5,7 @@ import importlib
 import logging
 import os
 import pkgutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 
 import pluggy

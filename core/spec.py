@@ -16,7 +16,6 @@ if TYPE_CHECKING:  # imported only for type checkers: keeps `import dfzoo` light
     from .detector import Detector
     from .features import Backbone
     from .transforms import Perturbation
-    from .weights import ResolvedWeights
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_.\-]*( [a-z][a-z0-9_.\-]*)?$")
 

@@ -755,6 +755,45 @@ class TrainedImageDetector(Detector):
                         for stage, s in summary.items()}
 
 
+class SingleModelDetector(TrainedImageDetector):
+    """A trained detector whose learned state is one torch model, built by ``_build(pretrained)``.
+
+    Saves the model (safetensors) plus ``image_size``, ``init_weights`` and the training summary, and loads
+    them back onto the run's device; subclasses add fields with :meth:`_extra_state` /
+    :meth:`_restore_extra_state`.
+    """
+
+    model_file = "model.safetensors"
+    state_file = "state.json"
+    model: Any = None
+    init_weights: str = ""
+
+    def _build(self, pretrained: bool) -> Any:
+        raise NotImplementedError
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _restore_extra_state(self, state: Mapping[str, Any]) -> None:
+        """Read back what :meth:`_extra_state` saved."""
+
+    def _save_state(self, folder: Path) -> None:
+        save_module(self.model, folder / self.model_file)
+        state = {"image_size": self.image_size, "init_weights": self.init_weights,
+                 "training": self.training_summary(), **self._extra_state()}
+        (folder / self.state_file).write_text(json.dumps(state, indent=2, sort_keys=True))
+
+    def _load_state(self, folder: Path) -> None:
+        state = json.loads((folder / self.state_file).read_text())
+        self.image_size = state["image_size"]
+        self.model = self._build(pretrained=False)
+        load_module(self.model, folder / self.model_file)
+        self.model.to(self.device).eval()
+        self.init_weights = state["init_weights"]
+        self.restore_reports(state["training"])
+        self._restore_extra_state(state)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}

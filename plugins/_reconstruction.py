@@ -24,7 +24,7 @@ from PIL import Image
 
 from dfzoo.data.decode import ImageDecodeError, load_image
 from dfzoo.data.sample import Sample, content_id
-from dfzoo.features import Batch, FeatureCache
+from dfzoo.features import Batch, FeatureCache, Features
 from dfzoo.spec import WeightsSpec
 from dfzoo.transforms import IDENTITY, Normalisation, Perturbation, PreprocessPolicy
 from dfzoo.weights import ResolvedWeights, WeightsNotFound, resolve
@@ -319,24 +319,9 @@ def iter_shape_batches(samples: Sequence[Sample], prepare: Callable[[Sample], np
 
 
 # -- cached per-sample computation -----------------------------------------------------------------------
-@dataclass
-class Computed:
-    """Per-sample rows and the reasons some samples could not be used (their rows are NaN, or 0 for uint8)."""
-
-    vectors: np.ndarray
-    errors: dict[int, str]
-    cached: int = 0
-
-    @property
-    def ok(self) -> np.ndarray:
-        mask = np.ones(len(self.vectors), dtype=bool)
-        mask[list(self.errors)] = False
-        return mask
-
-
 def compute_cached(samples: Sequence[Sample], *, key: str, dim: int, dtype: Any = np.float32,
                    prepare: Callable[[Sample], np.ndarray], compute: Callable[[np.ndarray], np.ndarray],
-                   batch_size: int, cache: bool, progress: bool = False, desc: str = "") -> Computed:
+                   batch_size: int, cache: bool, progress: bool = False, desc: str = "") -> Features:
     """``compute(batch) -> [B, dim]`` for every sample, reading and filling the shared feature cache.
 
     ``dtype`` is how rows are kept and stored: ``np.uint8`` rows (integers in [0, 255]) are returned as a
@@ -386,7 +371,7 @@ def compute_cached(samples: Sequence[Sample], *, key: str, dim: int, dtype: Any 
     finally:
         if store is not None:
             store.close()
-    return Computed(out, errors, cached)
+    return Features(out, errors, cached)
 
 
 def _encode_row(row: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -16,7 +16,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,7 @@ import numpy as np
 from dfzoo import DetectorSpec, hookimpl
 from dfzoo.data.decode import ImageDecodeError
 from dfzoo.data.sample import Sample
-from dfzoo.training import TRAIN_PARAMS, Augment, TrainedImageDetector
+from dfzoo.training import TRAIN_PARAMS, Augment, SingleModelDetector
 
 from ._reconstruction import compute_cached, prepare_for_model
 
@@ -150,7 +149,7 @@ class DireMapPipeline:
 
 
 # -- detector --------------------------------------------------------------------------------------------
-class Dire(TrainedImageDetector):
+class Dire(SingleModelDetector):
     """DIRE maps from ``unet`` (weights name, folder or hub id, e.g. ``google/ddpm-cifar10-32``;
     ``random:<arch>`` for a random-initialised architecture in smoke tests) with ``steps`` DDIM steps each way
     (the paper uses 20), classified by a timm ``arch`` (ResNet-50 in the paper;
@@ -279,20 +278,11 @@ class Dire(TrainedImageDetector):
         return info
 
     # -- persistence ---------------------------------------------------------------------------------
-    def _save_state(self, folder: Path) -> None:
-        from dfzoo.training import save_module
-        save_module(self.model, folder / "classifier.safetensors")
-        state = {"image_size": self.image_size, "init_weights": self.init_weights, "trained_with": self.trained_with,
-                 "training": self.training_summary()}
-        (folder / "dire-state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+    model_file = "classifier.safetensors"
+    state_file = "dire-state.json"
 
-    def _load_state(self, folder: Path) -> None:
-        from dfzoo.training import load_module
-        state = json.loads((folder / "dire-state.json").read_text())
-        self.image_size = state["image_size"]
-        self.model = self._build(pretrained=False)
-        load_module(self.model, folder / "classifier.safetensors")
-        self.model.to(self.device).eval()
-        self.init_weights = state["init_weights"]
+    def _extra_state(self) -> dict[str, Any]:
+        return {"trained_with": self.trained_with}
+
+    def _restore_extra_state(self, state: Mapping[str, Any]) -> None:
         self.trained_with = state["trained_with"]
-        self.restore_reports(state["training"])

@@ -14,10 +14,8 @@ convolution summed over RGB. Score = sigmoid probability of fake.
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +23,7 @@ import numpy as np
 from dfzoo import DetectorSpec, hookimpl
 from dfzoo.backbones import timm_weights
 from dfzoo.data.sample import Sample
-from dfzoo.training import TRAIN_PARAMS, TrainedImageDetector
+from dfzoo.training import TRAIN_PARAMS, SingleModelDetector
 
 LUMA = np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -44,7 +42,7 @@ def log_spectrum(array: np.ndarray) -> np.ndarray:
     return spectrum[None].astype(np.float32)
 
 
-class FFTDenseNet(TrainedImageDetector):
+class FFTDenseNet(SingleModelDetector):
     """A one-channel DenseNet over standardised log spectra, trained with BCE."""
 
     def __init__(self, **params: Any) -> None:
@@ -134,21 +132,6 @@ class FFTDenseNet(TrainedImageDetector):
                 "training": self.training_summary(), "threshold": 0.5,
                 "train_skipped": len(self.skipped)}
 
-    def _save_state(self, folder: Path) -> None:
-        from dfzoo.training import save_module
-        save_module(self.model, folder / "model.safetensors")
-        state = {"image_size": self.image_size, "init_weights": self.init_weights, "training": self.training_summary()}
-        (folder / "state.json").write_text(json.dumps(state, indent=2))
-
-    def _load_state(self, folder: Path) -> None:
-        from dfzoo.training import load_module
-        state = json.loads((folder / "state.json").read_text())
-        self.image_size = state["image_size"]
-        self.model = self._build(pretrained=False)
-        load_module(self.model, folder / "model.safetensors")
-        self.model.eval()
-        self.init_weights = state["init_weights"]
-        self.restore_reports(state["training"])
 
 
 def _make(**params: Any) -> FFTDenseNet:

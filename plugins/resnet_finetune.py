@@ -16,16 +16,14 @@ pretrained net fine-tunes unreliably on small batches).
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dfzoo import DetectorSpec, hookimpl
 from dfzoo.data.sample import Sample
-from dfzoo.training import TRAIN_PARAMS, TrainedImageDetector
+from dfzoo.training import TRAIN_PARAMS, SingleModelDetector
 
 PAPER = "Wang et al., CNN-generated images are surprisingly easy to spot... for now, CVPR 2020 (arXiv:1912.11035)"
 
@@ -52,7 +50,7 @@ def apply_preset(params: dict[str, Any], defaults: dict[str, Any], presets: dict
     return {**params, **{k: v for k, v in presets[name].items() if params.get(k, defaults.get(k)) == defaults.get(k)}}
 
 
-class ResNetFinetune(TrainedImageDetector):
+class ResNetFinetune(SingleModelDetector):
     """A timm classifier with one logit, fine-tuned end to end with BCE."""
 
     def __init__(self, **params: Any) -> None:
@@ -118,22 +116,7 @@ class ResNetFinetune(TrainedImageDetector):
                 "train_skipped": len(self.skipped)}
 
     # -- persistence -------------------------------------------------------------------------------------
-    def _save_state(self, folder: Path) -> None:
-        from dfzoo.training import save_module
-        save_module(self.model, folder / "model.safetensors")
-        state = {"image_size": self.image_size, "init_weights": self.init_weights,
-                 "training": self.training_summary()}
-        (folder / "state.json").write_text(json.dumps(state, indent=2))
 
-    def _load_state(self, folder: Path) -> None:
-        from dfzoo.training import load_module
-        state = json.loads((folder / "state.json").read_text())
-        self.image_size = state["image_size"]
-        self.model = self._build(pretrained=False)
-        load_module(self.model, folder / "model.safetensors")
-        self.model.to(self.device).eval()
-        self.init_weights = state["init_weights"]
-        self.restore_reports(state["training"])
 
 
 def _make(**params: Any) -> ResNetFinetune:
