@@ -82,9 +82,10 @@ def test_default_protocols_are_shipped() -> None:
     assert set(protocols) == {"zoo-gan", "zoo-diffusion"}
     assert protocols["zoo-gan"].train_generators == ("gan_tconv",)
     assert protocols["zoo-diffusion"].train_generators == ("diff_ddpm",)
+    assert protocols["zoo-gan"].perturbations == ("none", "jpeg:quality=75")
+    assert protocols["zoo-diffusion"].perturbations == ("none",)
     for protocol in protocols.values():
         assert protocol.dataset == "zoo" and protocol.test_generators == ALL and protocol.offline_only
-        assert protocol.perturbations == ("none", "jpeg:quality=75")
         assert protocol.detector_params["nn_cosine"] == {"backbone": "efficientnet_lite0"}
         assert protocol.detector_params["clip_probe"] == {"backbone": "efficientnet_lite0"}
         assert protocol.preprocess == PreprocessPolicy("resize", None)

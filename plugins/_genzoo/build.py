@@ -25,7 +25,7 @@ from dfzoo.paths import cache_dir
 from .photos import TEST_PHOTOS, TRAIN_PHOTOS, cut_patches
 
 log = logging.getLogger(__name__)
-ZOO_VERSION = 1
+ZOO_VERSION = 2
 MANIFEST = "manifest.json"
 
 GENERATORS: dict[str, tuple[str, str]] = {  # name -> (family, how it makes images)
@@ -43,8 +43,8 @@ class ZooConfig:
     """Sizes and training budgets of one zoo build."""
 
     patch: int = 32
-    real_per_split: int = 250
-    fake_per_split: int = 100
+    real_per_split: int = 150
+    fake_per_split: int = 80
     generator_pool: int = 2000     # train-photo patches the generators learn from
     gan_steps: int = 300
     gan_batch: int = 64
