@@ -359,7 +359,7 @@ def test_run_flags_override_default_protocols() -> None:
     _run_arguments(parser)
     protocols = build_protocols(parser.parse_args(["--detector", "nn_cosine", "--param", "k=3", "--cap", "10",
                                                    "--size", "64", "--seed", "4", "--test", "gan_upsample"]))
-    assert [p.name for p in protocols] == ["zoo-diffusion", "zoo-gan"]
+    assert [p.name for p in protocols] == ["zoo-diffusion", "zoo-families", "zoo-gan"]
     for protocol in protocols:
         assert protocol.detectors == (dfzoo.benchmark.protocol.DetectorEntry("nn_cosine", {"k": 3}),)
         assert protocol.cap_per_class == 10 and protocol.seed == 4 and protocol.preprocess.key == "resize:64"
