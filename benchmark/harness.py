@@ -129,8 +129,9 @@ def _plan(protocols: list[Protocol], store: ResultStore, registry: Any, datasets
     prepared = []
     for protocol in protocols:
         check_perturbations(protocol, registry)
-        detectors = resolve_detectors(protocol, registry)
+        # the dataset first: opening a built-in dataset may build the weights some detectors need (the zoo's)
         dataset, fingerprint = load_dataset(protocol, registry, datasets)
+        detectors = resolve_detectors(protocol, registry)
         split = split_dataset(protocol, dataset)
         summary.notes.extend(f"{protocol.name}: {note}" for note in split.notes)
         prepared.append((protocol, detectors, dataset, fingerprint, split))

@@ -368,3 +368,35 @@ def test_run_flags_override_default_protocols() -> None:
     quick = build_protocols(parser.parse_args(["--dataset", "some/folder", "--train", "a,b", "--perturb", "none"]))
     assert quick[0].name == "cli-folder" and quick[0].train_generators == ("a", "b")
     assert quick[0].detectors[0].name == "*"
+
+
+def test_weights_built_by_opening_the_dataset_count_as_offline(tiny_data: Path, tmp_path: Path) -> None:
+    """Like the zoo: opening the dataset builds the weights a detector needs, so it must not be skipped."""
+    marker = tmp_path / "built-weights.bin"
+
+    class BuildsWeights:
+        @dfzoo.hookimpl
+        def dfzoo_datasets(self):
+            def load(root=None, folder=""):
+                marker.write_bytes(b"trained while building the dataset")
+                return load_tiny_dataset(folder=folder)
+            yield dfzoo.DatasetSpec(name="builds_weights", summary="tests", load=load, needs_root=False,
+                                    params={"folder": ""})
+
+        @dfzoo.hookimpl
+        def dfzoo_weights(self):
+            yield dfzoo.WeightsSpec(name="built_weights", summary="tests", library="file",
+                                    find_local=lambda: marker if marker.exists() else None)
+
+        @dfzoo.hookimpl
+        def dfzoo_detectors(self):
+            yield dfzoo.DetectorSpec(name="needs_built", summary="tests", factory=lambda backbone="": HFEnergy(),
+                                     params={"backbone": "built_weights"})
+
+    import dfzoo.plugins.perturbations as perturbations
+    registry = Registry(get_plugin_manager(builtins=False, autoload=False,
+                                           extra_plugins=(perturbations, BuildsWeights())))
+    protocol = tiny_protocol(tiny_data, dataset="builds_weights", perturbations=["none"], offline_only=True,
+                             detectors=[{"name": "needs_built"}])
+    summary = run_benchmark(protocol, tmp_path / "store", registry=registry, progress=False)
+    assert summary.rows_ok == 3 and summary.rows_skipped == 0
