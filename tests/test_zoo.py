@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import dfzoo
 from dfzoo.plugins._genzoo.build import GENERATORS, MANIFEST, build_zoo, load_manifest
@@ -41,8 +42,13 @@ def test_train_and_test_patches_come_from_different_photos(tiny):
 def test_same_seed_gives_identical_images_and_an_interrupted_build_is_redone(tiny, tmp_path):
     folder = tmp_path / tiny.name
     (folder / "images").mkdir(parents=True)  # a build that died before writing its manifest
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
     again = build_zoo("tiny", seed=0, root=tmp_path, progress=False)
     assert again == folder and (folder / MANIFEST).exists()
+    # torch's global RNG and determinism flag are left as they were (detectors train next in `dfzoo run`)
+    assert torch.equal(torch.rand(3), expected) and not torch.are_deterministic_algorithms_enabled()
     hashes = lambda f: [(row["path"], row["sha256"]) for row in load_manifest(f)["samples"]]  # noqa: E731
     assert hashes(again) == hashes(tiny)
 

@@ -91,9 +91,23 @@ def build_zoo(preset: str = "default", seed: int = 0, *, force: bool = False, ro
         staging = folder.with_name(folder.name + ".partial")
         if staging.exists():
             shutil.rmtree(staging)
-        _build(staging, PRESETS[preset], preset, seed, progress)
+        _isolated_build(staging, PRESETS[preset], preset, seed, progress)
         os.replace(staging, folder)
     return folder
+
+
+def _isolated_build(folder: Path, config: ZooConfig, preset: str, seed: int, progress: bool) -> None:
+    """Build with torch's global RNG and determinism settings restored afterwards, so detectors trained
+    later in the same process (``dfzoo run`` builds the zoo on first use) are not affected."""
+    import torch
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            _build(folder, config, preset, seed, progress)
+        finally:
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def _build(folder: Path, config: ZooConfig, preset: str, seed: int, progress: bool) -> None:
@@ -102,7 +116,6 @@ def _build(folder: Path, config: ZooConfig, preset: str, seed: int, progress: bo
 
     from . import models, train
     started = time.perf_counter()
-    torch.use_deterministic_algorithms(True, warn_only=True)
     rng = np.random.default_rng(seed)
     log.info("building the generator zoo (%s preset, seed %d) in %s", preset, seed, folder)
     real_train, train_sources = cut_patches(TRAIN_PHOTOS, config.real_per_split, config.patch, rng)
