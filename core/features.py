@@ -204,6 +204,18 @@ class Features:
         return mask
 
 
+def content_ids(samples: Sequence[Sample], errors: dict[int, str]) -> list[str | None]:
+    """Each sample's content id (the cache key); ``None`` for unreadable files, whose reason goes to ``errors``."""
+    ids: list[str | None] = []
+    for position, sample in enumerate(samples):
+        try:
+            ids.append(content_id(sample))
+        except OSError as error:
+            ids.append(None)
+            errors[position] = f"unreadable ({error.strerror or error})"
+    return ids
+
+
 def cache_key(backbone: Backbone, policy: PreprocessPolicy, perturbation: Perturbation, seed: int) -> str:
     parts = [backbone.name, backbone.weights_identity, policy.key, perturbation.key]
     if not perturbation.is_identity:
@@ -224,13 +236,7 @@ def extract_features(samples: Sequence[Sample], backbone: Backbone, *,
         store = cache
     else:
         store = FeatureCache(cache_key(backbone, policy, perturbation, seed)) if cache else None
-    ids: list[str | None] = []
-    for position, sample in enumerate(samples):
-        try:
-            ids.append(content_id(sample))
-        except OSError as error:
-            ids.append(None)
-            errors[position] = f"unreadable ({error.strerror or error})"
+    ids = content_ids(samples, errors)
     found = store.get_many([i for i in ids if i is not None]) if store is not None else {}
     todo = []
     for position, cid in enumerate(ids):

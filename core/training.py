@@ -771,6 +771,19 @@ class SingleModelDetector(TrainedImageDetector):
     def _build(self, pretrained: bool) -> Any:
         raise NotImplementedError
 
+    def describe_training(self) -> dict[str, Any]:
+        """What every single-model detector's ``describe()`` reports: architecture, initial weights, input and
+        training settings, and what the training did."""
+        opts = self.options
+        return {"arch": opts["arch"], "pretrained": bool(opts["pretrained"]),
+                "init_weights": self.init_weights or
+                ("pending (resolved at fit)" if opts["pretrained"] else "random-init"),
+                "image_size": self.image_size, "preprocess": self.context.preprocess.key,
+                "augment": opts["augment"], "optimiser": opts["optimiser"], "lr": opts["lr"],
+                "batch_size": opts["batch_size"], "epochs": opts["epochs"],
+                "freeze_norm": self.train_config.freeze_norm, "training": self.training_summary(),
+                "threshold": 0.5, "train_skipped": len(self.skipped)}
+
     def _extra_state(self) -> dict[str, Any]:
         return {}
 

@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 
 from dfzoo.data.decode import ImageDecodeError, load_image
-from dfzoo.data.sample import Sample, content_id
-from dfzoo.features import Batch, FeatureCache, Features
+from dfzoo.data.sample import Sample
+from dfzoo.features import Batch, FeatureCache, Features, content_ids
 from dfzoo.spec import WeightsSpec
 from dfzoo.transforms import IDENTITY, Normalisation, Perturbation, PreprocessPolicy
 from dfzoo.weights import ResolvedWeights, WeightsNotFound, resolve
@@ -338,13 +338,7 @@ def compute_cached(samples: Sequence[Sample], *, key: str, dim: int, dtype: Any 
     out = np.zeros((len(samples), dim), dtype=dtype) if dtype == np.uint8 else \
         np.full((len(samples), dim), np.nan, dtype=np.float32)
     errors: dict[int, str] = {}
-    ids: list[str | None] = []
-    for position, sample in enumerate(samples):
-        try:
-            ids.append(content_id(sample))
-        except OSError as error:
-            ids.append(None)
-            errors[position] = f"unreadable ({error.strerror or error})"
+    ids = content_ids(samples, errors)
     store = FeatureCache(f"{key}|store={dtype.name}") if cache else None
     try:
         found = store.get_many([i for i in ids if i is not None]) if store is not None else {}

@@ -266,13 +266,7 @@ class Dire(SingleModelDetector):
         return torch.sigmoid(torch.from_numpy(logits)).numpy()
 
     def describe(self) -> dict[str, Any]:
-        info = {**self._identity(), "dire_encoding": DIRE_ENCODING, "arch": self.params["arch"],
-                "init_weights": self.init_weights or
-                ("pending (resolved at fit)" if self.params["pretrained"] else "random-init"),
-                "pretrained": bool(self.params["pretrained"]), "augment": self.params["augment"],
-                "preprocess": self.context.preprocess.key, "optimiser": self.params["optimiser"],
-                "lr": self.params["lr"], "batch_size": self.params["batch_size"], "epochs": self.params["epochs"],
-                "training": self.training_summary(), "threshold": 0.5, "train_skipped": len(self.skipped)}
+        info = {**self._identity(), "dire_encoding": DIRE_ENCODING, **self.describe_training()}
         if self.trained_with:
             info["trained_with"] = self.trained_with
         return info

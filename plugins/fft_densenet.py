@@ -121,17 +121,8 @@ class FFTDenseNet(SingleModelDetector):
         return views
 
     def describe(self) -> dict[str, Any]:
-        p = self.params
-        return {"arch": p["arch"], "arch_kwargs": {k: v for k, v in self._create_kwargs().items()},
-                "init_weights": self.init_weights or
-                ("pending (resolved at fit)" if p["pretrained"] else "random-init"),
-                "pretrained": bool(p["pretrained"]), "image_size": self.image_size,
-                "input": "grey fftshift log|F| standardised per image", "preprocess": self.context.preprocess.key,
-                "augment": p["augment"], "optimiser": p["optimiser"], "lr": p["lr"], "batch_size": p["batch_size"],
-                "epochs": p["epochs"], "freeze_norm": self.train_config.freeze_norm,
-                "training": self.training_summary(), "threshold": 0.5,
-                "train_skipped": len(self.skipped)}
-
+        return {**self.describe_training(), "arch_kwargs": self._create_kwargs(),
+                "input": "grey fftshift log|F| standardised per image"}
 
 
 def _make(**params: Any) -> FFTDenseNet:

@@ -105,18 +105,7 @@ class ResNetFinetune(SingleModelDetector):
                                device=self.device, batch_size=self.context.batch_size or 16)
 
     def describe(self) -> dict[str, Any]:
-        opts = self.options
-        return {"arch": opts["arch"], "init_weights": self.init_weights or
-                ("pending (resolved at fit)" if opts["pretrained"] else "random-init"),
-                "pretrained": bool(opts["pretrained"]), "image_size": self.image_size,
-                "preprocess": self.context.preprocess.key, "augment": opts["augment"], "preset": opts["preset"],
-                "optimiser": opts["optimiser"], "lr": opts["lr"], "batch_size": opts["batch_size"],
-                "epochs": opts["epochs"], "freeze_norm": self.train_config.freeze_norm,
-                "training": self.training_summary(), "threshold": 0.5,
-                "train_skipped": len(self.skipped)}
-
-    # -- persistence -------------------------------------------------------------------------------------
-
+        return {**self.describe_training(), "preset": self.options["preset"]}
 
 
 def _make(**params: Any) -> ResNetFinetune:
