@@ -80,7 +80,7 @@ def test_defaults() -> None:
 def test_default_protocols_are_shipped() -> None:
     protocols = {p.name: p for p in default_protocols()}
     assert set(protocols) == {"zoo-gan", "zoo-diffusion", "zoo-families"}
-    assert protocols.pop("zoo-families").train_generators == ("gan_tconv", "diff_ddpm", "ae_vae")
+    assert protocols.pop("zoo-families").train_generators == ("gan_tconv", "gan_upsample", "diff_ddpm", "ae_vae")
     assert protocols["zoo-gan"].train_generators == ("gan_tconv",)
     assert protocols["zoo-diffusion"].train_generators == ("diff_ddpm",)
     assert protocols["zoo-gan"].perturbations == ("none", "jpeg:quality=75")
