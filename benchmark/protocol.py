@@ -233,7 +233,10 @@ def _validated(protocol: Protocol) -> Protocol:
 
 
 def parse_value(raw: str) -> Any:
-    """A CLI value as TOML would read it (``3``, ``0.5``, ``true``, ``"x"``, ``[1, 2]``), else the string."""
+    """A CLI value as TOML would read it (``3``, ``0.5``, ``true``, ``"x"``, ``[1, 2]``), ``none``/``null`` as
+    None (TOML has no null; parameters such as ``weights_path`` need it), else the string."""
+    if raw.lower() in ("none", "null"):
+        return None
     try:
         return tomllib.loads(f"value = {raw}")["value"]
     except tomllib.TOMLDecodeError:

@@ -11,21 +11,9 @@ from dfzoo import CommandSpec, hookimpl
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
-    """``["k=3", "backbone=resnet50", "normalize=false"]`` -> typed dict (int, float, bool, None or str)."""
-    from dfzoo.transforms import parse_perturbation
-    params: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--param {pair!r} is not key=value")
-        lowered = raw.strip().lower()
-        if lowered in ("true", "false"):
-            params[key.strip()] = lowered == "true"
-        elif lowered in ("none", "null"):
-            params[key.strip()] = None
-        else:
-            params[key.strip()] = parse_perturbation(f"x:v={raw.strip()}")[1]["v"]
-    return params
+    """``--param key=value`` flags, typed as ``dfzoo run`` types them (TOML values; ``none`` is None)."""
+    from dfzoo.benchmark.protocol import parse_params as parse
+    return parse(pairs or [])
 
 
 # -- list ------------------------------------------------------------------------------------------------
