@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,6 +182,27 @@ def detect_forensynths(root: Path) -> bool:
     return Path(root).is_dir() and find_dir(Path(root), lambda p: p[-1].lower() in FORENSYNTHS_LABELS, 4)
 
 
+def _label_folders(path: Path, builder: IndexBuilder, labels: Mapping[str, int], expected: str
+                   ) -> Iterator[tuple[Folder, int]]:
+    """Folders holding images under a label folder, with the label's position in ``parts``.
+
+    Records non-image files, label folders (empty or not) and images outside any label folder on ``builder``
+    as it goes, so each layout only says how a labelled folder maps to a generator and split.
+    """
+    for folder in walk_folders(path):
+        parts = folder.parts
+        i = _label_index(parts, labels)
+        builder.skip_others(folder)
+        if i >= 0 and i == len(parts) - 1:
+            builder.saw_label_dir(parts)
+        if not folder.images:
+            continue
+        if i < 0:
+            builder.skip(folder, folder.images, f"image outside any {expected} folder")
+            continue
+        yield folder, i
+
+
 @gc_paused()
 def load_forensynths(root: str | Path, families: Mapping[str, str] | None = None,
                      generator: str = "") -> DatasetIndex:
@@ -194,17 +215,8 @@ def load_forensynths(root: str | Path, families: Mapping[str, str] | None = None
     """
     path = _root(root)
     builder = IndexBuilder(path, "forensynths", families)
-    for folder in walk_folders(path):
+    for folder, i in _label_folders(path, builder, FORENSYNTHS_LABELS, "0_real/1_fake"):
         parts = folder.parts
-        i = _label_index(parts, FORENSYNTHS_LABELS)
-        builder.skip_others(folder)
-        if i >= 0 and i == len(parts) - 1:
-            builder.saw_label_dir(parts)
-        if not folder.images:
-            continue
-        if i < 0:
-            builder.skip(folder, folder.images, "image outside any 0_real/1_fake folder")
-            continue
         split, prefix = _strip_split(parts[:i])
         name = generator or (prefix[0] if prefix else path.name)
         builder.add(folder, FORENSYNTHS_LABELS[parts[i].lower()], name, split, label_dir=parts[:i + 1])
@@ -285,17 +297,8 @@ def load_cifake(root: str | Path, generator: str = "sd14", family: str = "diffus
     """
     path = _root(root)
     builder = IndexBuilder(path, "cifake", {generator: family})
-    for folder in walk_folders(path):
+    for folder, i in _label_folders(path, builder, CIFAKE_LABELS, "REAL/FAKE"):
         parts = folder.parts
-        i = _label_index(parts, CIFAKE_LABELS)
-        builder.skip_others(folder)
-        if i >= 0 and i == len(parts) - 1:
-            builder.saw_label_dir(parts)
-        if not folder.images:
-            continue
-        if i < 0:
-            builder.skip(folder, folder.images, "image outside any REAL/FAKE folder")
-            continue
         prefix = parts[:i]
         split = SPLITS.get(prefix[-1].lower(), "") if prefix else ""
         label = CIFAKE_LABELS[parts[i].lower()]
