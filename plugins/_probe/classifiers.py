@@ -73,7 +73,20 @@ def _logreg(seed: int, **options: Any) -> Any:
     return LogisticRegression(**{"C": 1.0, "max_iter": 2000, "random_state": seed, **options})
 
 
-class CalibratedSVM:
+class _Delegating:
+    """A classifier wrapper that answers like the fitted scikit-learn model it holds in ``model``."""
+
+    model: Any = None
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return self.model.classes_
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(features)
+
+
+class CalibratedSVM(_Delegating):
     """An RBF SVC whose decision function is Platt-calibrated on up to 3 held-out folds.
 
     Fewer folds are used when the smaller class is tiny (at least 2 are needed).
@@ -96,12 +109,6 @@ class CalibratedSVM:
                                             cv=folds, ensemble=False).fit(features, labels)
         return self
 
-    @property
-    def classes_(self) -> np.ndarray:
-        return self.model.classes_
-
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        return self.model.predict_proba(features)
 
     def decision_function(self, features: np.ndarray) -> np.ndarray:
         return self.model.calibrated_classifiers_[0].estimator.decision_function(features)
@@ -111,7 +118,7 @@ def _svm(seed: int, **options: Any) -> Any:
     return CalibratedSVM(seed, **options)
 
 
-class GradientBoosting:
+class GradientBoosting(_Delegating):
     """HistGradientBoostingClassifier whose leaf size follows the training set.
 
     scikit-learn's default ``min_samples_leaf=20`` forbids every split on a small training set (a constant
@@ -128,12 +135,6 @@ class GradientBoosting:
         self.model = HistGradientBoostingClassifier(**options).fit(features, labels)
         return self
 
-    @property
-    def classes_(self) -> np.ndarray:
-        return self.model.classes_
-
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        return self.model.predict_proba(features)
 
 
 def _gboost(seed: int, **options: Any) -> Any:
