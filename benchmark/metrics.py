@@ -10,7 +10,14 @@ Conventions (recorded in every result row through :func:`threshold_policy`):
 - ``best_acc`` is the oracle accuracy at the best threshold on the test set itself (an upper bound, not a
   deployable number);
 - bootstrap intervals for AUC and AP resample reals and fakes separately (stratified, so every replicate has
-  both classes), with a seeded generator, percentile method.
+  both classes), with a seeded generator, percentile method;
+- a mean over test sets is defined only when every set defines the metric (a missing or NaN set makes the mean
+  NaN, never a mean over the sets that worked); its interval resamples an image shared by several test sets
+  (the shared reals) once per replicate for all of them (:func:`mean_intervals`);
+- accuracies at a threshold mean something only under the policies in :data:`MEANINGFUL_THRESHOLD_POLICIES`:
+  ``"detector"`` (the detector states its threshold) and ``"train_real_quantile"`` (the threshold puts a fixed
+  false-positive rate on the training reals, :func:`threshold_from_reals`). Under ``"fixed"`` (0.5 on scores
+  that may not be probabilities) they are computed but not to be shown.
 """
 from __future__ import annotations
 
@@ -29,18 +36,44 @@ _CHUNK_CELLS = 4_000_000  # bootstrap works on blocks of replicates of at most t
 # Metrics that are averaged across test generators (counts are summed instead).
 SCALAR_METRICS = ("acc", "real_acc", "fake_acc", "best_acc", "ap", "auc", "eer", "tpr_at_1fpr", "tpr_at_5fpr")
 COUNT_METRICS = ("n", "n_real", "n_fake", "n_nan")
+THRESHOLD_METRICS = ("acc", "real_acc", "fake_acc")  # the metrics that depend on the decision threshold
+# Threshold policies (recorded in every row as ``threshold_policy``).
+DETECTOR_POLICY, TRAIN_REAL_QUANTILE_POLICY, FIXED_POLICY = "detector", "train_real_quantile", "fixed"
+MEANINGFUL_THRESHOLD_POLICIES = (DETECTOR_POLICY, TRAIN_REAL_QUANTILE_POLICY)
+DEFAULT_THRESHOLD_FPR = 0.05
 
 
 def threshold_policy(describe: Mapping[str, Any] | None) -> tuple[float, str]:
     """The decision threshold for a detector and how it was chosen.
 
-    A detector's ``describe()`` may give ``"threshold"`` (e.g. a calibrated probe's 0.0 on logits); otherwise
-    the fixed default 0.5 applies. Returns ``(threshold, policy)`` with policy ``"detector"`` or ``"fixed"``.
+    A detector's ``describe()`` may give ``"threshold"`` (e.g. a calibrated probe's 0.0 on logits): policy
+    ``"detector"``. Otherwise the fixed default 0.5 applies: policy ``"fixed"``, whose accuracies are not to be
+    shown (the scores need not be probabilities); a harness that scores the training reals replaces it with
+    :func:`threshold_from_reals` and policy ``"train_real_quantile"``.
     """
     value = (describe or {}).get("threshold")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value), "detector"
-    return DEFAULT_THRESHOLD, "fixed"
+        return float(value), DETECTOR_POLICY
+    return DEFAULT_THRESHOLD, FIXED_POLICY
+
+
+def threshold_from_reals(real_scores: Any, fpr: float = DEFAULT_THRESHOLD_FPR) -> float:
+    """The smallest threshold whose false-positive rate on ``real_scores`` is at most ``fpr``.
+
+    With the rule "a score at or above the threshold means fake", at most ``floor(fpr * n)`` of the n reals may
+    reach the threshold, so it is the next float above the ``floor(fpr * n) + 1``-th highest real score. NaN
+    scores are ignored; no finite real score or ``fpr`` outside [0, 1) raises ``ValueError``.
+    """
+    if not 0.0 <= fpr < 1.0:
+        raise ValueError(f"fpr must be in [0, 1), got {fpr!r}")
+    reals = np.asarray(real_scores, dtype=np.float64).reshape(-1)
+    reals = np.sort(reals[~np.isnan(reals)])[::-1]
+    if reals.size == 0:
+        raise ValueError("threshold_from_reals needs at least one real score that is not NaN")
+    allowed = int(math.floor(fpr * reals.size + 1e-9))  # reals allowed at or above the threshold
+    if reals[allowed] == np.inf:
+        raise ValueError(f"no threshold keeps the false-positive rate at {fpr}: too many real scores are +inf")
+    return float(np.nextafter(reals[allowed], np.inf))
 
 
 def drop_nan(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -213,38 +246,106 @@ def bootstrap_auc_ap(labels: Any, scores: Any, n_bootstrap: int = DEFAULT_BOOTST
 
 
 def mean_intervals(test_sets: Sequence[tuple[Any, Any]], n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0,
-                   confidence: float = CONFIDENCE) -> dict[str, list[float]]:
+                   confidence: float = CONFIDENCE, ids: Sequence[Any] | None = None) -> dict[str, list[float]]:
     """Bootstrap intervals of the *mean* AUC and AP over several test sets (e.g. test generators).
 
-    Each set is resampled independently (same number of replicates); replicate r of the mean is the mean of
-    the sets' replicate r. Sets with a single class are left out.
+    ``ids`` gives, per set, one identifier per image (same length as its labels). An image that appears in
+    several sets (the reals every test generator shares) is one unit: each replicate draws it the same number
+    of times in every set it belongs to, so the sets' replicates are as correlated as the sets are. Images are
+    resampled per class; sets whose images of a class are the same pool get one stratified resample of that
+    pool per replicate, disjoint pools are resampled independently. Without ``ids`` every image is distinct.
+    Replicate r of the mean is the mean of the sets' replicate r.
+
+    The mean is undefined, and so are its intervals (NaN), when a set lacks a class or there are no sets.
     """
-    auc_reps, ap_reps = [], []
+    empty = {"auc_ci": [math.nan, math.nan], "ap_ci": [math.nan, math.nan]}
+    if ids is not None and len(ids) != len(test_sets):
+        raise ValueError(f"{len(test_sets)} test sets but ids for {len(ids)}")
+    sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for index, (labels, scores) in enumerate(test_sets):
-        labels, scores, _ = drop_nan(labels, scores)
-        if _both_classes(labels):
-            auc, ap = bootstrap_auc_ap(labels, scores, n_bootstrap, seed + index)
-            auc_reps.append(auc)
-            ap_reps.append(ap)
-    if not auc_reps:
-        return {"auc_ci": [math.nan, math.nan], "ap_ci": [math.nan, math.nan]}
-    return {"auc_ci": percentile_interval(np.mean(auc_reps, axis=0), confidence),
-            "ap_ci": percentile_interval(np.mean(ap_reps, axis=0), confidence)}
+        labels, scores, kept = drop_nan(labels, scores)
+        if ids is None:
+            names = np.array([f"{index}:{position}" for position in range(kept.size)], dtype=object)
+        else:
+            names = np.asarray(ids[index], dtype=object).reshape(-1)
+            if names.size != kept.size:
+                raise ValueError(f"test set {index}: {kept.size} labels but {names.size} ids")
+        if not _both_classes(labels):
+            return empty
+        sets.append((labels, scores, names[kept]))
+    if not sets or n_bootstrap <= 0:
+        return empty
+    units = [_shared_units(sets, value) for value in (1, 0)]
+    rng = np.random.default_rng(seed)
+    block = max(1, _CHUNK_CELLS // sum(labels.size for labels, _, _ in sets))
+    auc_blocks, ap_blocks = [], []
+    for start in range(0, n_bootstrap, block):
+        count = min(block, n_bootstrap - start)
+        weights = [np.zeros((count, labels.size)) for labels, _, _ in sets]
+        for groups in units:
+            for members, pool_size in groups:
+                counts = _resample_counts(rng, count, pool_size)
+                for set_index, positions, pool_index in members:
+                    weights[set_index][:, positions] = counts[:, pool_index]
+        per_set = [weighted_auc_ap(labels, scores, w) for (labels, scores, _), w in zip(sets, weights)]
+        auc_blocks.append(np.mean([auc for auc, _ in per_set], axis=0))
+        ap_blocks.append(np.mean([ap for _, ap in per_set], axis=0))
+    return {"auc_ci": percentile_interval(np.concatenate(auc_blocks), confidence),
+            "ap_ci": percentile_interval(np.concatenate(ap_blocks), confidence)}
+
+
+def _shared_units(sets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], label: int
+                  ) -> list[tuple[list[tuple[int, np.ndarray, np.ndarray]], int]]:
+    """Group the sets whose images of class ``label`` overlap (by id) into pools resampled together.
+
+    Returns ``[(members, pool_size)]``; each member ``(set index, positions in the set, index in the pool)``
+    says which pool draw weighs each of the set's images of that class.
+    """
+    parent = list(range(len(sets)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_set: dict[Any, int] = {}
+    for index, (labels, _, names) in enumerate(sets):
+        for name in names[labels == label]:
+            parent[root(index)] = root(first_set.setdefault(name, index))
+    groups: dict[int, list[int]] = {}
+    for index in range(len(sets)):
+        groups.setdefault(root(index), []).append(index)
+    out = []
+    for members in groups.values():
+        pool = {name: i for i, name in enumerate(dict.fromkeys(
+            name for index in members for name in sets[index][2][sets[index][0] == label]))}
+        entries = []
+        for index in members:
+            labels, _, names = sets[index]
+            positions = np.flatnonzero(labels == label)
+            entries.append((index, positions, np.array([pool[name] for name in names[positions]], dtype=np.int64)))
+        out.append((entries, len(pool)))
+    return out
 
 
 # -- averaging -------------------------------------------------------------------------------------------
-def average_metrics(per_set: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Average the scalar metrics of several test sets (NaN and missing values ignored); sum the counts.
+def average_metrics(per_set: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Average the scalar metrics of several test sets; sum the counts of those present.
 
-    ``n_sets`` says how many sets were averaged; a metric no set defines is NaN.
+    ``None`` stands for a set that has no result (an error or skipped row, or no row at all). A metric's mean
+    is defined only when every set has a finite value for it; otherwise it is NaN (a mean over the sets that
+    worked would flatter a detector that fails on the hard ones). ``n_sets`` says how many sets there are and
+    ``defined`` how many of them define each metric.
     """
-    out: dict[str, Any] = {"n_sets": len(per_set)}
+    present = [m for m in per_set if m is not None]
+    out: dict[str, Any] = {"n_sets": len(per_set), "defined": {}}
     for key in SCALAR_METRICS:
-        values = [_number(m.get(key)) for m in per_set]
-        finite = [v for v in values if math.isfinite(v)]
-        out[key] = float(np.mean(finite)) if finite else math.nan
+        finite = [v for v in (_number(m.get(key)) for m in present) if math.isfinite(v)]
+        out["defined"][key] = len(finite)
+        out[key] = float(np.mean(finite)) if finite and len(finite) == len(per_set) else math.nan
     for key in COUNT_METRICS:
-        out[key] = int(sum(int(m.get(key) or 0) for m in per_set))
+        out[key] = int(sum(int(m.get(key) or 0) for m in present))
     return out
 
 
@@ -255,7 +356,9 @@ def _number(value: Any) -> float:
 
 
 __all__ = [
-    "CONFIDENCE", "DEFAULT_BOOTSTRAP", "DEFAULT_THRESHOLD", "FPR_POINTS", "SCALAR_METRICS", "average_metrics",
-    "binary_metrics", "bootstrap_auc_ap", "drop_nan", "equal_error_rate", "mean_intervals",
-    "percentile_interval", "roc_points", "threshold_policy", "tpr_at_fpr", "weighted_auc_ap",
+    "CONFIDENCE", "COUNT_METRICS", "DEFAULT_BOOTSTRAP", "DEFAULT_THRESHOLD", "DEFAULT_THRESHOLD_FPR", "DETECTOR_POLICY",
+    "FIXED_POLICY", "FPR_POINTS", "MEANINGFUL_THRESHOLD_POLICIES", "SCALAR_METRICS", "THRESHOLD_METRICS",
+    "TRAIN_REAL_QUANTILE_POLICY", "average_metrics", "binary_metrics", "bootstrap_auc_ap", "drop_nan",
+    "equal_error_rate", "mean_intervals", "percentile_interval", "roc_points", "threshold_from_reals",
+    "threshold_policy", "tpr_at_fpr", "weighted_auc_ap",
 ]

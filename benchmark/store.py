@@ -17,6 +17,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,41 +100,88 @@ class ResultStore:
 
     # -- sidecars --------------------------------------------------------------------------------------
     def save_scores(self, row_id: str, labels: np.ndarray, scores: np.ndarray,
-                    generators: Iterable[str] | None = None) -> Path:
-        """Raw labels and scores of a row (NaN kept) in ``scores/<row_id>.npz``; written atomically."""
+                    generators: Iterable[str] | None = None, ids: Iterable[str] | None = None) -> Path:
+        """Raw labels and scores of a row (NaN kept) in ``scores/<row_id>.npz``; written atomically.
+
+        ``ids`` names each image (unique within the dataset, e.g. its path relative to the dataset root): an
+        image shared by several test sets (the shared reals) has the same id in each, which lets the interval
+        of a mean over test sets resample it jointly.
+        """
         self.scores_dir.mkdir(parents=True, exist_ok=True)
         path = self.scores_dir / f"{row_id}.npz"
         tmp = path.with_suffix(".tmp.npz")
         arrays = {"labels": np.asarray(labels, dtype=np.int8), "scores": np.asarray(scores, dtype=np.float64)}
         if generators is not None:
             arrays["generators"] = np.asarray(list(generators), dtype=str)
+        if ids is not None:
+            arrays["ids"] = np.asarray([str(i) for i in ids], dtype=str)
+            if arrays["ids"].shape != arrays["labels"].shape:
+                raise ValueError(f"{arrays['ids'].size} ids for {arrays['labels'].size} labels")
         np.savez_compressed(tmp, **arrays)
         os.replace(tmp, path)
         return path
 
+    def scores_path(self, row_id: str) -> Path:
+        return self.scores_dir / f"{row_id}.npz"
+
     def load_scores(self, row_id: str) -> tuple[np.ndarray, np.ndarray] | None:
         """``(labels, scores)`` of a row, or None when its sidecar is missing or unreadable."""
-        path = self.scores_dir / f"{row_id}.npz"
+        sidecar = self.load_sidecar(row_id)
+        return None if sidecar is None else (sidecar.labels, sidecar.scores)
+
+    def load_sidecar(self, row_id: str) -> "Sidecar | None":
+        """Everything the sidecar of a row holds, or None when it is missing or unreadable."""
         try:
-            with np.load(path) as data:
-                return data["labels"].astype(np.int64), data["scores"].astype(np.float64)
+            with np.load(self.scores_path(row_id), allow_pickle=False) as data:
+                labels, scores = data["labels"].astype(np.int64), data["scores"].astype(np.float64)
+                ids = data["ids"].astype(str) if "ids" in data.files else None
         except (OSError, KeyError, ValueError):
             return None
+        if labels.shape != scores.shape or (ids is not None and ids.shape != labels.shape):
+            return None
+        return Sidecar(labels, scores, ids)
 
     def model_dir(self, job_id: str) -> Path:
         return self.models_dir / job_id
 
 
-def latest_rows(rows: Iterable[dict[str, Any]], by: tuple[str, ...] = ("protocol", "label", "test_generator",
-                                                                       "test_perturbation")) -> list[dict[str, Any]]:
-    """The last row for each combination of ``by`` fields, in order of first appearance.
+@dataclass(frozen=True)
+class Sidecar:
+    """The per-image record of a row: labels (0 real, 1 fake), raw scores (NaN kept), image ids if recorded."""
 
-    Readers use this so that a retried or re-configured run replaces what it re-computed.
+    labels: np.ndarray
+    scores: np.ndarray
+    ids: np.ndarray | None = None
+
+
+# Fields that make two rows the same cell of the same configuration: the protocol's content hash (its settings
+# and the dataset fingerprint), the dataset fingerprint and training generators again (for rows written before
+# the hash covered them), the detector's label and parameters, and the test condition.
+ROW_IDENTITY = ("protocol", "protocol_hash", "dataset.fingerprint", "train_generators", "label", "params_hash",
+                "test_generator", "test_perturbation")
+
+
+def row_field(row: dict[str, Any], name: str) -> Any:
+    """A row's field by dotted name (``"dataset.fingerprint"``); None when absent."""
+    value: Any = row
+    for part in name.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def latest_rows(rows: Iterable[dict[str, Any]], by: tuple[str, ...] = ROW_IDENTITY) -> list[dict[str, Any]]:
+    """The last row for each combination of ``by`` fields (dotted names reach into dicts), in order of first
+    appearance.
+
+    With the default identity a retried cell replaces its earlier attempts, while a re-configured run (another
+    protocol hash, dataset, training set or detector parameters) gets cells of its own and never overwrites or
+    mixes with the old ones; readers choose which configuration to show.
     """
-    chosen: dict[tuple, dict[str, Any]] = {}
+    chosen: dict[str, dict[str, Any]] = {}
     for row in rows:
-        chosen[tuple(str(row.get(k)) for k in by)] = row
+        chosen[json.dumps([row_field(row, k) for k in by], sort_keys=True, default=str)] = row
     return list(chosen.values())
 
 
-__all__ = ["ERROR", "OK", "RESULTS_FILE", "SKIPPED", "ResultStore", "clean_json", "latest_rows"]
+__all__ = ["ERROR", "OK", "RESULTS_FILE", "ROW_IDENTITY", "SKIPPED", "ResultStore", "Sidecar", "clean_json",
+           "latest_rows", "row_field"]
