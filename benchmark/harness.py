@@ -202,6 +202,7 @@ def run_job(job: Job, datasets: dict[Any, Any] | None = None) -> Iterator[JobEve
     from dfzoo.registry import current_registry
     from dfzoo.transforms import make_perturbation
     registry = current_registry()
+    spec = registry.detector(job.detector)
     protocol = job.protocol
     yield JobEvent("started", job.job_id, info={"protocol": protocol.name, "label": job.label})
     try:
@@ -220,9 +221,9 @@ def run_job(job: Job, datasets: dict[Any, Any] | None = None) -> Iterator[JobEve
     store = ResultStore(job.store_dir)
     model_dir = store.model_dir(job.job_id)
     context = RunContext(preprocess=protocol.preprocess, seed=protocol.seed, device=job.device,
-                         batch_size=protocol.batch_size,
-                         train_perturbation=make_perturbation(protocol.train_perturbation, registry),
-                         progress=job.progress, workdir=store.models_dir / f"{job.job_id}.work")
+                         batch_size=protocol.batch_size, progress=job.progress,
+                         workdir=store.models_dir / f"{job.job_id}.work")
+    hide_path = not spec.reads_files
     fit_seconds, reused, save_error, stage = 0.0, False, "", "factory"
     try:
         detector = None
@@ -236,8 +237,10 @@ def run_job(job: Job, datasets: dict[Any, Any] | None = None) -> Iterator[JobEve
             detector = dfzoo.load_detector(job.detector, registry=registry, **job.params)
             stage = "fit"
             detector.setup(context)
+            train_views = views(split.train, make_perturbation(protocol.train_perturbation, registry),
+                                protocol.seed, hide_path)
             tick = time.perf_counter()
-            detector.fit(split.train)
+            detector.fit(train_views)
             fit_seconds = time.perf_counter() - tick
             try:
                 detector.save(model_dir)
@@ -246,33 +249,91 @@ def run_job(job: Job, datasets: dict[Any, Any] | None = None) -> Iterator[JobEve
                 log.warning("%s: could not save the fitted detector: %s", job.label, save_error)
         stage = "setup"
         detector.setup(context)
+        train_skipped = dict(Counter(detector.skipped.values()))
         describe = _safe(detector.describe)
-    except Exception as error:
+        stage = "score"  # the training reals, for a threshold at a fixed FPR
+        threshold, policy, threshold_fpr = decision_threshold(detector, describe, split, protocol.seed, hide_path)
+    except PLUGIN_FAILURES as error:
         for task in job.tasks:
             yield JobEvent("row", job.job_id, row=task_row(base, task, split, ERROR, error=_error(error, stage),
                                                             fit_seconds=fit_seconds))
         yield JobEvent("finished", job.job_id)
         return
-    threshold, policy = metrics.threshold_policy(describe)
-    base |= {"describe": describe, "threshold": threshold, "threshold_policy": policy, "model_reused": reused,
+    base |= {"describe": describe, "threshold": threshold, "threshold_policy": policy,
+             "threshold_fpr": threshold_fpr, "model_reused": reused, "train_skipped": train_skipped,
              "fit_seconds": round(fit_seconds, 3), "model_saved": not save_error, "save_error": save_error}
     for perturbation in dict.fromkeys(task.perturbation for task in job.tasks):
-        scored: dict[int, float] = {}  # id(sample) -> score: shared reals are scored once per perturbation
+        tasks = [t for t in job.tasks if t.perturbation == perturbation]
         try:
-            detector.setup(context.with_(test_perturbation=make_perturbation(perturbation, registry)))
-        except Exception as error:
-            for task in (t for t in job.tasks if t.perturbation == perturbation):
+            transform = make_perturbation(perturbation, registry)
+            unreached = spec.reads_files and not transform.is_identity and not perturbation_reaches(
+                detector, split, transform, protocol.seed)
+        except PLUGIN_FAILURES as error:
+            for task in tasks:
                 yield JobEvent("row", job.job_id, row=task_row(base, task, split, ERROR, error=_error(error, "setup")))
             continue
-        for task in (t for t in job.tasks if t.perturbation == perturbation):
-            yield _score_task(detector, task, split, base, scored, protocol, threshold, job.job_id)
+        if unreached:
+            reason = (f"perturbation {perturbation!r} does not reach {job.detector} (it reads files itself and its "
+                      "scores on probe images did not change): no robustness row")
+            for task in tasks:
+                yield JobEvent("row", job.job_id, row=task_row(base, task, split, SKIPPED, reason=reason))
+            continue
+        test_views: dict[int, Sample] = {}  # id(stored sample) -> its view: shared reals are scored once
+        scored: dict[int, float] = {}
+        for task in tasks:
+            samples = split.tests[task.test_generator]
+            for sample in samples:
+                if id(sample) not in test_views:
+                    test_views[id(sample)] = sample.view(transform, protocol.seed, hide_path=hide_path)
+            yield _score_task(detector, task, [test_views[id(s)] for s in samples], base, split, scored, protocol,
+                              threshold, job.job_id)
     yield JobEvent("finished", job.job_id)
 
 
-def _score_task(detector: Any, task: RowTask, split: Split, base: dict[str, Any], scored: dict[int, float],
-                protocol: Protocol, threshold: float, job_id: str) -> JobEvent:
-    """Score one test set (reusing scores of samples already scored) and turn it into a row event."""
-    samples = split.tests[task.test_generator]
+# Everything a plugin may raise becomes an error row; only an interrupt by the user stops the run.
+PLUGIN_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
+PROBE_IMAGES = 4  # test images scored clean and perturbed to check a file-reading detector sees perturbations
+THRESHOLD_REALS = 512  # at most this many training reals are scored to set a threshold at a fixed FPR
+
+
+def views(samples: Sequence[Sample], perturbation: Any, seed: int, hide_path: bool) -> list[Sample]:
+    """What a detector is handed: each sample as a view that applies ``perturbation`` when loaded."""
+    return [sample.view(perturbation, seed, hide_path=hide_path) for sample in samples]
+
+
+def decision_threshold(detector: Any, describe: dict[str, Any], split: Split, seed: int,
+                       hide_path: bool) -> tuple[float, str, float | None]:
+    """``(threshold, policy, fpr)``: the detector's own threshold where it states one, else the score that
+    puts :data:`metrics.DEFAULT_THRESHOLD_FPR` of (at most :data:`THRESHOLD_REALS`) clean training reals
+    above it. A detector that cannot score its training reals gets the fixed policy (no accuracy shown)."""
+    threshold, policy = metrics.threshold_policy(describe)
+    if policy != metrics.FIXED_POLICY:
+        return threshold, policy, None
+    reals = [s for s in split.train if s.label == 0]
+    if not reals:
+        return threshold, policy, None
+    chosen = np.random.default_rng(seed).permutation(len(reals))[:THRESHOLD_REALS]
+    scores = np.asarray(detector.score(views([reals[i] for i in sorted(chosen)], None, seed, hide_path)),
+                        dtype=np.float64)
+    if not np.isfinite(scores).any():
+        return threshold, policy, None
+    fpr = metrics.DEFAULT_THRESHOLD_FPR
+    return metrics.threshold_from_reals(scores, fpr), metrics.TRAIN_REAL_QUANTILE_POLICY, fpr
+
+
+def perturbation_reaches(detector: Any, split: Split, perturbation: Any, seed: int) -> bool:
+    """Whether ``perturbation`` changes a file-reading detector's score on any of a few probe test images."""
+    probes = [s for samples in split.tests.values() for s in samples][:PROBE_IMAGES]
+    if not probes:
+        return True
+    clean = np.asarray(detector.score(views(probes, None, seed, hide_path=False)), dtype=np.float64)
+    moved = np.asarray(detector.score(views(probes, perturbation, seed, hide_path=False)), dtype=np.float64)
+    return not np.array_equal(clean, moved, equal_nan=True)
+
+
+def _score_task(detector: Any, task: RowTask, samples: list[Sample], base: dict[str, Any], split: Split,
+                scored: dict[int, float], protocol: Protocol, threshold: float, job_id: str) -> JobEvent:
+    """Score one test set of views (reusing scores of views already scored) and turn it into a row event."""
     started_at = _now()
     tick = time.perf_counter()
     try:
@@ -286,10 +347,10 @@ def _score_task(detector: Any, task: RowTask, split: Split, base: dict[str, Any]
         scores = np.array([scored[id(s)] for s in samples], dtype=np.float64)
         labels = np.array([s.label for s in samples], dtype=np.int64)
         values = metrics.binary_metrics(labels, scores, threshold, n_bootstrap=protocol.bootstrap, seed=protocol.seed)
-    except Exception as error:
+    except PLUGIN_FAILURES as error:
         row = task_row(base, task, split, ERROR, error=_error(error, "score"), started_at=started_at)
         return JobEvent("row", job_id, row=row)
-    reasons = nan_reasons(samples, scores)
+    reasons = nan_reasons(samples, scores, detector.skipped)
     extra = _safe(lambda: detector.extra_metrics(samples))
     row = task_row(base, task, split, OK, metrics=values, n_skipped=int(np.isnan(scores).sum()),
                    skipped_reasons=reasons, extra=extra, score_seconds=round(score_seconds, 3), n_scored=len(todo),
@@ -297,17 +358,23 @@ def _score_task(detector: Any, task: RowTask, split: Split, base: dict[str, Any]
     return JobEvent("row", job_id, row=row, labels=labels, scores=scores)
 
 
-def nan_reasons(samples: Sequence[Sample], scores: np.ndarray) -> dict[str, int]:
-    """Why samples got NaN scores: the decoder's reason when the image does not decode, else the detector."""
-    from dfzoo.data.decode import ImageDecodeError, load_image
+def nan_reasons(samples: Sequence[Sample], scores: np.ndarray, recorded: dict[str, str] | None = None
+                ) -> dict[str, int]:
+    """Why samples got NaN scores: the reason the detector recorded, else the decoder's reason when the view
+    does not load, else "detector returned NaN"."""
+    from dfzoo.data.decode import ImageDecodeError
+    recorded = recorded or {}
     reasons: Counter[str] = Counter()
     for checked, position in enumerate(np.flatnonzero(np.isnan(scores))):
+        sample = samples[position]
+        if sample.display_name in recorded:
+            reasons[recorded[sample.display_name]] += 1
+            continue
         if checked >= MAX_NAN_CHECKS:
             reasons["not checked"] += 1
             continue
-        sample = samples[position]
         try:
-            load_image(sample.image if sample.path is None else sample.path)
+            sample.load()
             reasons["detector returned NaN"] += 1
         except ImageDecodeError as error:
             reasons[error.reason] += 1

@@ -45,6 +45,7 @@ def load_fitted(path: str | Path, registry: Registry | None = None, **overrides:
     detector = load_detector(meta["detector"], registry=registry, **{**meta["params"], **overrides})
     with use_registry(registry or current_registry()):
         detector._load_state(Path(path))
+    detector.skipped = dict(meta.get("skipped") or {})  # what fitting could not use, as it was saved
     detector.fitted = True
     return detector
 

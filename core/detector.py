@@ -1,22 +1,29 @@
 """The detector contract: ``fit(train)``, ``score(samples) -> float array`` (higher = more likely fake).
 
-Every method in the zoo subclasses :class:`Detector`. The harness configures a detector with a
-:class:`RunContext` (preprocessing policy, perturbations, seed, device) before fitting and scoring, so a
-method never needs to know which benchmark it runs in.
+Every method in the zoo subclasses :class:`Detector`. The harness owns the image path: it hands a detector
+sample *views* whose :meth:`~dfzoo.data.sample.Sample.load` decodes the image and applies the protocol's
+perturbation (file paths are hidden), and it configures the detector with a :class:`RunContext`
+(preprocessing policy, seed, device) before fitting and scoring. A method never needs to know which
+benchmark or which perturbation it runs under, and cannot skip one by reading files itself.
+
+Simple methods subclass :class:`ImageDetector` and write ``score_image(image) -> float``: decoding errors
+become NaN scores with their reason recorded, and the run's preprocessing geometry is applied for them.
 """
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from .data.decode import ImageDecodeError
 from .data.sample import Sample
-from .transforms import IDENTITY, Perturbation, PreprocessPolicy
+from .transforms import PreprocessPolicy
 
 META_FILE = "dfzoo-detector.json"
 FORMAT_VERSION = 1
@@ -26,7 +33,7 @@ FORMAT_VERSION = 1
 class RunContext:
     """Run settings that are not the method's own parameters.
 
-    ``test_perturbation`` is applied to every image scored; ``train_perturbation`` to every training image.
+    Perturbations are not here: they travel with the samples (see :meth:`~dfzoo.data.sample.Sample.view`).
     ``device=None`` means CUDA when available. ``cache`` turns the shared feature cache on or off.
     """
 
@@ -34,8 +41,6 @@ class RunContext:
     seed: int = 0
     device: str | None = None
     batch_size: int | None = None
-    train_perturbation: Perturbation = IDENTITY
-    test_perturbation: Perturbation = IDENTITY
     cache: bool = True
     progress: bool = True
     workdir: Path | None = None  # where a detector may keep checkpoints to resume training
@@ -64,6 +69,23 @@ class Detector(ABC):
         self.params: dict[str, Any] = params
         self.context = RunContext()
         self.fitted = not self.trainable
+        self.skipped: dict[str, str] = {}  # display name -> reason, for every image this detector could not use
+
+    def record_skip(self, sample: Sample, reason: str) -> None:
+        """Note that ``sample`` could not be used (the harness reports these in its rows)."""
+        self.skipped[sample.display_name] = reason
+
+    def images(self, samples: Sequence[Sample]) -> Iterator[tuple[int, Image.Image]]:
+        """``(position, image)`` for every decodable sample: the view's perturbation applied, then the run's
+        preprocessing geometry when it names a size. Undecodable samples are recorded and left out."""
+        policy = self.context.preprocess
+        for position, sample in enumerate(samples):
+            try:
+                image = sample.load()
+            except ImageDecodeError as error:
+                self.record_skip(sample, error.reason)
+                continue
+            yield position, policy.geometry(image) if policy.size else image
 
     def setup(self, context: RunContext) -> "Detector":
         """Adopt the harness's run settings (preprocessing, perturbations, seed, device)."""
@@ -99,7 +121,7 @@ class Detector(ABC):
         folder.mkdir(parents=True, exist_ok=True)
         self._save_state(folder)
         meta = {"format": FORMAT_VERSION, "detector": self.name, "params": _jsonable(self.params),
-                "describe": _jsonable(self.describe())}
+                "describe": _jsonable(self.describe()), "skipped": _jsonable(self.skipped)}
         (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         return folder
 
@@ -108,6 +130,26 @@ class Detector(ABC):
 
     def _load_state(self, folder: Path) -> None:
         """Read what :meth:`_save_state` wrote."""
+
+
+class ImageDetector(Detector):
+    """A training-free detector that scores one decoded image at a time: write :meth:`score_image`.
+
+    The framework decodes, perturbs and brings each image to the run's preprocessing size (when the
+    protocol sets one); an image that cannot be decoded gets a NaN score and its reason is recorded.
+    """
+
+    trainable = False
+
+    @abstractmethod
+    def score_image(self, image: Image.Image) -> float:
+        """How likely ``image`` (8-bit RGB) is generated; higher = more likely fake."""
+
+    def score(self, samples: Sequence[Sample]) -> np.ndarray:
+        scores = np.full(len(samples), np.nan, dtype=np.float64)
+        for position, image in self.images(samples):
+            scores[position] = float(self.score_image(image))
+        return scores
 
 
 def _jsonable(value: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .data.decode import ImageDecodeError, load_image
+from .data.decode import ImageDecodeError
 from .data.sample import Sample
 from .transforms import CENTER_CROP, PreprocessPolicy
 
@@ -121,12 +121,12 @@ def write_overlays(detector: Any, samples: Sequence[Sample], out: str | Path) ->
             continue
         if background is None:
             try:
-                background = load_image(sample.image if sample.path is None else sample.path)
+                background = sample.load()
             except ImageDecodeError:
                 written.append(None)
                 continue
             cam = map_to_image(cam, background.size, policy)
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(sample.path).stem if sample.path else "image")
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", sample.file.stem if sample.file else "image")
         path = folder / f"{index:04d}_{stem}_gradcam.png"
         overlay(background, cam).save(path)
         written.append(path)

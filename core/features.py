@@ -102,11 +102,9 @@ def load_backbone(name: str, *, pretrained: bool = True, weights_path: str | Pat
 
 
 # -- batching --------------------------------------------------------------------------------------------
-def prepare_image(sample: Sample, policy: PreprocessPolicy, normalisation: Normalisation,
-                  perturbation: Perturbation = IDENTITY, seed: int = 0) -> np.ndarray:
-    """Decode, perturb and preprocess one sample to a normalised CHW float32 array."""
-    image = load_image(sample.image if sample.path is None else sample.path)
-    return policy.apply(perturbation(image, seed), normalisation)
+def prepare_image(sample: Sample, policy: PreprocessPolicy, normalisation: Normalisation) -> np.ndarray:
+    """Decode (with the sample view's perturbation) and preprocess one sample to a normalised CHW array."""
+    return policy.apply(sample.load(), normalisation)
 
 
 @dataclass
@@ -216,18 +214,20 @@ def content_ids(samples: Sequence[Sample], errors: dict[int, str]) -> list[str |
     return ids
 
 
-def cache_key(backbone: Backbone, policy: PreprocessPolicy, perturbation: Perturbation, seed: int) -> str:
-    parts = [backbone.name, backbone.weights_identity, policy.key, perturbation.key]
-    if not perturbation.is_identity:
-        parts.append(f"seed={seed}")
+def cache_key(backbone: Backbone, policy: PreprocessPolicy) -> str:
+    """The cache file of a (backbone, preprocessing) pair; perturbations live in each sample's content id."""
+    parts = [backbone.name, backbone.weights_identity, policy.key]
     return "|".join(parts)
 
 
 def extract_features(samples: Sequence[Sample], backbone: Backbone, *,
-                     policy: PreprocessPolicy = PreprocessPolicy(), perturbation: Perturbation = IDENTITY,
-                     seed: int = 0, batch_size: int = 64, cache: bool | FeatureCache = True,
-                     progress: bool = True, desc: str | None = None) -> Features:
-    """Features of ``samples`` through ``backbone``: cached ones are read, the rest computed and stored."""
+                     policy: PreprocessPolicy = PreprocessPolicy(), batch_size: int = 64,
+                     cache: bool | FeatureCache = True, progress: bool = True, desc: str | None = None) -> Features:
+    """Features of ``samples`` through ``backbone``: cached ones are read, the rest computed and stored.
+
+    Each sample's view (the harness's perturbation) is applied by :meth:`Sample.load` and is part of its
+    content id, so one cache file per (backbone, preprocessing) serves every perturbation.
+    """
     from tqdm.auto import tqdm
     vectors = np.full((len(samples), backbone.feature_dim), np.nan, dtype=np.float32)
     errors: dict[int, str] = {}
@@ -235,7 +235,7 @@ def extract_features(samples: Sequence[Sample], backbone: Backbone, *,
     if isinstance(cache, FeatureCache):
         store = cache
     else:
-        store = FeatureCache(cache_key(backbone, policy, perturbation, seed)) if cache else None
+        store = FeatureCache(cache_key(backbone, policy)) if cache else None
     ids = content_ids(samples, errors)
     found = store.get_many([i for i in ids if i is not None]) if store is not None else {}
     todo = []
@@ -247,7 +247,7 @@ def extract_features(samples: Sequence[Sample], backbone: Backbone, *,
     cached = len(samples) - len(todo) - len(errors)
 
     def prepare(sample: Sample) -> np.ndarray:
-        return prepare_image(sample, policy, backbone.normalisation, perturbation, seed)
+        return prepare_image(sample, policy, backbone.normalisation)
 
     bar = tqdm(total=len(todo), desc=desc or f"features {backbone.name}", unit="img",
                disable=not progress or not todo, leave=False)

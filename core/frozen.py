@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .data.sample import Sample
+from .data.sample import Sample, perturbation_keys
 from .detector import Detector
 from .features import Backbone, Features, extract_features, load_backbone
 
@@ -29,7 +29,7 @@ class FrozenFeatureDetector(Detector):
         super().__init__(backbone=backbone, pretrained=pretrained, weights_path=weights_path,
                          batch_size=batch_size, **params)
         self._backbone: Backbone | None = backbone if isinstance(backbone, Backbone) else None
-        self.skipped: dict[str, str] = {}
+        self.train_perturbation = "none"
 
     @property
     def backbone(self) -> Backbone:
@@ -39,15 +39,14 @@ class FrozenFeatureDetector(Detector):
         return self._backbone
 
     def features(self, samples: Sequence[Sample], *, training: bool) -> Features:
-        """Features of ``samples`` with the run's preprocessing and the train or test perturbation."""
+        """Features of ``samples`` with the run's preprocessing (each sample view carries its perturbation)."""
         context = self.context
-        perturbation = context.train_perturbation if training else context.test_perturbation
-        result = extract_features(samples, self.backbone, policy=context.preprocess, perturbation=perturbation,
-                                  seed=context.seed, batch_size=context.batch_size or self.params["batch_size"],
+        result = extract_features(samples, self.backbone, policy=context.preprocess,
+                                  batch_size=context.batch_size or self.params["batch_size"],
                                   cache=context.cache, progress=context.progress,
                                   desc=f"{self.name} {'train' if training else 'score'} features")
         for position, reason in result.errors.items():
-            self.skipped[samples[position].display_name] = reason
+            self.record_skip(samples[position], reason)
         return result
 
     def fit(self, train: Sequence[Sample]) -> "FrozenFeatureDetector":
@@ -55,6 +54,7 @@ class FrozenFeatureDetector(Detector):
         if set(np.unique(labels)) - {0, 1} or len(np.unique(labels)) < 2:
             raise ValueError(f"{self.name}: training needs both real (0) and fake (1) samples; "
                              f"got labels {sorted(set(labels.tolist()))}")
+        self.train_perturbation = perturbation_keys(train)
         result = self.features(train, training=True)
         ok = result.ok
         self.fit_features(result.vectors[ok], labels[ok])

@@ -29,7 +29,9 @@ class DetectorSpec:
     zoo can tell (without building anything) whether the detector's weights resolve on this machine.
     ``smoke_params`` is a tiny, fast configuration (random-initialised small models, one epoch) that the
     contract tests run for every registered detector; ``"backbone": "tiny_cnn"`` means the tests' own
-    random 32 px backbone.
+    random 32 px backbone. ``reads_files`` declares a method that must read image files itself (e.g. a
+    format-aware one): the harness then shows it file paths and checks on probe images that each
+    perturbation still changes its scores, refusing robustness rows where it does not.
     """
 
     name: str
@@ -41,6 +43,7 @@ class DetectorSpec:
     weight_params: tuple[str, ...] = ("backbone",)
     smoke_params: Mapping[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    reads_files: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from .data.decode import ImageDecodeError, load_image
+from .data.decode import ImageDecodeError
 from .data.sample import Sample
 from .detector import Detector
-from .transforms import IDENTITY, Normalisation, Perturbation, PreprocessPolicy, gaussian_blur, jpeg
+from .transforms import Normalisation, PreprocessPolicy, gaussian_blur, jpeg
 
 if TYPE_CHECKING:
     import torch
@@ -154,20 +154,17 @@ def augment_preset(name: str) -> Augment:
 class ImagePipeline:
     """Decoded image -> model input array.
 
-    Order: ``perturbation`` (the run's train or test perturbation, seeded by content), the augmentation's
-    blur/JPEG, the preprocessing ``policy`` to ``normalisation.size`` with the model's mean/std, the
-    augmentation's crop/flip, then ``post`` (e.g. a log spectrum). Without ``rng`` no augmentation is applied.
+    Order: the augmentation's blur/JPEG, the preprocessing ``policy`` to ``normalisation.size`` with the
+    model's mean/std, the augmentation's crop/flip, then ``post`` (e.g. a log spectrum). Without ``rng`` no
+    augmentation is applied. The run's perturbation is not here: it comes with the sample view (``load``).
     """
 
     policy: PreprocessPolicy
     normalisation: Normalisation
-    perturbation: Perturbation = IDENTITY
-    seed: int = 0
     augment: Augment = Augment()
     post: Callable[[np.ndarray], np.ndarray] | None = None
 
     def __call__(self, image: Image.Image, rng: np.random.Generator | None = None) -> np.ndarray:
-        image = self.perturbation(image, self.seed)
         if rng is not None:
             image = self.augment.degrade(image, rng)
         array = self.policy.apply(image, self.normalisation)
@@ -178,8 +175,8 @@ class ImagePipeline:
         return np.ascontiguousarray(array, dtype=np.float32)
 
     def load(self, sample: Sample, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Decode ``sample`` and run the pipeline (raises :class:`ImageDecodeError`)."""
-        return self(load_image(sample.image if sample.path is None else sample.path), rng)
+        """Decode ``sample`` (with its view's perturbation) and run the pipeline (raises ImageDecodeError)."""
+        return self(sample.load(), rng)
 
 
 # -- dataset -----------------------------------------------------------------------------------------------
@@ -622,11 +619,12 @@ def load_module(module: Any, path: Path) -> None:
 
 
 def samples_digest(samples: Sequence[Sample], targets: Sequence[Any] | None = None) -> str:
-    """A cheap identity of a training list (names, labels, generators, targets; no file is read)."""
+    """A cheap identity of a training list (names, views, labels, generators, targets; no file is read)."""
     digest = hashlib.sha256()
     for position, sample in enumerate(samples):
         target = "" if targets is None else str(_hashable(targets[position]))
-        digest.update(f"{sample.display_name}\t{sample.label}\t{sample.generator}\t{target}\n".encode())
+        digest.update(f"{sample.display_name}\t{sample.view_key}\t{sample.label}\t{sample.generator}\t{target}\n"
+                      .encode())
     return digest.hexdigest()[:16]
 
 
@@ -644,7 +642,6 @@ class TrainedImageDetector(Detector):
         self.checkpoint_dir: Path | None = None
         self.epoch_callbacks: list[EpochCallback] = []
         self.reports: dict[str, TrainReport] = {}
-        self.skipped: dict[str, str] = {}
         self.image_size: int | None = None
 
     # -- context -----------------------------------------------------------------------------------------
@@ -674,7 +671,7 @@ class TrainedImageDetector(Detector):
         if not size:
             for sample in samples:
                 try:
-                    image = load_image(sample.image if sample.path is None else sample.path)
+                    image = sample.load()
                 except ImageDecodeError:
                     continue
                 size = min(min(image.size), NATIVE_SIZE_CAP)
@@ -686,11 +683,9 @@ class TrainedImageDetector(Detector):
 
     def pipeline(self, normalisation: Normalisation, *, training: bool, augment: Augment = Augment(),
                  post: Callable[[np.ndarray], np.ndarray] | None = None) -> ImagePipeline:
-        """The input pipeline with the run's policy and the train or test perturbation."""
-        context = self.context
-        return ImagePipeline(policy=context.preprocess, normalisation=normalisation,
-                             perturbation=context.train_perturbation if training else context.test_perturbation,
-                             seed=context.seed, augment=augment if training else Augment(), post=post)
+        """The input pipeline with the run's policy (augmentation only when ``training``)."""
+        return ImagePipeline(policy=self.context.preprocess, normalisation=normalisation,
+                             augment=augment if training else Augment(), post=post)
 
     def checkpointer(self, stage: str, samples: Sequence[Sample], targets: Sequence[Any]) -> Checkpointer | None:
         """A checkpoint folder for ``stage`` keyed by everything that changes the training run."""
@@ -700,7 +695,6 @@ class TrainedImageDetector(Detector):
         context = self.context
         key_source = json.dumps({"detector": self.name, "stage": stage, "params": _plain(self.params),
                                  "seed": context.seed, "preprocess": context.preprocess.key,
-                                 "train_perturbation": context.train_perturbation.key,
                                  "image_size": self.image_size, "data": samples_digest(samples, targets)},
                                 sort_keys=True)
         key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
@@ -722,7 +716,7 @@ class TrainedImageDetector(Detector):
                              checkpoint=self.checkpointer(stage, samples, targets), callbacks=self.epoch_callbacks,
                              progress=self.context.progress, desc=f"{self.name} {stage}", seed=seed)
         for index, reason in report.skipped.items():
-            self.skipped[train_set.samples[index].display_name] = reason
+            self.record_skip(train_set.samples[index], reason)
         self.reports[stage] = report
         return report
 
@@ -735,7 +729,7 @@ class TrainedImageDetector(Detector):
                               batch_size=self.context.batch_size or self.train_config.batch_size,
                               progress=self.context.progress, desc=f"{self.name} {desc}", width=width)
         for position, reason in errors.items():
-            self.skipped[samples[position].display_name] = reason
+            self.record_skip(samples[position], reason)
         return out
 
     def training_summary(self) -> dict[str, Any]:

@@ -46,16 +46,20 @@ class PreprocessPolicy:
     def key(self) -> str:
         return f"{self.mode}:{self.size or 'model'}"
 
+    def geometry(self, image: Image.Image, default_size: int | None = None,
+                 interpolation: str = "bicubic") -> Image.Image:
+        """The policy's resize or centre crop to ``size`` (or ``default_size``); unchanged without either."""
+        size = self.size or default_size
+        if not size:
+            return image
+        if self.mode == RESIZE:
+            return image.resize((size, size), _RESAMPLE[interpolation]) if image.size != (size, size) else image
+        return center_crop(image, size)
+
     def apply(self, image: Image.Image, normalisation: Normalisation) -> np.ndarray:
         """PIL image -> float32 CHW array, geometry by this policy, normalised as the model expects."""
-        size = self.size or normalisation.size
         resample = _RESAMPLE[normalisation.interpolation]
-        if self.mode == RESIZE:
-            image = image.resize((size, size), resample)
-        else:
-            image = center_crop(image, size)
-            if size != normalisation.size:
-                image = image.resize((normalisation.size, normalisation.size), resample)
+        image = self.geometry(image, normalisation.size, normalisation.interpolation)
         if image.size != (normalisation.size, normalisation.size):
             image = image.resize((normalisation.size, normalisation.size), resample)
         array = np.asarray(image, dtype=np.float32) / 255.0

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dfzoo.data.decode import ImageDecodeError, load_image
+from dfzoo.data.decode import ImageDecodeError
 from dfzoo.data.sample import Sample
 from dfzoo.features import Batch, FeatureCache, Features, content_ids
 from dfzoo.spec import WeightsSpec
-from dfzoo.transforms import IDENTITY, Normalisation, Perturbation, PreprocessPolicy
+from dfzoo.transforms import Normalisation, PreprocessPolicy
 from dfzoo.weights import ResolvedWeights, WeightsNotFound, resolve
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
@@ -232,15 +232,15 @@ def _quiet(build: Callable[[], Any]) -> Any:
 
 
 # -- images ----------------------------------------------------------------------------------------------
-def prepare_for_model(sample: Sample, *, policy: PreprocessPolicy, factor: int, size: int | None = None,
-                      perturbation: Perturbation = IDENTITY, seed: int = 0) -> np.ndarray:
-    """Decode, perturb and bring one image to float32 CHW in [-1, 1] at a size divisible by ``factor``.
+def prepare_for_model(sample: Sample, *, policy: PreprocessPolicy, factor: int, size: int | None = None) -> np.ndarray:
+    """Decode (with the view's perturbation) and bring one image to float32 CHW in [-1, 1] at a size divisible
+    by ``factor``.
 
     With ``size`` (the model's fixed input) or else ``policy.size`` set, the policy's geometry (resize or
     centre crop) gives a square image of that size; otherwise the image keeps its native size, centre-cropped
     to the nearest multiple of ``factor`` (reflect-padded up to ``factor`` if smaller): nothing is resampled.
     """
-    image = perturbation(load_image(sample.image if sample.path is None else sample.path), seed)
+    image = sample.load()
     target = size or policy.size
     if target:
         if target % factor:

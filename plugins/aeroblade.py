@@ -343,8 +343,8 @@ class Aeroblade(Detector):
                  *(w.identity for w in plan.distance_weights), f"spatial={self.params['spatial']}",
                  f"patch={self.params['patch_size']}" if self.params["spatial"] == "max" else "",
                  f"repeats={self.params['repeats']}", f"latent={self.params['latent']}",
-                 context.preprocess.key if context.preprocess.size else "native", context.test_perturbation.key]
-        if self.params["latent"] == "sample" or not context.test_perturbation.is_identity:
+                 context.preprocess.key if context.preprocess.size else "native"]
+        if self.params["latent"] == "sample":
             parts.append(f"seed={context.seed}")
         return "|".join(parts)
 
@@ -372,13 +372,14 @@ class Aeroblade(Detector):
         _, autoencoders, _ = self._build()
         factor = math.lcm(*(a.factor for a in autoencoders))
         context = self.context
-        prepare = partial(prepare_for_model, policy=context.preprocess, factor=factor, size=None,
-                          perturbation=context.test_perturbation, seed=context.seed)
+        prepare = partial(prepare_for_model, policy=context.preprocess, factor=factor, size=None)
         computed = compute_cached(
             samples, key=self._cache_key(), dim=len(autoencoders), prepare=prepare, compute=self._distances_batch,
             batch_size=int(context.batch_size or self.params["batch_size"]), cache=context.cache,
             progress=context.progress, desc="aeroblade")
         self.last_errors = computed.errors
+        for position, reason in computed.errors.items():
+            self.record_skip(samples[position], reason)
         return computed.vectors
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray:

@@ -192,16 +192,14 @@ class Dire(SingleModelDetector):
         return int(self.image_size or self.params.get("image_size") or self.context.preprocess.size
                    or self.engine().sample_size)
 
-    def _cache_key(self, training: bool) -> str:
+    def _cache_key(self) -> str:
+        """Everything but the image that changes a DIRE map (the sample view's perturbation is in its id)."""
         engine, context = self.engine(), self.context
-        perturbation = context.train_perturbation if training else context.test_perturbation
         parts = ["dire", engine.weights.identity, engine.scheduler_info.identity, f"steps={int(self.params['steps'])}",
-                 f"size={self.map_size()}", context.preprocess.key, perturbation.key]
-        if not perturbation.is_identity:
-            parts.append(f"seed={context.seed}")
+                 f"size={self.map_size()}", context.preprocess.key]
         return "|".join(parts)
 
-    def dire_maps(self, samples: Sequence[Sample], *, training: bool = False) -> tuple[np.ndarray, dict[int, str]]:
+    def dire_maps(self, samples: Sequence[Sample]) -> tuple[np.ndarray, dict[int, str]]:
         """uint8 DIRE maps [N, 3, S, S] (zeros where an image could not be used, listed in the errors).
 
         Only image content reaches this computation and its cache: a sample's label, generator or file
@@ -209,11 +207,9 @@ class Dire(SingleModelDetector):
         """
         engine, context = self.engine(), self.context
         size = self.map_size()
-        perturbation = context.train_perturbation if training else context.test_perturbation
-        prepare = partial(prepare_for_model, policy=context.preprocess, factor=engine.factor, size=size,
-                          perturbation=perturbation, seed=context.seed)
+        prepare = partial(prepare_for_model, policy=context.preprocess, factor=engine.factor, size=size)
         computed = compute_cached(
-            samples, key=self._cache_key(training), dim=3 * size * size, dtype=np.uint8, prepare=prepare,
+            samples, key=self._cache_key(), dim=3 * size * size, dtype=np.uint8, prepare=prepare,
             compute=partial(engine.dire, steps=int(self.params["steps"])),
             batch_size=int(self.params["dire_batch_size"]), cache=context.cache, progress=context.progress,
             desc="dire maps")
@@ -244,7 +240,7 @@ class Dire(SingleModelDetector):
         labels = binary_labels(train, self.name)
         self.model = self._build(bool(self.params["pretrained"]))  # fails fast when weights are missing
         self.image_size = None
-        maps, errors = self.dire_maps(train, training=True)
+        maps, errors = self.dire_maps(train)
         self.image_size = self.map_size()
         augment = augment_preset(self.params["augment"])
         self.train_stage("classifier", self.model, train, labels, self._pipeline(train, maps, errors, augment),

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 import dfzoo
-from dfzoo.data.decode import ImageDecodeError, load_image
+from dfzoo.data.decode import ImageDecodeError
 from dfzoo.data.sample import REAL_POOL, DatasetIndex, Sample
 from dfzoo.manager import get_plugin_manager
 from dfzoo.registry import Registry, use_registry
@@ -42,13 +42,11 @@ class HFEnergy(dfzoo.Detector):
     score_calls: Counter = Counter()
     interrupt_after: int | None = None
 
-    def energy(self, sample: Sample, perturb: bool) -> float:
+    def energy(self, sample: Sample) -> float:
         try:
-            image = load_image(sample.path if sample.path is not None else sample.image)
+            image = sample.load()  # decoded, with the harness's perturbation for this view
         except ImageDecodeError:
             return math.nan
-        if perturb:
-            image = self.context.test_perturbation(image, self.context.seed)
         grey = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
         lap = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
         return float(np.log(np.mean(lap ** 2) + 1e-8))
@@ -57,7 +55,7 @@ class HFEnergy(dfzoo.Detector):
         HFEnergy.fit_calls[self.params.get("fail", "")] += 1
         if self.params.get("fail") == "fit":
             raise RuntimeError("fit exploded on purpose")
-        energies = np.array([self.energy(s, perturb=False) for s in train])
+        energies = np.array([self.energy(s) for s in train])
         labels = np.array([s.label for s in train])
         real, fake = np.nanmean(energies[labels == 0]), np.nanmean(energies[labels == 1])
         self.mid, self.scale = float((real + fake) / 2), float(max(abs(fake - real) / 4, 1e-3))
@@ -74,7 +72,7 @@ class HFEnergy(dfzoo.Detector):
         return self._scores(samples)
 
     def _scores(self, samples: Sequence[Sample]) -> np.ndarray:
-        energies = np.array([self.energy(s, perturb=True) for s in samples])
+        energies = np.array([self.energy(s) for s in samples])
         return 1.0 / (1.0 + np.exp(-(energies - self.mid) / self.scale))
 
     def describe(self) -> dict:
@@ -195,7 +193,9 @@ def test_end_to_end_rows(bench_registry: Registry, tiny_data: Path, tmp_path: Pa
     row = clean["gan_b"]
     assert row["label"] == "hf_energy" and row["params"] == {"fail": ""} and len(row["params_hash"]) == 12
     assert row["describe"] == {"feature": "laplacian-energy", "weights": "none"}
-    assert row["threshold_policy"] == "fixed" and row["threshold"] == 0.5
+    # no threshold stated by the detector: the harness sets one at 5 % FPR on the clean training reals
+    assert row["threshold_policy"] == "train_real_quantile" and row["threshold_fpr"] == 0.05
+    assert 0.0 < row["threshold"] < 1.0 and row["metrics"]["real_acc"] >= 0.75  # few held-out reals
     assert row["dataset"]["name"] == "tinyzoo" and len(row["dataset"]["fingerprint"]) == 16
     assert row["train_generators"] == ["gan_a"] and row["preprocess"]["key"] == "resize:model"
     assert {"python", "torch", "numpy", "sklearn", "dfzoo", "timm", "open_clip", "diffusers"} <= set(row["versions"])
@@ -209,8 +209,9 @@ def test_end_to_end_rows(bench_registry: Registry, tiny_data: Path, tmp_path: Pa
     labels, scores = ResultStore(store_dir).load_scores(row["row_id"])
     assert labels.sum() == 12 and len(scores) == row["counts"]["test_real"] + 12
     assert (store_dir / "models" / row["job_id"] / "dfzoo-detector.json").exists()
-    # shared reals are scored once per perturbation, not once per test generator
-    assert sum(HFEnergy.score_calls.values()) == 6
+    # shared reals are scored once per perturbation, not once per test generator (+1: the training reals that
+    # set the threshold)
+    assert sum(HFEnergy.score_calls.values()) == 6 + 1
 
 
 def test_rerun_skips_finished_rows(bench_registry: Registry, tiny_data: Path, tmp_path: Path) -> None:
@@ -230,7 +231,7 @@ def test_rerun_skips_finished_rows(bench_registry: Registry, tiny_data: Path, tm
 def test_resume_after_interrupt(bench_registry: Registry, tiny_data: Path, tmp_path: Path) -> None:
     store_dir = tmp_path / "store"
     protocol = tiny_protocol(tiny_data)
-    HFEnergy.interrupt_after = 2  # the third scoring call is interrupted (one call per row here)
+    HFEnergy.interrupt_after = 3  # the fourth scoring call is interrupted (threshold, then one call per row)
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(protocol, store_dir, registry=bench_registry, progress=False)
     first = ResultStore(store_dir).rows()

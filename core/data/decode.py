@@ -31,13 +31,16 @@ def max_pixels() -> int:
         raise ValueError(f"DFZOO_MAX_IMAGE_PIXELS={raw!r} is not a whole number of pixels") from None
 
 
-def load_image(source: str | Path | bytes | Image.Image) -> Image.Image:
+def load_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
     """Decode ``source`` to an 8-bit RGB image with EXIF orientation applied.
 
     Handles palette, RGBA/LA (alpha dropped), greyscale, 1-bit, CMYK, 16-bit and float images. Raises
     :class:`ImageDecodeError` for empty, truncated, corrupt, non-image or over-large (decompression bomb)
     input.
     """
+    if source is None:
+        raise TypeError("load_image(None): no file path. The harness hands detectors images, not files: read "
+                        "pixels with sample.load() (a detector that must read files declares reads_files=True)")
     label = "<bytes>" if isinstance(source, bytes) else str(source) if not isinstance(source, Image.Image) else "<image>"
     if isinstance(source, Image.Image):
         return _to_rgb(source)

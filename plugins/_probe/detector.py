@@ -80,11 +80,9 @@ class ProbeDetector(FrozenFeatureDetector):
         return self.backbones.backbones[0]
 
     def features(self, samples: Sequence[Sample], *, training: bool) -> FeatureSet:
-        """Features through every backbone part with the run's train or test perturbation."""
+        """Features through every backbone part (each sample's view carries the run's perturbation)."""
         context = self.context
-        perturbation = context.train_perturbation if training else context.test_perturbation
-        result = self.backbones.extract(samples, context, perturbation,
-                                        context.batch_size or self.params.get("batch_size"))
+        result = self.backbones.extract(samples, context, context.batch_size or self.params.get("batch_size"))
         for position, reason in result.errors.items():
             self.skipped[samples[position].display_name] = reason
         return result
@@ -93,7 +91,7 @@ class ProbeDetector(FrozenFeatureDetector):
         self.pipeline = self._new_pipeline(self.context.seed).fit(features, labels)
         self.trained_on = {"n_train": int(len(labels)), "n_train_fake": int(np.sum(labels == 1)),
                            "backbone_weights": self.backbones.identities,
-                           "train_perturbation": self.context.train_perturbation.key}
+                           "train_perturbation": self.train_perturbation}
 
     def score_features(self, features: np.ndarray) -> np.ndarray:
         return self.pipeline.score(features)

@@ -18,11 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from dfzoo.data.sample import Sample
+from dfzoo.data.sample import Sample, perturbation_keys
 from dfzoo.detector import RunContext
 from dfzoo.features import Backbone, extract_features
 from dfzoo.registry import current_registry
-from dfzoo.transforms import Perturbation
 from dfzoo.weights import resolve
 
 SEPARATOR = "+"
@@ -121,15 +120,14 @@ class BackboneSet:
                 "input_size": [p.get("input_size") for p in parts], "feature_dim": self.feature_dim,
                 "parts": parts}
 
-    def extract(self, samples: Sequence[Sample], context: RunContext, perturbation: Perturbation,
-                batch_size: int | None = None) -> FeatureSet:
+    def extract(self, samples: Sequence[Sample], context: RunContext, batch_size: int | None = None) -> FeatureSet:
         """Features through every part (each via the shared cache), joined side by side."""
         blocks, errors = [], {}
         for backbone in self.backbones:
             features = extract_features(
-                samples, backbone, policy=context.preprocess, perturbation=perturbation, seed=context.seed,
-                batch_size=batch_size or context.batch_size or 32, cache=context.cache,
-                progress=context.progress, desc=f"features {backbone.name} [{perturbation.key}]")
+                samples, backbone, policy=context.preprocess, batch_size=batch_size or context.batch_size or 32,
+                cache=context.cache, progress=context.progress,
+                desc=f"features {backbone.name} [{perturbation_keys(samples)}]")
             blocks.append(features.vectors)
             errors.update(features.errors)
         vectors = np.hstack(blocks) if blocks else np.empty((len(samples), 0), np.float32)

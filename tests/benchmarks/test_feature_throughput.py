@@ -11,7 +11,7 @@ import torch
 
 from dfzoo.data.sample import Sample
 from dfzoo.features import FeatureCache, cache_key, extract_features, load_backbone, prepare_image
-from dfzoo.transforms import IDENTITY, PreprocessPolicy
+from dfzoo.transforms import PreprocessPolicy
 from tests.synthetic import write_folder_dataset
 
 BATCH = 32
@@ -56,7 +56,7 @@ def test_extract_cold(benchmark, backbone, images, tmp_path):
 
 
 def test_extract_warm(benchmark, backbone, images, tmp_path):
-    cache = FeatureCache(cache_key(backbone, PreprocessPolicy(), IDENTITY, 0), root=tmp_path)
+    cache = FeatureCache(cache_key(backbone, PreprocessPolicy()), root=tmp_path)
     extract_features(images, backbone, batch_size=BATCH, cache=cache, progress=False)
     benchmark.pedantic(lambda: extract_features(images, backbone, batch_size=BATCH, cache=cache, progress=False),
                        rounds=5, warmup_rounds=1)

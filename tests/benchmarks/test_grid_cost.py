@@ -62,8 +62,8 @@ def unavoidable_work(grid, registry, workdir) -> dict[str, float]:
     features: dict[tuple[str, object], object] = {}
     for transform, samples in needed.items():
         ordered = list(samples.values())
-        result = extract_features(ordered, backbone, perturbation=make_perturbation(transform), cache=False,
-                                  batch_size=32, progress=False)
+        views = [s.view(make_perturbation(transform)) for s in ordered]
+        result = extract_features(views, backbone, cache=False, batch_size=32, progress=False)
         features.update({(transform, s.path): row for s, row in zip(ordered, result.vectors)})
     extraction = time.perf_counter() - tick
 
