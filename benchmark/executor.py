@@ -50,7 +50,8 @@ class Job:
 class JobEvent:
     """Something a running job reports: ``"started"``, a finished ``"row"``, or ``"finished"``.
 
-    A row event carries the row (a JSON-friendly dict) and its raw ``labels`` / ``scores`` for the sidecar.
+    A row event carries the row (a JSON-friendly dict) and its raw ``labels`` / ``scores`` for the sidecar,
+    with ``ids`` naming each image (its file path, or a content id for in-memory images).
     """
 
     kind: str
@@ -58,6 +59,7 @@ class JobEvent:
     row: dict[str, Any] | None = None
     labels: Any = None
     scores: Any = None
+    ids: Any = None
     info: dict[str, Any] = field(default_factory=dict)
 
 

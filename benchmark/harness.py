@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from dfzoo.data.sample import DatasetIndex, Sample
+from dfzoo.data.sample import DatasetIndex, Sample, content_id
 
 from . import metrics
 from .executor import Executor, Job, JobEvent, LocalExecutor, RowTask
@@ -107,7 +107,7 @@ def run_benchmark(protocols: Protocol | str | Path | Sequence[Protocol | str | P
                     bar.set_postfix_str(f"{event.info.get('protocol')} / {event.info.get('label')}", refresh=True)
                 elif event.kind == "row" and event.row is not None:
                     if event.scores is not None:
-                        store.save_scores(event.row["row_id"], event.labels, event.scores)
+                        store.save_scores(event.row["row_id"], event.labels, event.scores, ids=event.ids)
                     store.append(event.row)
                     summary.rows.append(event.row)
                 elif event.kind == "finished":
@@ -355,7 +355,8 @@ def _score_task(detector: Any, task: RowTask, samples: list[Sample], base: dict[
     row = task_row(base, task, split, OK, metrics=values, n_skipped=int(np.isnan(scores).sum()),
                    skipped_reasons=reasons, extra=extra, score_seconds=round(score_seconds, 3), n_scored=len(todo),
                    started_at=started_at)
-    return JobEvent("row", job_id, row=row, labels=labels, scores=scores)
+    ids = [s.display_name if s.file is not None else content_id(s) for s in samples]
+    return JobEvent("row", job_id, row=row, labels=labels, scores=scores, ids=ids)
 
 
 def nan_reasons(samples: Sequence[Sample], scores: np.ndarray, recorded: dict[str, str] | None = None
