@@ -19,16 +19,18 @@ def _pyplot():
 
 
 def auc_heatmap(title: str, detectors: Sequence[str], generators: Sequence[str], values: np.ndarray,
-                path: Path, seen: Sequence[str] = (), mean: Sequence[float] | None = None) -> Path:
+                path: Path, seen: Sequence[str] = (), mean: Sequence[float] | None = None,
+                mean_label: str = "mean") -> Path:
     """Detectors x test generators, coloured red (0) - yellow (0.5, chance) - green (1), values written in.
 
-    ``seen`` generators (used in training) get a marker in their column label; ``mean`` adds a last column.
+    ``seen`` generators (used in training) get a marker in their column label; ``mean`` adds a last column
+    titled ``mean_label`` (a NaN mean, e.g. one with a generator missing, is drawn grey with a dash).
     """
     plt = _pyplot()
     columns = [f"{g}\n(train)" if g in seen else g for g in generators]
     grid = np.asarray(values, dtype=float)
     if mean is not None:
-        columns.append("mean")
+        columns.append(mean_label.replace(" ", "\n", 1))
         grid = np.column_stack([grid, np.asarray(mean, dtype=float)])
     height = 1.4 + 0.42 * len(detectors)
     width = 2.8 + 1.05 * len(columns) + 0.06 * max((len(d) for d in detectors), default=0)
@@ -43,8 +45,7 @@ def auc_heatmap(title: str, detectors: Sequence[str], generators: Sequence[str],
         for j in range(grid.shape[1]):
             value = grid[i, j]
             text = "–" if not math.isfinite(value) else f"{value:.3f}"
-            weight = "bold" if mean is not None and j == grid.shape[1] - 1 else "normal"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, weight=weight,
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
                     color="black" if not math.isfinite(value) or 0.2 < value < 0.85 else "white")
     if mean is not None:
         ax.axvline(grid.shape[1] - 1.5, color="white", linewidth=3)

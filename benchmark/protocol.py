@@ -495,7 +495,8 @@ def split_dataset(protocol: Protocol, dataset: DatasetIndex) -> Split:
         tests[generator] = fakes + reals
     if not train and not splits:
         notes.append("the training set is empty")
-    families = {s.generator: s.family for s in dataset.samples if s.family} | dict(dataset.families)
+    # a generator's family comes from its fakes (its own reals say "real"); none known stays "" (unknown)
+    families = {s.generator: s.family for s in dataset.samples if s.family and s.label == FAKE} | dict(dataset.families)
     return Split(train, tests, list(train_gens), list(tests), families, notes)
 
 

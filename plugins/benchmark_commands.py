@@ -120,6 +120,9 @@ def _leaderboard_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"output folder (default {DEFAULT_LEADERBOARD})")
     parser.add_argument("--title", default="dfzoo leaderboard", help="title of the Markdown page")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--check", action="store_true",
+                        help="render nothing: recompute the metrics of every ok row from its stored per-image scores "
+                             "and exit non-zero listing the rows that differ or have no scores")
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
@@ -128,6 +131,18 @@ def _leaderboard(args: argparse.Namespace) -> int:
     if not ResultStore(args.store).results.exists():
         raise FileNotFoundError(f"no results in {args.store} (expected {ResultStore(args.store).results}); "
                                 "run `dfzoo run` first")
+    if args.check:
+        from dfzoo.benchmark.check import TOLERANCE, check_store
+        report = check_store(args.store)
+        for problem in report.problems:
+            print(problem, file=sys.stderr)
+        if not report.ok:
+            print(f"dfzoo leaderboard: error: {len(report.problems)} of {report.rows_checked} ok row(s) in "
+                  f"{args.store} do not match their stored scores", file=sys.stderr)
+            return 1
+        print(f"{report.rows_checked} ok row(s) in {args.store}: every metric recomputed from the stored scores "
+              f"matches (tolerance {TOLERANCE:g})")
+        return 0
     for path in render_leaderboard(args.store, args.out, title=args.title, plots=not args.no_plots):
         print(path)
     return 0

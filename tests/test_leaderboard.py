@@ -36,7 +36,7 @@ def test_markdown_csv_json_and_plots(filled_store: Path, tmp_path: Path) -> None
     for name in ("## tiny", "## tiny-b", "hf_energy", *TINY_GENERATORS, "gan_a (train)", "ROC-AUC",
                  "Average precision", "acc@thr", "real acc", "fake acc", "Robustness", "jpeg:quality=75",
                  "Skipped and failed", "hf_energy[fail=fit]", "fit exploded on purpose", "needs_weights",
-                 "absent_weights", "Provenance", "laplacian-energy", "Mean [95% CI]"):
+                 "absent_weights", "Provenance", "laplacian-energy", "Unseen mean [95% CI]", "Seen mean [95% CI]"):
         assert name in markdown, name
     # extra metrics are rendered generically: flattened keys and the confusion matrix as a table
     assert "per_family.gan" in markdown and "**confusion** on gan_a" in markdown
@@ -55,9 +55,12 @@ def test_markdown_csv_json_and_plots(filled_store: Path, tmp_path: Path) -> None
     document = json.loads((out / "results.json").read_text())
     assert len(document["rows"]) == len(stored)
     tiny = {entry["label"]: entry for entry in document["protocols"]["tiny"]}
-    assert tiny["hf_energy"]["mean"]["none"]["n_sets"] == 3
-    low, high = tiny["hf_energy"]["mean_ci"]["auc_ci"]
-    assert low <= tiny["hf_energy"]["mean"]["none"]["auc"] <= high
+    # tiny trains on gan_a: the mean over the two unseen generators ranks, gan_a has a mean of its own
+    assert tiny["hf_energy"]["rank_group"] == "unseen"
+    assert tiny["hf_energy"]["mean"]["none"]["unseen"]["n_sets"] == 2
+    assert tiny["hf_energy"]["mean"]["none"]["seen"]["n_sets"] == 1
+    low, high = tiny["hf_energy"]["mean_ci"]["unseen"]["auc_ci"]
+    assert low <= tiny["hf_energy"]["mean"]["none"]["unseen"]["auc"] <= high
     assert tiny["hf_energy[fail=fit]"]["status"]["error"] == 6
     # the same store renders the same files (no wall-clock stamps)
     again = tmp_path / "again"
@@ -74,6 +77,10 @@ def test_latest_row_wins_and_summary_table(filled_store: Path, bench_registry: R
     document = json.loads((tmp_path / "board" / "results.json").read_text())
     tiny_b = [r for r in document["rows"] if r["protocol"] == "tiny-b"]
     assert len(tiny_b) == 3 and all(r["cap_per_class"] == 5 for r in tiny_b)
+    older = document["older_configurations"]
+    assert [(o["protocol"], o["rows"]) for o in older] == [("tiny-b", 3)]
+    assert older[0]["protocol_hash"] != tiny_b[0]["protocol_hash"]
+    assert "Older results not shown" in (tmp_path / "board" / "README.md").read_text()
     table = summary_table(filled_store)
     assert "hf_energy[fail=fit]" in table and "6 error" in table and "tiny-b" in table
 
@@ -106,3 +113,11 @@ def test_empty_store_renders(tmp_path: Path) -> None:
     written = render_leaderboard(tmp_path / "nothing", tmp_path / "board")
     assert "0 result rows" in (tmp_path / "board" / "README.md").read_text()
     assert not [p for p in written if p.suffix == ".png"]
+
+
+def test_check_passes_on_a_harness_store(filled_store: Path) -> None:
+    """The harness's rows are recomputable from their sidecars with the row's threshold, bootstrap and seed."""
+    from dfzoo.benchmark.check import check_store
+    report = check_store(filled_store)
+    assert report.ok, [str(p) for p in report.problems]
+    assert report.rows_checked == sum(r.get("status") == "ok" for r in ResultStore(filled_store).rows()) > 0

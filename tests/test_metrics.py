@@ -134,14 +134,20 @@ def test_bootstrap_replicates_follow_sklearn_on_each_resample() -> None:
 def test_average_and_mean_interval() -> None:
     sets = [_random_set(seed) for seed in (10, 11, 12)]
     per_set = [metrics.binary_metrics(l, s, n_bootstrap=0) for l, s in sets]
-    per_set.append({"auc": math.nan, "acc": 1.0, "n": 2})  # a set without the ranking metrics
-    mean = metrics.average_metrics(per_set)
-    assert mean["auc"] == pytest.approx(np.mean([m["auc"] for m in per_set[:3]]))
-    assert mean["acc"] == pytest.approx(np.mean([m["acc"] for m in per_set]))
-    assert mean["n"] == 302 and mean["n_sets"] == 4
+    complete = metrics.average_metrics(per_set)
+    assert complete["auc"] == pytest.approx(np.mean([m["auc"] for m in per_set]))
+    assert complete["n"] == 300 and complete["n_sets"] == 3 and complete["defined"]["auc"] == 3
     ci = metrics.mean_intervals(sets, n_bootstrap=300, seed=0)
     low, high = ci["auc_ci"]
-    assert low < mean["auc"] < high
+    assert low < complete["auc"] < high
+    # a set without the ranking metrics, and a set with no result at all: no mean over the others
+    mean = metrics.average_metrics([*per_set, {"auc": math.nan, "acc": 1.0, "n": 2}])
+    assert math.isnan(mean["auc"]) and mean["defined"]["auc"] == 3
+    assert mean["acc"] == pytest.approx(np.mean([m["acc"] for m in per_set] + [1.0]))
+    assert mean["n"] == 302 and mean["n_sets"] == 4
+    missing = metrics.average_metrics([*per_set, None])
+    assert all(math.isnan(missing[key]) for key in metrics.SCALAR_METRICS)
+    assert missing["n_sets"] == 4 and missing["defined"]["auc"] == 3 and missing["n"] == 300
 
 
 def test_roc_points_for_plots() -> None:
@@ -149,3 +155,95 @@ def test_roc_points_for_plots() -> None:
     fpr, tpr, _ = metrics.roc_points(labels, scores)
     assert fpr[0] == 0 and tpr[-1] == 1 and np.all(np.diff(fpr) >= 0)
     assert metrics.roc_points([1, 1], [0.2, 0.3])[0].size == 0
+
+
+# -- thresholds from training reals ---------------------------------------------------------------------
+def test_threshold_from_reals_is_the_smallest_with_the_target_fpr() -> None:
+    reals = np.arange(1, 21) / 10.0  # 0.1 ... 2.0
+    threshold = metrics.threshold_from_reals(reals, fpr=0.05)  # one of 20 reals may reach it
+    fpr = lambda t: float(np.mean(reals >= t))  # noqa: E731 (the ">= threshold means fake" rule)
+    assert fpr(threshold) == pytest.approx(0.05)
+    assert fpr(np.nextafter(threshold, -np.inf)) > 0.05  # any smaller threshold lets more reals through
+    out = metrics.binary_metrics(np.zeros(20, int), reals, threshold, n_bootstrap=0)
+    assert out["real_acc"] == pytest.approx(0.95)
+    assert metrics.threshold_from_reals(reals, fpr=0.0) > reals.max()
+    assert fpr(metrics.threshold_from_reals(reals, fpr=0.5)) == pytest.approx(0.5)
+
+
+def test_threshold_from_reals_ties_nan_and_errors() -> None:
+    # three reals tie at 1.0: a threshold at 1.0 flags 3 of 4 (> 50%), so it must sit just above 1.0
+    threshold = metrics.threshold_from_reals([1.0, 1.0, 1.0, 0.0, np.nan], fpr=0.5)
+    assert threshold == np.nextafter(1.0, np.inf)
+    with pytest.raises(ValueError, match="at least one real score"):
+        metrics.threshold_from_reals([np.nan])
+    with pytest.raises(ValueError, match="fpr"):
+        metrics.threshold_from_reals([0.1, 0.2], fpr=1.0)
+
+
+def test_threshold_policy_names() -> None:
+    assert metrics.threshold_policy({"threshold": 0.5})[1] in metrics.MEANINGFUL_THRESHOLD_POLICIES
+    assert metrics.threshold_policy({})[1] == metrics.FIXED_POLICY not in metrics.MEANINGFUL_THRESHOLD_POLICIES
+    assert metrics.TRAIN_REAL_QUANTILE_POLICY in metrics.MEANINGFUL_THRESHOLD_POLICIES
+
+
+# -- the interval of a mean over test sets that share their reals ---------------------------------------
+def _shared_reals(seed: int, n_real: int = 30, n_fake: int = 300, generators: int = 3, shift: float = 1.0):
+    """Test sets as the harness builds them: each generator's fakes plus the same shared reals."""
+    rng = np.random.default_rng(seed)
+    reals = rng.normal(0.0, 1.0, n_real)
+    sets, ids = [], []
+    for g in range(generators):
+        sets.append((np.r_[np.ones(n_fake, int), np.zeros(n_real, int)], np.r_[rng.normal(shift, 1.0, n_fake), reals]))
+        ids.append([f"gen{g}/{i}.png" for i in range(n_fake)] + [f"real/{i}.png" for i in range(n_real)])
+    return sets, ids
+
+
+def test_mean_interval_of_copies_is_the_single_set_interval() -> None:
+    """Three copies of one test set (every image shared): the joint resample is one set's own bootstrap."""
+    labels, scores = _random_set(20, n_real=40, n_fake=30)
+    ids = [f"img{i}" for i in range(labels.size)]
+    joint = metrics.mean_intervals([(labels, scores)] * 3, n_bootstrap=500, seed=3, ids=[ids] * 3)
+    auc, ap = metrics.bootstrap_auc_ap(labels, scores, n_bootstrap=500, seed=3)
+    assert joint["auc_ci"] == pytest.approx(metrics.percentile_interval(auc), abs=1e-12)
+    assert joint["ap_ci"] == pytest.approx(metrics.percentile_interval(ap), abs=1e-12)
+    independent = metrics.mean_intervals([(labels, scores)] * 3, n_bootstrap=500, seed=3)
+    ratio = np.diff(independent["auc_ci"])[0] / np.diff(joint["auc_ci"])[0]
+    assert 0.45 < ratio < 0.72  # about 1/sqrt(3): treating copies as independent sets shrinks the interval
+
+
+def test_shared_reals_are_resampled_jointly() -> None:
+    """Few shared reals, many fakes: the reals dominate the spread of the mean AUC. Against the spread over
+    fresh draws of the whole experiment, the joint interval has about the right width and the independent one
+    is far too narrow."""
+    rng = np.random.default_rng(123)
+    means = []
+    for _ in range(400):
+        sets, _ = _shared_reals(int(rng.integers(1 << 30)))
+        # continuous scores, no ties: AUC = share of (fake, real) pairs in the right order
+        means.append(np.mean([np.mean(s[l == 1][:, None] > s[l == 0][None, :]) for l, s in sets]))
+    true_width = 2 * 1.96 * float(np.std(means))
+    joint, independent = [], []
+    for seed in range(5):
+        sets, ids = _shared_reals(seed)
+        joint.append(np.diff(metrics.mean_intervals(sets, 1000, 0, ids=ids)["auc_ci"])[0] / true_width)
+        independent.append(np.diff(metrics.mean_intervals(sets, 1000, 0)["auc_ci"])[0] / true_width)
+    assert 0.75 < np.mean(joint) < 1.25
+    assert np.mean(independent) < 0.7
+    assert all(j > 1.4 * i for j, i in zip(joint, independent))
+
+
+def test_mean_interval_is_undefined_without_both_classes_and_checks_ids() -> None:
+    sets, ids = _shared_reals(0, n_fake=20)
+    only_fakes = (np.ones(5, int), np.linspace(0, 1, 5))
+    out = metrics.mean_intervals([*sets, only_fakes], 200, 0)
+    assert all(math.isnan(v) for v in out["auc_ci"] + out["ap_ci"])
+    with pytest.raises(ValueError, match="ids"):
+        metrics.mean_intervals(sets, 200, 0, ids=ids[:2])
+    with pytest.raises(ValueError, match="ids"):
+        metrics.mean_intervals(sets, 200, 0, ids=[i[:-1] for i in ids])
+    # NaN scores are dropped together with their ids
+    labels, scores = sets[0]
+    scores = scores.copy()
+    scores[[0, -1]] = np.nan
+    out = metrics.mean_intervals([(labels, scores), *sets[1:]], 200, 0, ids=ids)
+    assert all(math.isfinite(v) for v in out["auc_ci"])
