@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.sample import DatasetIndex, Sample
-from .detector import Detector, RunContext, read_meta
+from .detector import Detector, ImageDetector, RunContext, read_meta
 from .hookspecs import hookimpl, hookspec
 from .manager import get_plugin_manager
 from .registry import Registry, current_registry, use_registry
@@ -66,7 +66,7 @@ def samples_from(path: str | Path) -> list[Sample]:
 
 
 __all__ = [
-    "BackboneSpec", "CommandSpec", "DatasetIndex", "DatasetSpec", "Detector", "DetectorSpec", "PerturbationSpec",
+    "BackboneSpec", "CommandSpec", "DatasetIndex", "DatasetSpec", "Detector", "DetectorSpec", "ImageDetector", "PerturbationSpec",
     "PreprocessPolicy", "Registry", "RunContext", "Sample", "WeightsSpec", "current_registry",
     "get_plugin_manager", "hookimpl", "hookspec", "load_dataset", "load_detector", "load_fitted",
     "samples_from", "use_registry",

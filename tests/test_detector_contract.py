@@ -1,46 +1,77 @@
-"""The contract every registered detector keeps, run with its tiny smoke configuration.
-
-fit on labelled samples, score -> one float per sample (NaN for undecodable images), describe() is
-JSON-serialisable, and save -> load -> score gives identical results.
-"""
+"""The contract every registered detector keeps (the kit plugin authors get as ``dfzoo.testing``), run with
+each detector's tiny smoke configuration; and the kit itself catches the mistakes it exists for."""
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 
 import dfzoo
-from dfzoo.data.sample import Sample
-from dfzoo.detector import RunContext
 from dfzoo.manager import get_plugin_manager
 from dfzoo.registry import Registry
+from dfzoo.testing import ContractError, check_detector
 from tests.conftest import TinyBackbonePlugin
 
 DETECTORS = Registry(get_plugin_manager(autoload=False, extra_plugins=(TinyBackbonePlugin(),))).names("detector")
 
 
-def labelled(folder):
-    return [Sample(path=p, label=int(p.parent.name == "1_fake"), generator=p.parent.parent.name,
-                   family="gan" if p.parent.name == "1_fake" else "real")
-            for p in sorted(folder.rglob("*.png"))]
-
-
 @pytest.mark.parametrize("name", DETECTORS)
-def test_detector_contract(name, registry, folder_dataset, tmp_path):
-    spec = registry.detector(name)
-    detector = dfzoo.load_detector(name, **spec.smoke_params)
-    detector.setup(RunContext(progress=False, workdir=tmp_path / "work"))
-    samples = labelled(folder_dataset)
-    train, test = samples[::2], samples[1::2]
-    detector.fit(train)
-    bad = tmp_path / "corrupt.png"
-    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    scores = detector.score(test + [Sample(path=bad, label=1)])
-    assert scores.shape == (len(test) + 1,) and scores.dtype.kind == "f"
-    assert np.isfinite(scores[:-1]).all() and np.isnan(scores[-1])
-    json.dumps(detector.describe())
-    saved = detector.save(tmp_path / "saved")
-    reloaded = dfzoo.load_fitted(saved)
-    reloaded.setup(RunContext(progress=False))
-    np.testing.assert_allclose(reloaded.score(test), scores[:-1], rtol=1e-5, atol=1e-6)
+def test_detector_contract(name, registry, tmp_path):
+    report = check_detector(name, tmp_path, registry=registry)
+    assert report.ok and len(report.passed) == 8
+
+
+class PathReader(dfzoo.Detector):
+    """The mistake the kit exists for: reads files itself, so it never sees the harness's perturbations."""
+
+    trainable = False
+
+    def score(self, samples):
+        from dfzoo.data import load_image
+        return np.array([np.asarray(load_image(s.path)).mean() for s in samples], dtype=np.float64)
+
+
+class BatchMean(dfzoo.ImageDetector):
+    """Another mistake: a score that depends on its batch-mates (here, centred on the batch mean)."""
+
+    def score(self, samples):
+        raw = np.full(len(samples), np.nan)
+        for position, image in self.images(samples):
+            raw[position] = np.asarray(image).mean()
+        return raw - np.nanmean(raw)
+
+    def score_image(self, image):
+        raise NotImplementedError
+
+
+class BrokenDetectors:
+    """A plugin offering the two broken detectors above."""
+
+    @dfzoo.hookimpl
+    def dfzoo_detectors(self):
+        for name, factory, reads_files in (("path_reader", PathReader, True), ("path_reader_hidden", PathReader, False),
+                                           ("batch_mean", BatchMean, False)):
+            yield dfzoo.DetectorSpec(name=name, summary="a broken test detector", factory=factory, trainable=False,
+                                     weight_params=(), reads_files=reads_files)
+
+
+@pytest.fixture
+def broken():
+    return Registry(get_plugin_manager(autoload=False, extra_plugins=(BrokenDetectors(),)))
+
+
+def test_the_kit_names_a_detector_that_ignores_perturbations(broken, tmp_path):
+    report = check_detector("path_reader", tmp_path, registry=broken, raise_on_failure=False)
+    assert list(report.failed) == ["an undecodable image is NaN, not an error",
+                                   "a harness perturbation changes some score"]
+    # without reads_files the harness hides paths: the same code fails at once, with a message saying why
+    with pytest.raises(ContractError, match="sample.load"):
+        check_detector("path_reader_hidden", tmp_path / "hidden", registry=broken)
+
+
+def test_the_kit_names_a_batch_dependent_score(broken, tmp_path):
+    report = check_detector("batch_mean", tmp_path, registry=broken, raise_on_failure=False)
+    assert list(report.failed) == ["a score does not depend on its batch"]
+
+
+def test_pytest_plugin_fixture_runs_the_kit(registry, dfzoo_check_detector):
+    assert dfzoo_check_detector("nn_cosine", registry=registry).ok
