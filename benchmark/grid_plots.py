@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from .grid import read_cells
-from .store import OK, ResultStore, latest_rows
+from .leaderboard import current_configurations
+from .store import OK, ResultStore
 
 AXES = ("classifier", "backbone", "reduction", "train_transform", "test_transform")
 CLEAN = "none"
@@ -40,7 +41,7 @@ def grid_cells(store_dir: str | Path, grid: str | None = None) -> list[dict[str,
     """One record per grid cell (AUC averaged over its test generators), from the latest ``ok`` rows."""
     cells_map = read_cells(store_dir)
     groups: dict[tuple, list[float]] = defaultdict(list)
-    for row in latest_rows(ResultStore(store_dir).rows()):
+    for row in current_configurations(ResultStore(store_dir).rows())[0]:
         where = cells_map.get(str(row.get("protocol")))
         if row.get("status") != OK or where is None or (grid is not None and where.get("grid") != grid):
             continue
@@ -252,7 +253,6 @@ def grid_feature_plots(grid: Any, out_dir: str | Path, registry: Any = None, max
     from dfzoo.detector import RunContext
     from dfzoo.plugins._probe.sources import BackboneSet
     from dfzoo.registry import current_registry, use_registry
-    from dfzoo.transforms import IDENTITY
 
     from .grid import available_backbones, open_set
     registry = registry or current_registry()
@@ -280,7 +280,7 @@ def grid_feature_plots(grid: Any, out_dir: str | Path, registry: Any = None, max
                              batch_size=grid.batch_size)
         written = []
         for backbone in backbones:
-            features = BackboneSet(backbone, device=device).extract([s for s, _ in samples], context, IDENTITY)
+            features = BackboneSet(backbone, device=device).extract([s for s, _ in samples], context)
             slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in backbone)
             written += feature_plots(features.vectors, [s.label for s, _ in samples], [g for _, g in samples],
                                      Path(out_dir) / f"features-{slug}", title=f"{backbone} features",
