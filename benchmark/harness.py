@@ -250,6 +250,9 @@ def run_job(job: Job, datasets: dict[Any, Any] | None = None) -> Iterator[JobEve
         stage = "setup"
         detector.setup(context)
         train_skipped = dict(Counter(detector.skipped.values()))
+        unused = Counter(s.label for s in split.train if s.display_name in detector.skipped)
+        train_used = {"train_real_used": sum(s.label == 0 for s in split.train) - unused[0],
+                      "train_fake_used": sum(s.label == 1 for s in split.train) - unused[1]}
         describe = _safe(detector.describe)
         stage = "score"  # the training reals, for a threshold at a fixed FPR
         threshold, policy, threshold_fpr = decision_threshold(detector, describe, split, protocol.seed, hide_path)
@@ -261,6 +264,7 @@ def run_job(job: Job, datasets: dict[Any, Any] | None = None) -> Iterator[JobEve
         return
     base |= {"describe": describe, "threshold": threshold, "threshold_policy": policy,
              "threshold_fpr": threshold_fpr, "model_reused": reused, "train_skipped": train_skipped,
+             "train_used": train_used,
              "fit_seconds": round(fit_seconds, 3), "model_saved": not save_error, "save_error": save_error}
     for perturbation in dict.fromkeys(task.perturbation for task in job.tasks):
         tasks = [t for t in job.tasks if t.perturbation == perturbation]

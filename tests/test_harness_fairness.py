@@ -97,6 +97,7 @@ def test_undecodable_training_images_are_counted_in_every_row(setup, tmp_path):
     row = summary.rows[0]
     assert row["status"] == "ok"
     assert sum(row["train_skipped"].values()) == 2
+    assert row["train_used"]["train_real_used"] == row["counts"]["train_real"] - 2
     again = run(registry, data, tmp_path, "brightness", perturbations=("none", "blur:sigma=1"))
     reused = next(r for r in again.rows if r["test_perturbation"] != "none")
     assert reused["model_reused"] and sum(reused["train_skipped"].values()) == 2
