@@ -33,6 +33,11 @@ Splitting rules (no sample is ever on both sides):
   added); a test generator not in training uses all its samples, a train-only generator all of its.
 - ``cap_per_class`` keeps at most N samples per generator and label on each side, chosen by the same
   seeded hash (deterministic).
+- No test image may hold the same bytes as a training image (found by content hash, hashing only files
+  whose size appears more than once): such an overlap is an error naming the count and examples, unless the
+  protocol sets ``allow_overlap = true``, which records the count in the split's notes and in each row's
+  counts (``test_in_train``). The counts also give the number of distinct images per side and label
+  (``train_real_distinct`` ...).
 """
 from __future__ import annotations
 
@@ -58,7 +63,8 @@ ANY_DETECTOR = "*"
 TRAIN_FRACTION = 0.8
 PROTOCOL_KEYS = ("name", "description", "dataset", "layout", "dataset_params", "train_generators",
                  "test_generators", "preprocess", "seed", "cap_per_class", "perturbations",
-                 "train_perturbation", "detectors", "detector_params", "offline_only", "bootstrap", "batch_size")
+                 "train_perturbation", "detectors", "detector_params", "offline_only", "bootstrap", "batch_size",
+                 "allow_overlap")
 DETECTOR_KEYS = ("name", "params", "label")
 PREPROCESS_KEYS = ("mode", "size")
 
@@ -96,6 +102,7 @@ class Protocol:
     offline_only: bool = False
     bootstrap: int = 1000
     batch_size: int | None = None
+    allow_overlap: bool = False  # test images may share bytes with training images (counted, not an error)
     description: str = ""
     base_dir: str | None = None  # folder of the TOML file: relative dataset paths start here
 
@@ -115,6 +122,7 @@ class Protocol:
             "detectors": [{"name": d.name, "params": dict(d.params), "label": d.label} for d in self.detectors],
             "detector_params": {k: dict(v) for k, v in self.detector_params.items()},
             "offline_only": self.offline_only, "bootstrap": self.bootstrap, "batch_size": self.batch_size,
+            "allow_overlap": self.allow_overlap,
         }
 
 
@@ -185,7 +193,7 @@ def parse_protocol(data: Mapping[str, Any], *, source: str = "<protocol>", base_
             train_perturbation=str(data.get("train_perturbation", "none")), detectors=tuple(entries),
             detector_params={str(k): dict(v) for k, v in detector_params.items()},
             offline_only=data.get("offline_only", False), bootstrap=data.get("bootstrap", 1000),
-            batch_size=data.get("batch_size"), base_dir=base_dir)
+            batch_size=data.get("batch_size"), allow_overlap=data.get("allow_overlap", False), base_dir=base_dir)
         return _validated(protocol)
     except ProtocolError as error:
         raise fail(str(error)) from None
@@ -215,6 +223,8 @@ def _validated(protocol: Protocol) -> Protocol:
         raise ProtocolError(f"'batch_size' must be a positive integer, got {protocol.batch_size!r}")
     if not isinstance(protocol.offline_only, bool):
         raise ProtocolError(f"'offline_only' must be true or false, got {protocol.offline_only!r}")
+    if not isinstance(protocol.allow_overlap, bool):
+        raise ProtocolError(f"'allow_overlap' must be true or false, got {protocol.allow_overlap!r}")
     size = protocol.preprocess.size
     if size is not None and (not isinstance(size, int) or size < 1):
         raise ProtocolError(f"preprocess 'size' must be a positive integer, got {size!r}")
@@ -405,7 +415,11 @@ def open_protocol_dataset(protocol: Protocol, registry: Any) -> DatasetIndex:
 
 @dataclass
 class Split:
-    """The samples a protocol uses: one training set and one test set per test generator."""
+    """The samples a protocol uses: one training set and one test set per test generator.
+
+    ``distinct`` holds, per side ("train" and each test generator), the number of distinct images (by content)
+    per label; ``overlap`` the number of each test generator's images whose bytes are also in training.
+    """
 
     train: list[Sample]
     tests: dict[str, list[Sample]]
@@ -413,15 +427,27 @@ class Split:
     test_generators: list[str]
     families: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    distinct: dict[str, dict[int, int]] = field(default_factory=dict)
+    overlap: dict[str, int] = field(default_factory=dict)
 
     def counts(self, generator: str | None = None) -> dict[str, int]:
-        """Real/fake counts of the training set and (given a generator) of its test set."""
-        out = {"train_real": sum(s.label == REAL for s in self.train),
-               "train_fake": sum(s.label == FAKE for s in self.train)}
+        """Real/fake counts of the training set and (given a generator) of its test set: images used, distinct
+        images by content, and test images also in training."""
+        out = _label_counts("train", self.train, self.distinct.get(TRAIN_SIDE))
         if generator is not None:
-            test = self.tests[generator]
-            out |= {"test_real": sum(s.label == REAL for s in test), "test_fake": sum(s.label == FAKE for s in test)}
+            out |= _label_counts("test", self.tests[generator], self.distinct.get(generator))
+            out["test_in_train"] = self.overlap.get(generator, 0)
         return out
+
+
+TRAIN_SIDE = "train"  # key of the training set in Split.distinct
+
+
+def _label_counts(side: str, samples: Sequence[Sample], distinct: Mapping[int, int] | None) -> dict[str, int]:
+    out = {f"{side}_real": sum(s.label == REAL for s in samples), f"{side}_fake": sum(s.label == FAKE for s in samples)}
+    if distinct is not None:
+        out |= {f"{side}_real_distinct": distinct.get(REAL, 0), f"{side}_fake_distinct": distinct.get(FAKE, 0)}
+    return out
 
 
 def _relative(sample: Sample, root: Path | None, position: int) -> str:
@@ -497,7 +523,34 @@ def split_dataset(protocol: Protocol, dataset: DatasetIndex) -> Split:
         notes.append("the training set is empty")
     # a generator's family comes from its fakes (its own reals say "real"); none known stays "" (unknown)
     families = {s.generator: s.family for s in dataset.samples if s.family and s.label == FAKE} | dict(dataset.families)
-    return Split(train, tests, list(train_gens), list(tests), families, notes)
+    split = Split(train, tests, list(train_gens), list(tests), families, notes)
+    _check_overlap(split, protocol)
+    return split
+
+
+def _check_overlap(split: Split, protocol: Protocol) -> None:
+    """Fill ``split.distinct`` and ``split.overlap`` from content hashes; an overlap is an error unless allowed."""
+    from dfzoo.data.duplicates import content_keys
+    used = list({id(s): s for s in (*split.train, *(s for test in split.tests.values() for s in test))}.values())
+    keys = {id(s): key for s, key in zip(used, content_keys(used))}
+    in_train: dict[str, Sample] = {}
+    for sample in split.train:
+        in_train.setdefault(keys[id(sample)], sample)
+    for side, samples in {TRAIN_SIDE: split.train, **split.tests}.items():
+        split.distinct[side] = dict(Counter(label for _, label in {(keys[id(s)], s.label) for s in samples}))
+    pairs: dict[int, tuple[Sample, Sample]] = {}
+    for generator, samples in split.tests.items():
+        found = [(s, in_train[keys[id(s)]]) for s in samples if keys[id(s)] in in_train]
+        split.overlap[generator] = len(found)
+        pairs.update((id(s), (s, t)) for s, t in found)
+    if not pairs:
+        return
+    examples = "; ".join(f"{test.display_name} = {train.display_name}" for test, train in list(pairs.values())[:3])
+    message = f"{len(pairs)} test image(s) hold the same bytes as training images, e.g. {examples}"
+    if not protocol.allow_overlap:
+        raise ProtocolError(f"{protocol.name}: {message}. Remove the copies (`dfzoo data inspect` lists every "
+                            f"duplicate) or set allow_overlap = true in the protocol to run anyway")
+    split.notes.append(f"{message} (allow_overlap = true)")
 
 
 def _choose(wanted: tuple[str, ...] | str, available: list[str], key: str, dataset: DatasetIndex) -> list[str]:
@@ -540,6 +593,8 @@ def settings_hash(protocol: Protocol, fingerprint: str) -> str:
                 "train": _listed(protocol.train_generators), "preprocess": protocol.preprocess.key,
                 "seed": protocol.seed, "cap": protocol.cap_per_class, "train_perturbation": protocol.train_perturbation,
                 "bootstrap": protocol.bootstrap}
+    if protocol.allow_overlap:  # only when set, so the hashes of existing results stay the same
+        settings["allow_overlap"] = True
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

@@ -57,5 +57,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 @hookimpl
 def dfzoo_commands():
-    yield CommandSpec(name="data inspect", summary="Count, check and decode every image of a dataset",
+    yield CommandSpec(name="data inspect",
+                      summary="Count, check and decode every image of a dataset; list duplicates by path and content",
                       add_arguments=_inspect_arguments, run=_inspect)

@@ -95,7 +95,83 @@ def test_cli_json(messy: Path, registry: Registry, capsys: pytest.CaptureFixture
 
 
 def test_cli_errors(tmp_path: Path, messy: Path, registry: Registry, capsys: pytest.CaptureFixture) -> None:
-    assert main(["data", "inspect", str(tmp_path / "absent")]) == 1
+    assert main(["data", "inspect", str(tmp_path / "absent")]) != 0
     assert "does not exist" in capsys.readouterr().err
-    assert main(["data", "inspect", str(messy), "--layout", "forensynth"]) == 1
+    assert main(["data", "inspect", str(messy), "--layout", "forensynth"]) != 0
     assert "did you mean forensynths" in capsys.readouterr().err
+
+
+# -- duplicates ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def copies(tmp_path: Path) -> Path:
+    """ganA with a plain copy of a real, a fake's bytes filed as real, a folder loop and a linked fake."""
+    import os
+    import shutil
+    root = tmp_path / "copies"
+    for i in range(2):
+        _save(root / "ganA" / "0_real" / f"r{i}.png", 8 + i)
+        _save(root / "ganA" / "1_fake" / f"f{i}.png", 12 + i)
+    shutil.copy(root / "ganA" / "0_real" / "r0.png", root / "ganA" / "0_real" / "r0_copy.png")
+    shutil.copy(root / "ganA" / "1_fake" / "f0.png", root / "ganA" / "0_real" / "sneaky.png")
+    os.symlink(".", root / "ganA" / "0_real" / "loop")
+    os.symlink("f1.png", root / "ganA" / "1_fake" / "alias.png")
+    return root
+
+
+def test_duplicates_by_path_and_content_are_reported_and_recorded(copies: Path, registry: Registry) -> None:
+    from dfzoo.data.inspect import inspect_index
+    from dfzoo.data.layouts import open_dataset
+    index = open_dataset(copies, registry=registry)
+    report = inspect_index(index, progress=False)
+    fake = copies / "ganA" / "1_fake"
+    assert report.path_duplicates == [(str(fake / "alias.png"), str(fake / "f1.png"))]
+    conflict, plain = report.content_duplicates
+    assert conflict["conflict"] and not plain["conflict"]
+    assert sorted(zip(map(lambda p: Path(p).name, conflict["paths"]), conflict["labels"])) == [
+        ("f0.png", "fake"), ("sneaky.png", "real")]
+    assert sorted(Path(p).name for p in plain["paths"]) == ["r0.png", "r0_copy.png"]
+    assert index.metadata["content_duplicates"] == report.content_duplicates
+    assert any(w.startswith("LABEL CONFLICT: 1 set(s) of identical files are labelled both real and fake")
+               for w in index.metadata["warnings"])
+    assert report.warnings == index.metadata["warnings"]
+
+
+def test_cli_shows_layout_and_duplicates(copies: Path, registry: Registry, capsys: pytest.CaptureFixture) -> None:
+    assert main(["data", "inspect", str(copies)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[1] == "layout forensynths (detected)"
+    assert lines[3].startswith("!! LABEL CONFLICT: 1 set(s) of identical files")
+    assert "duplicates by path: 1 dropped" in out and "ganA/1_fake/alias.png: same file as ganA/1_fake/f1.png" in out
+    assert "duplicates by content: 2 set(s) of identical files, 2 extra copies (kept)" in out
+    assert "LABEL CONFLICT: ganA/0_real/sneaky.png (real) = ganA/1_fake/f0.png (fake)" in out
+    assert "skipped files: 1 (folder link not followed: 1)" in out
+    assert main(["data", "inspect", str(copies), "--layout", "forensynths", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["layout_source"] == "given" and len(data["content_duplicates"]) == 2
+    assert data["path_duplicates"] == [[str(copies / "ganA/1_fake/alias.png"), str(copies / "ganA/1_fake/f1.png")]]
+
+
+def test_only_files_sharing_a_size_are_hashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dfzoo.data.duplicates as duplicates
+    from dfzoo.data.sample import Sample
+    hashed: list[str] = []
+    content_id = duplicates.content_id
+
+    def counting(sample: Sample) -> str:
+        hashed.append(sample.path.name)
+        return content_id(sample)
+
+    monkeypatch.setattr(duplicates, "content_id", counting)
+    contents = {"a.png": b"1234", "b.png": b"5678", "c.png": b"1234", "d.png": b"123456", "e.png": b"x"}
+    for name, data in contents.items():
+        (tmp_path / name).write_bytes(data)
+    samples = [Sample(path=tmp_path / name, label=i % 2) for i, name in enumerate([*contents, "missing.png"])]
+    keys = duplicates.content_keys(samples)
+    assert sorted(hashed) == ["a.png", "b.png", "c.png"]
+    assert keys[0] == keys[2] == content_id(samples[0]) != keys[1]
+    assert keys[3] == "size:6" and keys[4] == "size:1" and keys[5].startswith("unreadable:")
+    group, = duplicates.duplicate_groups(samples)
+    assert [s.path.name for s in group.samples] == ["a.png", "c.png"] and not group.conflict

@@ -254,3 +254,72 @@ def test_unknown_dataset_name_is_explained(bench_registry: Registry) -> None:
     from dfzoo.benchmark.protocol import open_protocol_dataset
     with pytest.raises(ProtocolError, match=r"'nozoo' is neither an installed named dataset \(tinyzoo\)"):
         open_protocol_dataset(_protocol(dataset="nozoo"), bench_registry)
+
+
+# -- train/test overlap by content ----------------------------------------------------------------------
+def _file_index(root: Path, per_generator: dict[str, tuple[int, int]], copies: dict[str, str]) -> DatasetIndex:
+    """Real files with distinct bytes (generator -> (reals, fakes)), then ``copies``: new name -> copied file."""
+    samples = []
+    for generator, (reals, fakes) in per_generator.items():
+        for label, count in ((0, reals), (1, fakes)):
+            for i in range(count):
+                path = root / generator / str(label) / f"{i:03d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(f"{generator}-{label}-{i}".encode())
+                samples.append(Sample(path=path, label=label, generator=generator))
+    for new, old in copies.items():
+        (root / new).write_bytes((root / old).read_bytes())
+        generator, label = new.split("/")[:2]
+        samples.append(Sample(path=root / new, label=int(label), generator=generator))
+    return DatasetIndex(name="files", layout="test", root=root, samples=samples)
+
+
+def test_a_test_image_with_training_bytes_is_an_error(tmp_path: Path) -> None:
+    dataset = _file_index(tmp_path, {REAL_POOL: (10, 0), "a": (0, 4), "b": (0, 3)},
+                          {"b/1/copy1.png": "a/1/000.png", "b/1/copy2.png": "a/1/001.png"})
+    with pytest.raises(ProtocolError, match=r"p: 2 test image\(s\) hold the same bytes as training images, "
+                                            r"e\.g\. .*b/1/copy1\.png = .*a/1/000\.png; .*copy2.*"
+                                            r"set allow_overlap = true"):
+        split_dataset(_protocol(train_generators=["a"], test_generators=["b"]), dataset)
+
+
+def test_allowed_overlap_is_counted_with_distinct_images(tmp_path: Path) -> None:
+    dataset = _file_index(tmp_path, {REAL_POOL: (10, 0), "a": (0, 4), "b": (0, 3)},
+                          {"b/1/copy1.png": "a/1/000.png", "a/1/again.png": "a/1/001.png"})
+    split = split_dataset(_protocol(train_generators=["a"], test_generators=["b"], allow_overlap=True), dataset)
+    counts = split.counts("b")
+    assert counts["test_in_train"] == 1 and counts["test_fake"] == 4 and counts["test_fake_distinct"] == 4
+    assert counts["train_fake"] == 5 and counts["train_fake_distinct"] == 4  # a holds one image twice
+    assert counts["train_real"] + counts["test_real"] == 10
+    assert counts["train_real_distinct"] == counts["train_real"]
+    assert split.notes == [f"1 test image(s) hold the same bytes as training images, e.g. {tmp_path}/b/1/copy1.png = "
+                           f"{tmp_path}/a/1/000.png (allow_overlap = true)"]
+
+
+def test_a_symlinked_real_folder_leaks_nothing_into_the_test_set(tmp_path: Path, registry: Registry) -> None:
+    """`ganA/0_real/more -> ..` once imported ganA's fakes as reals: with train = test generator, most test
+    images were training images. Now the link is not followed and the split checks the bytes."""
+    import os
+
+    from dfzoo.data.layouts import open_dataset
+    for label, count in (("0_real", 12), ("1_fake", 11)):
+        for i in range(count):
+            path = tmp_path / "ganA" / label / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(f"{label}-{i}".encode())
+    os.symlink("..", tmp_path / "ganA" / "0_real" / "more")
+    dataset = open_dataset(tmp_path, registry=registry)
+    split = split_dataset(_protocol(train_generators=["ganA"]), dataset)
+    counts = split.counts("ganA")
+    assert counts["test_in_train"] == 0
+    assert counts["train_real"] + counts["test_real"] == 12 and counts["train_fake"] + counts["test_fake"] == 11
+
+
+def test_allow_overlap_is_a_boolean_key_in_the_protocol_and_its_hash() -> None:
+    from dfzoo.benchmark.protocol import settings_hash
+    plain, allowed = _protocol(), _protocol(allow_overlap=True)
+    assert plain.allow_overlap is False and allowed.allow_overlap is True
+    assert plain.to_dict()["allow_overlap"] is False and allowed.to_dict()["allow_overlap"] is True
+    assert settings_hash(plain, "f") != settings_hash(allowed, "f")
+    with pytest.raises(ProtocolError, match="'allow_overlap' must be true or false, got 'yes'"):
+        _protocol(allow_overlap="yes")

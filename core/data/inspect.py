@@ -1,4 +1,5 @@
-"""What a dataset holds, before anyone trains on it: counts, formats, sizes, unreadable files, and biases.
+"""What a dataset holds, before anyone trains on it: counts, formats, sizes, unreadable files, duplicates
+(by path: dropped by the layout; by content: kept, and a label conflict called out), and biases.
 
 :func:`inspect_dataset` returns an :class:`InspectReport` (data, JSON-ready); :func:`render_text` turns it
 into the tables ``dfzoo data inspect`` prints. Decoding goes through :func:`dfzoo.data.decode.load_image`,
@@ -18,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, UnidentifiedImageError
 
 from .decode import ImageDecodeError, load_image
+from .duplicates import LABEL_CONFLICT, LABEL_NAMES, find_duplicates
 from .sample import FAKE, REAL, DatasetIndex, Sample
+from .scan import DUPLICATE_PATH, LINK_NOT_FOLLOWED
 
 if TYPE_CHECKING:
     from ..registry import Registry
 
-CLASS_NAMES = {REAL: "real", FAKE: "fake", -1: "unlabelled"}
+CLASS_NAMES = LABEL_NAMES
 
 
 @dataclass
@@ -71,6 +74,9 @@ class InspectReport:
     skipped: list[tuple[str, str]]     # files the layout did not use, (path, reason)
     warnings: list[str]
     notes: list[str]                   # things a detector could learn instead of the real/fake signal
+    layout_source: str = "detected"    # how the layout was chosen: "detected", "given" or "named dataset"
+    path_duplicates: list[tuple[str, str]] = field(default_factory=list)  # (dropped path, kept path)
+    content_duplicates: list[dict[str, Any]] = field(default_factory=list)  # DuplicateGroup.to_dict()
 
     @property
     def total(self) -> int:
@@ -118,8 +124,9 @@ def _probe_safely(args: tuple[Sample, bool]) -> tuple[str, tuple[int, int]] | st
 
 
 def inspect_index(index: DatasetIndex, decode: bool = True, progress: bool = True,
-                  workers: int | None = None) -> InspectReport:
-    """Probe every sample of ``index`` (in a few threads: Pillow decodes without the GIL)."""
+                  workers: int | None = None, layout_source: str = "detected") -> InspectReport:
+    """Probe every sample of ``index`` (in a few threads: Pillow decodes without the GIL) and hash those that
+    may share their bytes with another (groups recorded in ``index.metadata["content_duplicates"]``)."""
     from tqdm.auto import tqdm
 
     counts: Counter[tuple[str, str, int]] = Counter((s.split, s.generator, s.label) for s in index.samples)
@@ -144,18 +151,30 @@ def inspect_index(index: DatasetIndex, decode: bool = True, progress: bool = Tru
             bar.update()
     bar.close()
     stats = [classes[label] for label in labels]
+    groups = find_duplicates(index)
+    by_path = [(path, reason[len(DUPLICATE_PATH):]) for path, reason in index.skipped
+               if reason.startswith(DUPLICATE_PATH)]
     return InspectReport(
         name=index.name, layout=index.layout, root=str(index.root or ""), fingerprint=index.fingerprint(),
         decoded=decode, counts=rows, classes=stats, unreadable=unreadable, skipped=list(index.skipped),
-        warnings=list(index.metadata.get("warnings", [])), notes=bias_notes(stats))
+        warnings=list(index.metadata.get("warnings", [])), notes=bias_notes(stats), layout_source=layout_source,
+        path_duplicates=by_path, content_duplicates=[group.to_dict() for group in groups])
 
 
 def inspect_dataset(source: str | Path, layout: str | None = None, decode: bool = True,
                     registry: Registry | None = None, progress: bool = True, **params: Any) -> InspectReport:
     """Open ``source`` like :func:`dfzoo.data.layouts.open_dataset` and inspect every image in it."""
+    from ..registry import current_registry
     from .layouts import open_dataset
+    registry = registry or current_registry()
     index = open_dataset(source, layout=layout, registry=registry, **params)
-    return inspect_index(index, decode=decode, progress=progress)
+    if layout:
+        how = "given"
+    elif isinstance(source, str) and source in registry.names("dataset") and not registry.dataset(source).needs_root:
+        how = "named dataset"
+    else:
+        how = "detected"
+    return inspect_index(index, decode=decode, progress=progress, layout_source=how)
 
 
 def bias_notes(classes: Sequence[ClassStats]) -> list[str]:
@@ -190,14 +209,29 @@ def _relative(path: str, root: str) -> str:
         return path
 
 
+def _reason_kind(reason: str) -> str:
+    """A reason without the path it names, so the summary counts one line per kind."""
+    return LINK_NOT_FOLLOWED if reason.startswith(LINK_NOT_FOLLOWED) else reason
+
+
+def _listed(lines: list[str], title: str, entries: Sequence[str], limit: int) -> None:
+    lines.append(title)
+    lines += [f"  {entry}" for entry in entries[:limit]]
+    if len(entries) > limit:
+        lines.append(f"  ... and {len(entries) - limit} more (--json lists all)")
+    lines.append("")
+
+
 def render_text(report: InspectReport, limit: int = 50) -> str:
     """The report as plain-text tables (``limit`` caps each file list; ``--json`` has them all)."""
     from tabulate import tabulate
 
     reals = sum(row.real for row in report.counts)
-    lines = [f"dataset {report.name} (layout {report.layout}) at {report.root}",
+    conflicts = [warning for warning in report.warnings if warning.startswith(LABEL_CONFLICT)]
+    lines = [f"dataset {report.name} at {report.root}",
+             f"layout {report.layout} ({report.layout_source})",
              f"{report.total} images: {reals} real, {report.total - reals} fake; fingerprint {report.fingerprint}",
-             ""]
+             *(f"!! {warning}" for warning in conflicts), ""]
     with_split = any(row.split for row in report.counts)
     headers = (["split"] if with_split else []) + ["generator", "family", "real", "fake"]
     table = [([row.split] if with_split else []) + [row.generator, row.family or "?", row.real, row.fake]
@@ -208,16 +242,27 @@ def render_text(report: InspectReport, limit: int = 50) -> str:
                     _range(c.width), _range(c.height)] for c in report.classes]
     lines += [tabulate(class_table, headers=["class", "images", f"readable ({mode})", "formats", "width",
                                              "height"]), ""]
-    for title, files in (("unreadable", report.unreadable), ("skipped", report.skipped)):
+    skipped = [(path, reason) for path, reason in report.skipped if not reason.startswith(DUPLICATE_PATH)]
+    for title, files in (("unreadable", report.unreadable), ("skipped", skipped)):
         if not files:
             continue
-        reasons = Counter(reason for _, reason in files)
+        reasons = Counter(_reason_kind(reason) for _, reason in files)
         summary = "; ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
-        lines.append(f"{title} files: {len(files)} ({summary})")
-        lines += [f"  {_relative(path, report.root)}: {reason}" for path, reason in files[:limit]]
-        if len(files) > limit:
-            lines.append(f"  ... and {len(files) - limit} more (--json lists all)")
-        lines.append("")
+        _listed(lines, f"{title} files: {len(files)} ({summary})",
+                [f"{_relative(path, report.root)}: {reason}" for path, reason in files], limit)
+    if report.path_duplicates:
+        _listed(lines, f"duplicates by path: {len(report.path_duplicates)} dropped (a file reached by two paths "
+                       f"is indexed once)",
+                [f"{_relative(path, report.root)}: same file as {_relative(kept, report.root)}"
+                 for path, kept in report.path_duplicates], limit)
+    if report.content_duplicates:
+        groups = report.content_duplicates
+        copies = sum(len(group["paths"]) - 1 for group in groups)
+        _listed(lines, f"duplicates by content: {len(groups)} set(s) of identical files, {copies} extra "
+                       f"cop{'y' if copies == 1 else 'ies'} (kept)",
+                [(f"{LABEL_CONFLICT}: " if group["conflict"] else "")
+                 + " = ".join(f"{_relative(path, report.root)} ({label})"
+                              for path, label in zip(group["paths"], group["labels"])) for group in groups], limit)
     for title, items in (("warnings", report.warnings), ("possible shortcuts", report.notes)):
         if items:
             lines.append(f"{title}:")

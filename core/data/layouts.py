@@ -7,19 +7,24 @@ the decoder's business (:func:`dfzoo.data.decode.load_image`, ``dfzoo data inspe
 
 What a layout could not use is never dropped silently: files go to ``DatasetIndex.skipped`` with a reason,
 and suspicious structure (an empty label folder, a generator with one class) to ``metadata["warnings"]``.
+Links are resolved once (rules in :mod:`dfzoo.data.scan`): a file reached by two paths is indexed once, at
+its real place when that is one of them, else at the first path met, and the other path is skipped as a
+``"duplicate path of <kept path>"``; when the two paths disagree on the label, a warning says so. Files with
+the same bytes under different names are found only where hashing is asked for (:mod:`dfzoo.data.duplicates`).
 """
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .duplicates import LABEL_CONFLICT, label_name
 from .families import REAL_FAMILY, known_family
 from .sample import FAKE, REAL, REAL_POOL, DatasetIndex, Sample
-from .scan import (IMAGE_EXTENSIONS, Folder, child_dirs, child_path, gc_paused, is_image_name, scan_images,
-                   walk_folders)
+from .scan import (DUPLICATE_PATH, IMAGE_EXTENSIONS, Folder, child_dirs, child_path, first_places, gc_paused,
+                   is_image_name, scan_images, walk_folders)
 
 if TYPE_CHECKING:
     from ..registry import Registry
@@ -46,7 +51,8 @@ class IndexBuilder:
     """Collects samples, skipped files and warnings while a layout walks a tree, then checks the result.
 
     ``label_dir`` given to :meth:`add` is the folder (relative parts) that says the label; every such folder
-    seen (via :meth:`saw_label_dir`) and left without images becomes a warning.
+    seen (via :meth:`saw_label_dir`) and left without images becomes a warning. When links were met,
+    :meth:`build` keeps each resolved file once (see the module docstring).
     """
 
     def __init__(self, root: Path, layout: str, families: Mapping[str, str] | None = None) -> None:
@@ -58,6 +64,8 @@ class IndexBuilder:
         self.warnings: list[str] = []
         self.families: dict[str, str] = {}
         self._label_dirs: dict[tuple[str, ...], int] = {}
+        self._added: list[Folder] = []                            # the folder of each add(), in order
+        self._skipped_images: list[tuple[int, Folder, tuple[str, ...]]] = []  # (position in skipped, ...)
 
     def family_of(self, generator: str) -> str:
         if generator in self.user_families:
@@ -77,20 +85,30 @@ class IndexBuilder:
         base = folder.path
         self.samples.extend(Sample(path=child_path(base, name), label=label, generator=generator,
                                    family=sample_family, split=split) for name in folder.images)
+        self._added.append(folder)
         if label_dir is not None:
             self._label_dirs[label_dir] = self._label_dirs.get(label_dir, 0) + len(folder.images)
 
     def skip(self, folder: Folder, names: Iterable[str], reason: str) -> None:
+        """Images of ``folder`` the layout cannot use (e.g. outside any label folder), with the reason."""
+        names = tuple(names)
+        self._skipped_images.append((len(self.skipped), folder, names))
         self.skipped.extend((str(folder.path / name), reason) for name in names)
 
     def skip_others(self, folder: Folder) -> None:
-        """Non-image files: recorded, with their extension, so a stray archive or README is visible."""
+        """Non-image files (with their extension, so a stray archive or README is visible), broken links and
+        folder links the walk did not follow."""
+        broken = set(folder.broken)
         for name in folder.others:
             suffix = Path(name).suffix.lower()
             what = f"{suffix} file" if suffix else "file without extension"
-            self.skipped.append((str(folder.path / name), f"not an image ({what})"))
+            reason = "broken link" if name in broken else f"not an image ({what})"
+            self.skipped.append((str(folder.path / name), reason))
+        self.skipped.extend((str(folder.path / name), reason) for name, reason in folder.skipped_links)
 
     def build(self, name: str | None = None, **metadata: Any) -> DatasetIndex:
+        if any(folder.linked for folder in self._added) or any(f.linked for _, f, _ in self._skipped_images):
+            self._drop_duplicate_paths()
         for parts, count in sorted(self._label_dirs.items()):
             if count == 0:
                 self.warnings.append(f"{'/'.join(parts)}: folder holds no images")
@@ -101,6 +119,37 @@ class IndexBuilder:
         for warning in self.warnings:
             log.warning("%s: %s", index.name, warning)
         return index
+
+    def _drop_duplicate_paths(self) -> None:
+        """Keep each resolved file once (:func:`~dfzoo.data.scan.first_places`); say which path the others repeat."""
+        entries = [(folder, name) for folder in self._added for name in folder.images]
+        kept = first_places(entries)
+        found, samples = self.samples, []
+        conflicts: list[tuple[Sample, Sample]] = []
+        for sample, (folder, name) in zip(found, entries):
+            first = found[kept[folder.real_path(name)]]
+            if first is sample:
+                samples.append(sample)
+                continue
+            self.skipped.append((str(sample.path), f"{DUPLICATE_PATH}{first.path}"))
+            if first.label != sample.label:
+                conflicts.append((first, sample))
+        self.samples = samples
+        for position, folder, names in self._skipped_images:  # an unusable path of a file indexed elsewhere
+            for at, name in enumerate(names, start=position):
+                i = kept.get(folder.real_path(name))
+                if i is not None:
+                    self.skipped[at] = (self.skipped[at][0], f"{DUPLICATE_PATH}{found[i].path}")
+        if conflicts:
+            self.warnings.append(path_conflict_warning(conflicts, "its real place (else the first path met)"))
+
+
+def path_conflict_warning(conflicts: Sequence[tuple[Sample, Sample]], order: str) -> str:
+    """The loud warning for files reached by two paths that disagree on the label: (kept, dropped) pairs."""
+    first, other = conflicts[0]
+    return (f"{LABEL_CONFLICT}: {len(conflicts)} file(s) are reached by two paths with different labels, e.g. "
+            f"{first.path} ({label_name(first.label)}) is also {other.path} ({label_name(other.label)}); "
+            f"each is indexed once, with the label of {order}")
 
 
 def one_class_warnings(samples: Iterable[Sample]) -> list[str]:
@@ -408,5 +457,5 @@ def open_dataset(source: str | Path, layout: str | None = None, registry: Regist
 __all__ = [
     "DatasetError", "IndexBuilder", "SPLITS", "detect_cifake", "detect_forensynths", "detect_genimage",
     "detect_layout", "find_dir", "is_image_name", "load_cifake", "load_forensynths", "load_genimage",
-    "load_with", "one_class_warnings", "open_dataset", "scan_images",
+    "load_with", "one_class_warnings", "open_dataset", "path_conflict_warning", "scan_images",
 ]

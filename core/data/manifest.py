@@ -3,21 +3,24 @@
 Columns: ``path`` (relative to the manifest's folder, or absolute), ``label`` (0/1/real/fake, any case),
 ``generator`` (may be blank for reals: they join the shared "real" pool), and optionally ``family`` and
 ``split``. A malformed row is an error naming its line; a listed file that does not exist is skipped with
-a reason, so a partly synced copy of a dataset still opens and says what is missing.
+a reason, so a partly synced copy of a dataset still opens and says what is missing. The same path listed
+twice is an error; two paths to one file (a link, a hard link) keep the first row and skip the other as a
+``"duplicate path of <kept path>"``, with a warning when their labels differ.
 """
 from __future__ import annotations
 
 import csv
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .families import REAL_FAMILY, known_family
-from .layouts import SPLITS, DatasetError, one_class_warnings
+from .layouts import SPLITS, DatasetError, one_class_warnings, path_conflict_warning
 from .sample import FAKE, REAL, REAL_POOL, DatasetIndex, Sample
-from .scan import gc_paused
+from .scan import DUPLICATE_PATH, gc_paused
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 REQUIRED_COLUMNS = ("path", "label", "generator")
@@ -106,6 +109,8 @@ def load_manifest(manifest: str | Path) -> DatasetIndex:
     families: dict[str, str] = {}
     family_line: dict[str, int] = {}
     first_seen: dict[str, int] = {}
+    files: dict[tuple[int, int], Sample] = {}  # (device, inode) -> the first sample of that file
+    conflicts: list[tuple[Sample, Sample]] = []
     for line, row in rows:
         raw_path = _text(row.get("path"))
         if not raw_path:
@@ -136,13 +141,27 @@ def load_manifest(manifest: str | Path) -> DatasetIndex:
         if key in first_seen:
             raise ManifestError(manifest, line, f"{raw_path} is already listed on line {first_seen[key]}")
         first_seen[key] = line
-        if not path.is_file():
+        try:
+            info = os.stat(path)
+        except OSError:
+            info = None
+        if info is None or not stat.S_ISREG(info.st_mode):
             skipped.append((str(path), f"listed on line {line} but missing"))
             continue
-        samples.append(Sample(path=path, label=label, generator=generator, family=family, split=split))
+        sample = Sample(path=path, label=label, generator=generator, family=family, split=split)
+        first = files.setdefault((info.st_dev, info.st_ino), sample)
+        if first is not sample:
+            skipped.append((str(path), f"{DUPLICATE_PATH}{first.path}"))
+            if first.label != label:
+                conflicts.append((first, sample))
+            continue
+        samples.append(sample)
     warnings = one_class_warnings(samples)
-    if skipped:
-        warnings.insert(0, f"{len(skipped)} listed file(s) are missing, e.g. {skipped[0][0]}")
+    missing = [path for path, reason in skipped if not reason.startswith(DUPLICATE_PATH)]
+    if missing:
+        warnings.insert(0, f"{len(missing)} listed file(s) are missing, e.g. {missing[0]}")
+    if conflicts:
+        warnings.insert(0, path_conflict_warning(conflicts, "the earlier row"))
     return DatasetIndex(name=manifest.stem, layout="manifest", root=base, samples=samples,
                         families=dict(sorted(families.items())), skipped=skipped,
                         metadata={"warnings": warnings, "manifest": str(manifest)})
