@@ -82,7 +82,8 @@ def timm_backbone(name: str, arch: str, weights: ResolvedWeights | None, device:
     normalisation = Normalisation(size=cfg["input_size"][-1], mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
                                   interpolation=cfg.get("interpolation", "bicubic"))
     return TorchBackbone(name, model, normalisation, model.num_features,
-                         weights.identity if weights is not None else None, device)
+                         weights.identity if weights is not None else None, device,
+                         settings={"timm": arch, **create_kwargs})
 
 
 def open_clip_backbone(name: str, model_name: str, weights: ResolvedWeights | None, device: Any = None,
@@ -97,7 +98,8 @@ def open_clip_backbone(name: str, model_name: str, weights: ResolvedWeights | No
     normalisation = Normalisation(size=size, mean=tuple(visual.image_mean or open_clip.OPENAI_DATASET_MEAN),
                                   std=tuple(visual.image_std or open_clip.OPENAI_DATASET_STD))
     return TorchBackbone(name, visual, normalisation, visual.output_dim,
-                         weights.identity if weights is not None else None, device)
+                         weights.identity if weights is not None else None, device,
+                         settings={"open_clip": model_name, "quick_gelu": quick_gelu, **create_kwargs})
 
 
 def load_state_dict(path: Path) -> dict:

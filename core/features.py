@@ -6,6 +6,7 @@ The cache is keyed by backbone, weights identity, preprocessing policy, perturba
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import sqlite3
 import threading
@@ -28,19 +29,35 @@ log = logging.getLogger(__name__)
 class Backbone:
     """A frozen feature extractor that travels with its own input convention (``normalisation``).
 
-    ``embed(batch)`` maps a float32 array [B, 3, S, S] (already normalised) to features [B, D].
-    ``weights_identity`` names the weights (``name@sha256:...``) or says ``random-init:<hash>``.
+    ``embed(batch)`` maps a float32 array [B, 3, S, S] (already normalised) to features [B, D], each row a
+    function of its image alone (never of its batch-mates). ``weights_identity`` names the weights
+    (``name@sha256:...``) or says ``random-init:<hash>``; ``settings`` are the build choices besides the
+    weights that change the vectors (architecture options, pooling, output), part of :attr:`cache_identity`.
     """
 
-    def __init__(self, name: str, normalisation: Normalisation, feature_dim: int, weights_identity: str) -> None:
+    def __init__(self, name: str, normalisation: Normalisation, feature_dim: int, weights_identity: str,
+                 settings: dict[str, Any] | None = None) -> None:
         self.name = name
         self.normalisation = normalisation
         self.feature_dim = feature_dim
         self.weights_identity = weights_identity
+        self.settings = dict(settings or {})
 
     @property
     def pretrained(self) -> bool:
         return not self.weights_identity.startswith("random-init")
+
+    def vector_settings(self) -> dict[str, Any]:
+        """Everything besides name and weights that changes the vectors: the input convention and
+        ``settings``; subclasses add what they do at run time (precision, graph rewrites, per-image runs)."""
+        n = self.normalisation
+        return {"input": [n.size, n.interpolation, list(n.mean), list(n.std)], **self.settings}
+
+    @property
+    def cache_identity(self) -> str:
+        """The backbone's part of the feature cache key: two backbones with equal identities give equal vectors."""
+        settings = json.dumps(self.vector_settings(), sort_keys=True, default=str)
+        return "|".join([self.name, self.weights_identity, settings])
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -54,7 +71,8 @@ class TorchBackbone(Backbone):
     """A torch module as a backbone: eval mode, no gradients, mixed precision on CUDA."""
 
     def __init__(self, name: str, module: Any, normalisation: Normalisation, feature_dim: int,
-                 weights_identity: str | None = None, device: Any = None) -> None:
+                 weights_identity: str | None = None, device: Any = None,
+                 settings: dict[str, Any] | None = None) -> None:
         import torch
 
         from .device import pick_device
@@ -63,8 +81,12 @@ class TorchBackbone(Backbone):
         for parameter in self.module.parameters():
             parameter.requires_grad_(False)
         identity = weights_identity or f"random-init:{module_digest(self.module)}"
-        super().__init__(name, normalisation, feature_dim, identity)
+        super().__init__(name, normalisation, feature_dim, identity, settings)
         self._torch = torch
+
+    def vector_settings(self) -> dict[str, Any]:
+        precision = "float16-autocast" if self.device.type == "cuda" else "float32"  # see embed()
+        return {**super().vector_settings(), "precision": precision}
 
     def forward(self, batch: Any) -> Any:
         """Tensor in, tensor out (for detectors that fine-tune on top or need gradients)."""
@@ -215,9 +237,11 @@ def content_ids(samples: Sequence[Sample], errors: dict[int, str]) -> list[str |
 
 
 def cache_key(backbone: Backbone, policy: PreprocessPolicy) -> str:
-    """The cache file of a (backbone, preprocessing) pair; perturbations live in each sample's content id."""
-    parts = [backbone.name, backbone.weights_identity, policy.key]
-    return "|".join(parts)
+    """The cache file of a (backbone, preprocessing) pair; perturbations live in each sample's content id.
+
+    The backbone part is :attr:`Backbone.cache_identity` (weights, input convention, build and run settings).
+    """
+    return "|".join([backbone.cache_identity, policy.key])
 
 
 def extract_features(samples: Sequence[Sample], backbone: Backbone, *,

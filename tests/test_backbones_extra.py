@@ -11,7 +11,7 @@ import pytest
 from dfzoo.detector import RunContext
 from dfzoo.features import extract_features, load_backbone
 from dfzoo.weights import WeightsNotFound, resolve
-from tests.test_detector_contract import labelled
+from tests.synthetic import labelled_samples as labelled
 
 
 def small_encoder():

@@ -68,3 +68,31 @@ def test_random_backbone_identity_is_honest(registry):
     backbone = load_backbone("tiny_cnn")
     assert not backbone.pretrained
     assert backbone.weights_identity.startswith("random-init:")
+
+
+def test_features_do_not_depend_on_the_batch_size(registry, samples):
+    backbone = load_backbone("tiny_cnn")
+    one = extract_features(samples, backbone, batch_size=1, cache=False, progress=False)
+    eight = extract_features(samples, backbone, batch_size=8, cache=False, progress=False)
+    np.testing.assert_allclose(one.vectors, eight.vectors, rtol=1e-5, atol=1e-6)
+
+
+def test_cache_key_holds_everything_that_changes_the_vectors(registry, tmp_path):
+    """Input convention, build settings, run precision and, for ONNX, the graph rewrite and execution mode."""
+    from dfzoo.plugins.backbones_extra import onnx_backbone
+    from tests.test_backbone_invariance import quantise, token_encoder
+    from tests.test_backbones_extra import export
+    policy = PreprocessPolicy()
+    tiny = load_backbone("tiny_cnn")
+    assert '"precision": "float32"' in cache_key(tiny, policy)
+    base = cache_key(tiny, policy)
+    tiny.settings["global_pool"] = "max"
+    assert cache_key(tiny, policy) != base
+
+    path = export(token_encoder(), tmp_path / "enc.onnx", size=16, any_size=True)
+    small, large = onnx_backbone(path, size=16), onnx_backbone(path, size=32)
+    assert small.weights_identity == large.weights_identity and cache_key(small, policy) != cache_key(large, policy)
+    assert cache_key(small, policy) != cache_key(onnx_backbone(path, size=16, mean=(0.5, 0.5, 0.5)), policy)
+    quantised = onnx_backbone(quantise(path, "QInt8"), size=16)
+    assert "dfzoo-float-activations-v1" in cache_key(quantised, policy) and '"execution": "batched"' in \
+        cache_key(quantised, policy)
