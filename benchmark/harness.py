@@ -126,9 +126,13 @@ def _plan(protocols: list[Protocol], store: ResultStore, registry: Any, datasets
     names = Counter(p.name for p in protocols)
     if any(count > 1 for count in names.values()):
         raise ValueError(f"protocol names must be unique in one run: {', '.join(n for n, c in names.items() if c > 1)}")
+    from dfzoo.device import pick_device
+    pick_device(device)  # an unknown or absent device: one error before any work
+    for protocol in protocols:  # every detector and parameter value is checked before any dataset is opened
+        check_perturbations(protocol, registry)
+        resolve_detectors(protocol, registry, check_weights=False)
     prepared = []
     for protocol in protocols:
-        check_perturbations(protocol, registry)
         # the dataset first: opening a built-in dataset may build the weights some detectors need (the zoo's)
         dataset, fingerprint = load_dataset(protocol, registry, datasets)
         detectors = resolve_detectors(protocol, registry)

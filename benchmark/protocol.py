@@ -243,10 +243,12 @@ def _validated(protocol: Protocol) -> Protocol:
 
 
 def parse_value(raw: str) -> Any:
-    """A CLI value as TOML would read it (``3``, ``0.5``, ``true``, ``"x"``, ``[1, 2]``), ``none``/``null`` as
-    None (TOML has no null; parameters such as ``weights_path`` need it), else the string."""
-    if raw.lower() in ("none", "null"):
-        return None
+    """A CLI value as TOML would read it (``3``, ``0.5``, ``true``, ``"x"``, ``[1, 2]``), else the string.
+
+    ``none`` stays the string ``"none"``: only the detector's spec knows whether it means None (a parameter
+    that allows None and has no ``"none"`` choice, such as ``weights_path``) or the word (``reduction=none``);
+    :meth:`dfzoo.DetectorSpec.check_params` decides.
+    """
     try:
         return tomllib.loads(f"value = {raw}")["value"]
     except tomllib.TOMLDecodeError:
@@ -332,9 +334,12 @@ def _short(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
-def resolve_detectors(protocol: Protocol, registry: Any) -> list[ResolvedDetector]:
-    """Expand ``"*"``, merge parameters, validate names and parameters, and apply ``offline_only``."""
+def resolve_detectors(protocol: Protocol, registry: Any, *, check_weights: bool = True) -> list[ResolvedDetector]:
+    """Expand ``"*"``, merge parameters, validate names and every parameter value against the detector's spec
+    (``"none"`` read as None where the spec allows it), and apply ``offline_only`` (unless ``check_weights``
+    is False: the harness validates every protocol this way before it opens any dataset)."""
     from dfzoo.registry import UnknownNameError
+    from dfzoo.spec import ParamError
     from dfzoo.weights import can_resolve
     known = registry.names("detector")
     for name in protocol.detector_params:
@@ -357,11 +362,10 @@ def resolve_detectors(protocol: Protocol, registry: Any) -> list[ResolvedDetecto
             own = dict(entry.params)
             if entry.name == ANY_DETECTOR:  # wildcard params only reach detectors that declare them
                 own = {k: v for k, v in own.items() if k in spec.params}
-            merged = {**spec.params, **protocol.detector_params.get(name, {}), **own}
-            unknown = sorted(set(merged) - set(spec.params)) if spec.params else []
-            if unknown:
-                raise ProtocolError(f"{protocol.name}: detector {name!r} has no parameter(s) {', '.join(unknown)}; "
-                                    f"its parameters: {', '.join(sorted(spec.params))}")
+            try:
+                merged = spec.check_params({**protocol.detector_params.get(name, {}), **own})
+            except ParamError as error:
+                raise ProtocolError(f"{protocol.name}: {error}") from None
             digest = params_hash(merged)
             if (name, digest) in seen:
                 continue
@@ -369,7 +373,7 @@ def resolve_detectors(protocol: Protocol, registry: Any) -> list[ResolvedDetecto
             label = (entry.label if entry.label and entry.name != ANY_DETECTOR
                      else detector_label(name, merged, spec.params))
             reason = ""
-            if protocol.offline_only:
+            if protocol.offline_only and check_weights:
                 missing = [w for w in registry.weights_needed(name, merged) if not can_resolve(registry.weights(w))]
                 if missing:
                     reason = (f"weights {', '.join(missing)} do not resolve offline "

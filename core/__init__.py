@@ -16,26 +16,35 @@ from .data.sample import DatasetIndex, Sample
 from .detector import Detector, ImageDetector, RunContext, read_meta
 from .hookspecs import hookimpl, hookspec
 from .manager import get_plugin_manager
-from .registry import Registry, current_registry, use_registry
-from .spec import BackboneSpec, CommandSpec, DatasetSpec, DetectorSpec, PerturbationSpec, WeightsSpec
+from .registry import Registry, RegistryError, current_registry, use_registry
+from .spec import (BackboneSpec, CommandSpec, DatasetSpec, DetectorSpec, Param, ParamError, PerturbationSpec,
+                   WeightsSpec)
 from .transforms import PreprocessPolicy
 
 __version__ = "0.1.0"
 
 
 def load_detector(name: str, registry: Registry | None = None, **params: Any) -> Detector:
-    """Build an unfitted detector by name; ``params`` override the spec's defaults."""
+    """Build an unfitted detector by name; ``params`` override the spec's defaults.
+
+    Names and values are checked against the spec before the factory runs (:class:`ParamError` lists what is
+    allowed). The detector owns its ``params`` afterwards: what its constructor normalised (e.g. a
+    comma-separated string made a list) is what it keeps, saves and reports; only names it did not keep at
+    all are added from the checked values, so a saved detector can be rebuilt.
+    """
     registry = registry or current_registry()
     spec = registry.detector(name)
-    merged = {**spec.params, **params}
-    unknown = sorted(set(params) - set(spec.params))
-    if unknown and spec.params:
-        raise TypeError(f"detector {name!r} has no parameter(s) {', '.join(unknown)}; "
-                        f"its parameters: {', '.join(sorted(spec.params))}")
+    merged = spec.check_params(params)
     with use_registry(registry):
         detector = spec.factory(**merged)
+    if not isinstance(detector, Detector):
+        raise RegistryError(f"the factory of detector {name!r} ({registry.provider('detector', name)}) returned "
+                            f"{type(detector).__name__}, not a dfzoo.Detector")
     detector.name = spec.name
-    detector.params = merged
+    own = getattr(detector, "params", None)
+    own = own if isinstance(own, dict) else {}
+    if not set(merged) <= set(own):  # a constructor that dropped some: keep its values, record the rest
+        detector.params = {**merged, **own}
     return detector
 
 
@@ -67,7 +76,7 @@ def samples_from(path: str | Path) -> list[Sample]:
 
 __all__ = [
     "BackboneSpec", "CommandSpec", "DatasetIndex", "DatasetSpec", "Detector", "DetectorSpec", "ImageDetector", "PerturbationSpec",
-    "PreprocessPolicy", "Registry", "RunContext", "Sample", "WeightsSpec", "current_registry",
+    "Param", "ParamError", "PreprocessPolicy", "Registry", "RunContext", "Sample", "WeightsSpec", "current_registry",
     "get_plugin_manager", "hookimpl", "hookspec", "load_dataset", "load_detector", "load_fitted",
     "samples_from", "use_registry",
 ]

@@ -28,11 +28,18 @@ class PluginProblem:
 
 
 class DfzooPluginManager(pluggy.PluginManager):
-    """A pluggy manager that also remembers which plugins failed, so they can be reported, not lost."""
+    """A pluggy manager that remembers which plugins failed (reported, not lost) and which are built in
+    (a problem in one of those is dfzoo's bug and raises; a third-party one is skipped)."""
 
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT_NAME)
         self.problems: list[PluginProblem] = []
+        self.builtins: set[str] = set()
+
+    def register_builtin(self, plugin: object, name: str) -> None:
+        """Register one of dfzoo's own plugins."""
+        self.register(plugin, name=name)
+        self.builtins.add(name)
 
 
 def builtin_plugin_modules() -> list[str]:
@@ -50,20 +57,22 @@ def get_plugin_manager(*, builtins: bool = True, autoload: bool | None = None,
     """Build a fresh plugin manager.
 
     Built-in plugins are registered first, then entry points of group ``dfzoo`` (unless ``autoload`` is
-    False or ``$DFZOO_DISABLE_PLUGIN_AUTOLOAD`` is set), then ``extra_plugins``. A third-party plugin that
-    fails to import is recorded in ``pm.problems`` and skipped; a misspelled hook raises.
+    False or ``$DFZOO_DISABLE_PLUGIN_AUTOLOAD`` is set), then ``extra_plugins``. An entry-point plugin that
+    fails to import or register, or implements a hook dfzoo does not have, is recorded in ``pm.problems``
+    and skipped with a warning. ``extra_plugins`` are the caller's own: a misspelled hook there raises.
     """
     pm = DfzooPluginManager()
     pm.add_hookspecs(hookspecs)
     if builtins:
         for module_name in builtin_plugin_modules():
-            pm.register(importlib.import_module(module_name), name=module_name)
+            pm.register_builtin(importlib.import_module(module_name), module_name)
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
     if autoload:
         _load_entry_points(pm)
     for plugin in extra_plugins:
-        pm.register(plugin)
+        name = getattr(plugin, "__name__", None) or f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+        pm.register(plugin, name=name if pm.get_plugin(name) is None else None)  # readable in messages
     pm.check_pending()
     return pm
 
@@ -71,11 +80,30 @@ def get_plugin_manager(*, builtins: bool = True, autoload: bool | None = None,
 def _load_entry_points(pm: DfzooPluginManager) -> None:
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         label = f"{entry_point.name} ({entry_point.value})"
-        if pm.get_plugin(entry_point.name) is not None or pm.is_blocked(entry_point.name):
+        if pm.is_blocked(entry_point.name):
+            continue
+        if pm.get_plugin(entry_point.name) is not None:
+            _skip(pm, label, f"another plugin is registered as {entry_point.name!r} already")
             continue
         try:
             plugin = entry_point.load()
             pm.register(plugin, name=entry_point.name)
-        except Exception as error:  # a broken third-party plugin must not take the zoo down
-            log.warning("skipping plugin %s: %s: %s", label, type(error).__name__, error)
-            pm.problems.append(PluginProblem(label, f"{type(error).__name__}: {error}"))
+        except (Exception, SystemExit) as error:  # a broken third-party plugin must not take the zoo down
+            _skip(pm, label, f"{type(error).__name__}: {error}")
+            continue
+        unknown = unknown_hooks(pm, plugin)
+        if unknown:
+            pm.unregister(plugin)
+            _skip(pm, label, f"implements hook(s) dfzoo does not have: {', '.join(unknown)}")
+
+
+def unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """Names of the hooks ``plugin`` implements that have no hookspec (misspelled or from another version)."""
+    return sorted(name for name, caller in vars(pm.hook).items()
+                  if isinstance(caller, pluggy.HookCaller) and not caller.has_spec()
+                  and any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()))
+
+
+def _skip(pm: DfzooPluginManager, label: str, reason: str) -> None:
+    log.warning("skipping plugin %s: %s", label, reason)
+    pm.problems.append(PluginProblem(label, reason))

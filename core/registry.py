@@ -46,40 +46,68 @@ KINDS: dict[str, tuple[str, type]] = {
 class Registry:
     """Every spec the installed plugins offer, by kind and name.
 
-    A duplicate name raises and names both providers; a plugin whose hook raises is recorded in
-    ``problems`` and skipped, so one broken plugin cannot hide the rest.
+    A third-party plugin that cannot be used (a hook raises, a spec of the wrong type or with a bad name, a
+    name another plugin offers already) is skipped as a whole with a one-line warning and recorded in
+    ``problems``, so one broken plugin cannot take the zoo down. Built-in plugins are collected first, so a
+    third-party plugin never replaces one of their names; a bad spec or a duplicate among built-ins raises
+    :class:`RegistryError` (that is a bug in dfzoo, not in the environment).
     """
 
     def __init__(self, pm: DfzooPluginManager | None = None) -> None:
         self.pm = pm if pm is not None else get_plugin_manager()
         self.problems: list[PluginProblem] = list(getattr(self.pm, "problems", []))
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
-        for kind, (hook_name, spec_type) in KINDS.items():
-            self._collect(kind, hook_name, spec_type)
-
-    def _collect(self, kind: str, hook_name: str, spec_type: type) -> None:
-        hook = getattr(self.pm.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):  # registration order
-            provider = self.pm.get_name(impl.plugin) or impl.plugin_name
+        builtins = getattr(self.pm, "builtins", set())
+        for provider, offers in self._gather(builtins).items():
             try:
-                specs = list(impl.function() or ())
-            except Exception as error:
-                log.warning("plugin %s failed in %s: %s", provider, hook_name, error)
-                self.problems.append(PluginProblem(provider, f"{hook_name}: {type(error).__name__}: {error}"))
-                continue
-            for spec in specs:
-                self._add(kind, spec_type, spec, provider)
+                self._add_all(provider, offers)
+            except RegistryError as error:
+                if provider in builtins:
+                    raise
+                self._skip(provider, str(error))
 
-    def _add(self, kind: str, spec_type: type, spec: Any, provider: str) -> None:
-        if not isinstance(spec, spec_type):
-            raise RegistryError(f"plugin {provider} offered {spec!r} as a {kind}; expected {spec_type.__name__}")
-        if not NAME_PATTERN.match(spec.name):
-            raise RegistryError(f"plugin {provider} offered {kind} name {spec.name!r}: names are lower-case "
-                                f"letters, digits, '_', '-', '.'")
-        existing = self._entries[kind].get(spec.name)
-        if existing is not None:
-            raise RegistryError(f"{kind} {spec.name!r} is offered twice: by {existing.provider} and by {provider}")
-        self._entries[kind][spec.name] = Entry(spec, provider)
+    def _gather(self, builtins: set[str]) -> dict[str, list[tuple[str, Any]]]:
+        """provider -> its (kind, spec) offers, built-ins first, then in registration order; a plugin whose
+        hook raises (or exits) offers nothing."""
+        registered = [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
+        offers: dict[str, list[tuple[str, Any]]] = {
+            name: [] for name in sorted(registered, key=lambda name: name not in builtins)}
+        failed: set[str] = set()
+        for kind, (hook_name, _) in KINDS.items():
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                provider = self.pm.get_name(impl.plugin) or impl.plugin_name
+                if provider in failed:
+                    continue
+                try:
+                    specs = list(impl.function() or ())
+                except (Exception, SystemExit) as error:  # a plugin's sys.exit() must not end dfzoo either
+                    failed.add(provider)
+                    self._skip(provider, f"{hook_name} raised {type(error).__name__}: {error}")
+                    continue
+                offers.setdefault(provider, []).extend((kind, spec) for spec in specs)
+        return {provider: specs for provider, specs in offers.items() if provider not in failed}
+
+    def _add_all(self, provider: str, offers: list[tuple[str, Any]]) -> None:
+        """Add every spec of one plugin, or none of them when one is invalid or taken."""
+        new: dict[tuple[str, str], Any] = {}
+        for kind, spec in offers:
+            spec_type = KINDS[kind][1]
+            if not isinstance(spec, spec_type):
+                raise RegistryError(f"plugin {provider} offered {spec!r} as a {kind}; expected {spec_type.__name__}")
+            if not isinstance(spec.name, str) or not NAME_PATTERN.match(spec.name):
+                raise RegistryError(f"plugin {provider} offered {kind} name {spec.name!r}: names are lower-case "
+                                    f"letters, digits, '_', '-', '.'")
+            existing = self._entries[kind].get(spec.name)
+            if existing is not None or (kind, spec.name) in new:
+                first = existing.provider if existing is not None else provider
+                raise RegistryError(f"{kind} {spec.name!r} is offered twice: by {first} and by {provider}")
+            new[kind, spec.name] = spec
+        for (kind, name), spec in new.items():
+            self._entries[kind][name] = Entry(spec, provider)
+
+    def _skip(self, provider: str, reason: str) -> None:
+        log.warning("skipping plugin %s: %s", provider, reason)
+        self.problems.append(PluginProblem(provider, reason))
 
     # -- look-ups ------------------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:

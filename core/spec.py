@@ -5,6 +5,7 @@ the registry validates them centrally and the heavy work happens only when a fac
 """
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,81 @@ if TYPE_CHECKING:  # imported only for type checkers: keeps `import dfzoo` light
     from .transforms import Perturbation
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_.\-]*( [a-z][a-z0-9_.\-]*)?$")
+NONE_WORDS = ("none", "null")  # how None is written where values are text (CLI flags, TOML has no null)
+
+
+class ParamError(ValueError, TypeError):
+    """A detector parameter name or value is not accepted (a TypeError too: it is a bad keyword argument)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Param:
+    """What one detector parameter accepts, declared in :attr:`DetectorSpec.param_schema`.
+
+    ``types`` are the accepted Python types (empty: the type of the default, see :func:`default_types`;
+    ``(object,)``: anything). ``choices`` is a closed set of allowed values (empty: any value of those types).
+    ``optional`` allows None too; a parameter whose default is None is always optional. An int is accepted
+    where a float is; a bool never counts as a number.
+    """
+
+    types: tuple[type, ...] = ()
+    choices: tuple[Any, ...] = ()
+    optional: bool = False
+
+    def check(self, name: str, value: Any) -> Any:
+        """``value`` if accepted (``"none"``/``"null"`` become None where None is allowed and is not itself
+        one of the choices), else a :class:`ParamError` naming parameter ``name`` and what is allowed."""
+        if (isinstance(value, str) and value.lower() in NONE_WORDS and self.optional
+                and value not in self.choices):
+            return None
+        if value is None:
+            if self.optional:
+                return None
+            raise ParamError(f"{name} cannot be none; {self.allowed()}")
+        if self.types and not _is_instance(value, self.types):
+            raise ParamError(f"{name} must be {self._type_names()}, got {value!r} ({type(value).__name__})")
+        if self.choices and not any(_same(value, choice) for choice in self.choices):
+            close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ParamError(f"unknown {name} {value!r}; {self.allowed()}{hint}")
+        return value
+
+    def allowed(self) -> str:
+        """The allowed values (or types) in words, for error messages and listings."""
+        if self.choices:
+            listed = ", ".join(str(c) for c in self.choices) + (", none" if self.optional else "")
+            return f"allowed: {listed}"
+        return f"expected {self._type_names()}" + (" or none" if self.optional else "")
+
+    def _type_names(self) -> str:
+        return " or ".join(t.__name__ for t in self.types) if self.types else "any value"
+
+
+def default_types(default: Any) -> tuple[type, ...]:
+    """The types a parameter accepts when its spec declares none: those of its default (anything for None)."""
+    if default is None:
+        return ()
+    if isinstance(default, bool):
+        return (bool,)
+    if isinstance(default, float):
+        return (float, int)
+    if isinstance(default, (list, tuple)):
+        return (list, tuple)
+    if isinstance(default, Mapping):
+        return (Mapping,)
+    return (type(default),)
+
+
+def _is_instance(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in types and object not in types:
+        return False  # True is an int to Python, never a number to a user
+    return isinstance(value, types)
+
+
+def _same(value: Any, choice: Any) -> bool:
+    if isinstance(value, bool) or isinstance(choice, bool):  # True == 1 to Python, not to a choice list
+        return type(value) is type(choice) and value == choice
+    return value == choice
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,7 +107,10 @@ class DetectorSpec:
     contract tests run for every registered detector; ``"backbone": "tiny_cnn"`` means the tests' own
     random 32 px backbone. ``reads_files`` declares a method that must read image files itself (e.g. a
     format-aware one): the harness then shows it file paths and checks on probe images that each
-    perturbation still changes its scores, refusing robustness rows where it does not.
+    perturbation still changes its scores, refusing robustness rows where it does not. ``param_schema``
+    declares the types and closed sets of values of some parameters (:class:`Param`); the others accept
+    values of their default's type. :meth:`check_params` applies both, so a wrong name or value fails before
+    any work, with the allowed values in the message.
     """
 
     name: str
@@ -44,6 +123,31 @@ class DetectorSpec:
     smoke_params: Mapping[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     reads_files: bool = False
+    param_schema: Mapping[str, Param] = field(default_factory=dict)
+
+    def param(self, name: str) -> Param:
+        """What parameter ``name`` accepts: its declared :class:`Param`, types inferred from the default."""
+        declared = self.param_schema.get(name, Param())
+        default = self.params.get(name)
+        return Param(types=declared.types or default_types(default), choices=declared.choices,
+                     optional=declared.optional or default is None)
+
+    def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The defaults with ``params`` on top, every name and value checked (``"none"`` read as None where
+        None is allowed); raises :class:`ParamError`. A spec without ``params`` accepts any name unchecked."""
+        if not self.params:
+            return dict(params)
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            raise ParamError(f"detector {self.name!r} has no parameter(s) {', '.join(unknown)}; "
+                             f"its parameters: {', '.join(sorted(self.params))}")
+        checked = {}
+        for key, value in {**self.params, **params}.items():
+            try:
+                checked[key] = self.param(key).check(key, value)
+            except ParamError as error:
+                raise ParamError(f"detector {self.name!r}: {error}") from None
+        return checked
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +236,10 @@ class CommandSpec:
 __all__ = [
     "CommandSpec",
     "NAME_PATTERN",
+    "NONE_WORDS",
+    "Param",
+    "ParamError",
+    "default_types",
     "BackboneSpec",
     "DatasetSpec",
     "DetectorSpec",

@@ -32,6 +32,7 @@ from PIL import Image
 from .data.decode import ImageDecodeError
 from .data.sample import Sample
 from .detector import Detector
+from .spec import Param
 from .transforms import Normalisation, PreprocessPolicy, gaussian_blur, jpeg
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class TrainConfig:
     workers: int = -1  # decoding processes; -1: none on the CPU (cores train), up to 4 beside a GPU
 
     def __post_init__(self) -> None:
-        if self.optimiser not in ("adam", "adamw", "sgd"):
+        if self.optimiser not in OPTIMISERS:
             raise ValueError(f"optimiser must be adam, adamw or sgd, got {self.optimiser!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
@@ -139,6 +140,13 @@ AUGMENT_PRESETS: dict[str, Augment] = {
     "crop_flip": Augment(crop=True, flip=True),
     "blur_jpeg_0.1": Augment(blur_p=0.1, jpeg_p=0.1, crop=True, flip=True),
     "blur_jpeg_0.5": Augment(blur_p=0.5, jpeg_p=0.5, crop=True, flip=True),
+}
+
+
+OPTIMISERS = ("adam", "adamw", "sgd")
+TRAIN_SCHEMA: dict[str, Param] = {  # what TRAIN_PARAMS (and the augment preset) accept: DetectorSpec.param_schema
+    "optimiser": Param(choices=OPTIMISERS), "augment": Param(choices=tuple(AUGMENT_PRESETS)),
+    "image_size": Param(types=(int,), optional=True), "freeze_norm": Param(types=(bool,), optional=True),
 }
 
 
@@ -833,7 +841,8 @@ def ce_loss(model: Any, inputs: Any, targets: Any) -> Any:
 
 __all__ = [
     "AUGMENT_PRESETS", "Augment", "Checkpointer", "EpochRecord", "ImagePipeline", "InitWeights", "SampleDataset",
-    "TRAIN_PARAMS", "TrainConfig", "TrainReport", "TrainedImageDetector", "augment_preset", "bce_loss",
+    "OPTIMISERS", "TRAIN_PARAMS", "TRAIN_SCHEMA", "TrainConfig", "TrainReport", "TrainedImageDetector",
+    "augment_preset", "bce_loss",
     "binary_labels", "ce_loss", "collate", "create_timm_model", "load_backbone_state", "load_module", "predict",
     "reset_head", "samples_digest", "save_module", "split_indices", "timm_normalisation", "train_model",
 ]

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dfzoo import DetectorSpec, hookimpl
+from dfzoo import DetectorSpec, Param, hookimpl
 from dfzoo.data.sample import Sample
 from dfzoo.detector import Detector, RunContext
 from dfzoo.weights import ResolvedWeights, WeightsNotFound, resolve
@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 4,
 }
 PAPER_VAES = ["sd1_vae", "sd2_vae", "kandinsky21_movq"]
+DISTANCES = (*(f"{LPIPS_VGG}{block}" for block in range(len(VGG_BLOCK_ENDS) + 1)), EFFNET, L2)
 
 
 @hookimpl
@@ -66,7 +67,10 @@ def dfzoo_detectors():
         name="aeroblade", factory=_make, trainable=False, paper="arXiv:2401.17879",
         summary="AEROBLADE: -LPIPS_2 distance to the best latent-diffusion autoencoder reconstruction (training-free)",
         params=DEFAULTS, weight_params=("vaes",), tags=("training-free", "reconstruction", "latent-diffusion"),
-        smoke_params={"vaes": ["random:tiny_kl"], "distance": "l2", "batch_size": 8})
+        smoke_params={"vaes": ["random:tiny_kl"], "distance": "l2", "batch_size": 8},
+        param_schema={"vaes": Param(types=(list, tuple, str)), "distance": Param(choices=DISTANCES),
+                      "fallback": Param(choices=DISTANCES, optional=True), "spatial": Param(choices=("mean", "max")),
+                      "latent": Param(choices=("sample", "mode"))})
 
 
 def _make(**params: Any) -> "Aeroblade":

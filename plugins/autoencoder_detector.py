@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from dfzoo import DetectorSpec, hookimpl
+from dfzoo import DetectorSpec, Param, hookimpl
 from dfzoo.data.sample import Sample
-from dfzoo.training import TRAIN_PARAMS, TrainedImageDetector
+from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, TrainedImageDetector
 
 DEFAULTS: dict[str, Any] = {
     "latent_channels": 16, "width": 32, "latent_grid": 1, "ae_data": "all", "score": "classifier", "C": 1.0,
@@ -210,4 +210,6 @@ def dfzoo_detectors():
         summary="Convolutional autoencoder; logistic regression on its latent codes (or reconstruction error)",
         params=DEFAULTS, weight_params=(), tags=("trained", "autoencoder"),
         smoke_params={"width": 8, "latent_channels": 4, "image_size": 32, "epochs": 1, "batch_size": 16,
-                      "augment": "none", "val_fraction": 0.0})
+                      "augment": "none", "val_fraction": 0.0},
+        param_schema={**TRAIN_SCHEMA, "score": Param(choices=("classifier", "reconstruction")),
+                      "ae_data": Param(choices=("all", "real"))})

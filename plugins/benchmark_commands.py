@@ -41,6 +41,8 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     quick.add_argument("--bootstrap", type=int, metavar="N", help="bootstrap replicates for intervals (0 = none)")
     quick.add_argument("--offline-only", action="store_true", help="skip detectors whose weights are not here")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="exit 0 even when some rows are errors (batch use); by default such a run exits 1")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -92,6 +94,10 @@ def build_protocols(args: argparse.Namespace) -> list[Any]:
 def _run(args: argparse.Namespace) -> int:
     from dfzoo.benchmark.harness import run_benchmark
     from dfzoo.benchmark.leaderboard import render_leaderboard, summary_table
+    from dfzoo.cli import writable_dir
+    writable_dir(args.store, "--store")
+    if not args.no_leaderboard:
+        writable_dir(args.leaderboard_dir, "--leaderboard-dir")
     protocols = build_protocols(args)
     print(f"running {len(protocols)} protocol(s) ({', '.join(p.name for p in protocols)}) into {args.store}",
           file=sys.stderr)
@@ -104,13 +110,31 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{summary.jobs_run} job(s) run, {summary.jobs_complete} already complete; rows written: "
           f"{summary.rows_ok} ok, {summary.rows_error} error, {summary.rows_skipped} skipped "
           f"({summary.seconds:.1f} s). Store: {args.store}")
-    if summary.rows_error:
-        print("some detectors failed: see the 'error' rows (dfzoo leaderboard lists them with their reasons); "
-              "a re-run retries them", file=sys.stderr)
     if not args.no_leaderboard:
         written = render_leaderboard(args.store, args.leaderboard_dir)
         print(f"leaderboard: {written[0]} (+{len(written) - 1} files)")
-    return 0
+    return report_errors(summary.rows, args.keep_going)
+
+
+def report_errors(rows: list[dict[str, Any]], keep_going: bool) -> int:
+    """Print where a run's error rows are (per protocol and detector: how many, and the first message) and
+    return the exit code: 1 when there are any, unless ``keep_going``."""
+    from dfzoo.benchmark.store import ERROR
+    from dfzoo.cli import EXIT_ROWS_FAILED
+    failed: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("status") == ERROR:
+            failed.setdefault((row.get("protocol", "?"), row.get("label", "?")), []).append(row)
+    if not failed:
+        return 0
+    total = sum(len(group) for group in failed.values())
+    print(f"{total} error row(s) from {len(failed)} detector(s); a re-run retries them:", file=sys.stderr)
+    for (protocol, label), group in failed.items():
+        error = group[0].get("error") or {}
+        message = (str(error.get("message", "")).strip().splitlines() or [""])[0][:300]
+        print(f"  {protocol} / {label}: {len(group)} row(s); {error.get('stage', '?')}: "
+              f"{error.get('type', 'Error')}: {message}", file=sys.stderr)
+    return 0 if keep_going else EXIT_ROWS_FAILED
 
 
 # -- leaderboard -----------------------------------------------------------------------------------------

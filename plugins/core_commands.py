@@ -11,7 +11,8 @@ from dfzoo import CommandSpec, hookimpl
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
-    """``--param key=value`` flags, typed as ``dfzoo run`` types them (TOML values; ``none`` is None)."""
+    """``--param key=value`` flags, typed as ``dfzoo run`` types them (TOML values; the detector's spec reads
+    ``none`` as None where the parameter allows None)."""
     from dfzoo.benchmark.protocol import parse_params as parse
     return parse(pairs or [])
 
@@ -113,7 +114,12 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _fit(args: argparse.Namespace) -> int:
     import dfzoo
+    from dfzoo.cli import writable_dir
     from dfzoo.detector import RunContext
+    from dfzoo.device import pick_device
+    pick_device(args.device)  # everything that can be checked is, before the dataset is read
+    writable_dir(args.out, "--out")
+    detector = dfzoo.load_detector(args.detector, **parse_params(args.param))
     dataset = dfzoo.load_dataset(args.dataset, layout=args.layout)
     wanted = set(args.train.split(",")) if args.train else None
     samples = [s for s in dataset.samples
@@ -121,7 +127,6 @@ def _fit(args: argparse.Namespace) -> int:
                and (not s.split or s.split == args.split)]
     if not samples:
         raise ValueError(f"no training samples in {args.dataset} for generators {args.train} split {args.split}")
-    detector = dfzoo.load_detector(args.detector, **parse_params(args.param))
     detector.setup(RunContext(seed=args.seed, device=args.device, workdir=Path(args.out) / "work"))
     detector.fit(samples)
     folder = detector.save(args.out)
@@ -141,7 +146,12 @@ def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     import dfzoo
+    from dfzoo.cli import writable_file
     from dfzoo.detector import META_FILE, RunContext
+    from dfzoo.device import pick_device
+    pick_device(args.device)
+    if args.out:
+        writable_file(args.out, "--out")
     if (Path(args.detector) / META_FILE).exists():
         detector = dfzoo.load_fitted(args.detector)
     else:

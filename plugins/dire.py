@@ -23,7 +23,7 @@ import numpy as np
 from dfzoo import DetectorSpec, hookimpl
 from dfzoo.data.decode import ImageDecodeError
 from dfzoo.data.sample import Sample
-from dfzoo.training import TRAIN_PARAMS, Augment, SingleModelDetector
+from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, Augment, SingleModelDetector
 
 from ._reconstruction import compute_cached, prepare_for_model
 
@@ -44,7 +44,8 @@ def dfzoo_detectors():
         summary="DIRE: a CNN on DDIM inversion-reconstruction error maps of a diffusion UNet",
         params=DEFAULTS, weight_params=("unet", "arch", "weights"), tags=("reconstruction", "diffusion"),
         smoke_params={"unet": "random:tiny_unet", "steps": 2, "arch": "test_resnet", "pretrained": False,
-                      "epochs": 1, "batch_size": 16, "val_fraction": 0.0})
+                      "epochs": 1, "batch_size": 16, "val_fraction": 0.0},
+        param_schema=TRAIN_SCHEMA)
 
 
 def _make(**params: Any) -> "Dire":

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from dfzoo import DetectorSpec, hookimpl
+from dfzoo import DetectorSpec, Param, hookimpl
 from dfzoo.backbones import timm_weights
 from dfzoo.data.sample import Sample
-from dfzoo.training import TRAIN_PARAMS, SingleModelDetector
+from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, SingleModelDetector
 
 LUMA = np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -142,4 +142,6 @@ def dfzoo_detectors():
         summary="DenseNet on standardised log Fourier spectra of grey images (frequency artefacts)",
         params=DEFAULTS, weight_params=("weights",), tags=("trained", "cnn", "frequency"),
         smoke_params={"growth_rate": 8, "block_config": [2, 2, 2, 2], "image_size": 32, "epochs": 1,
-                      "batch_size": 16, "augment": "none", "val_fraction": 0.0})
+                      "batch_size": 16, "augment": "none", "val_fraction": 0.0},
+        param_schema={**TRAIN_SCHEMA, "growth_rate": Param(types=(int,), optional=True),
+                      "block_config": Param(types=(list, tuple, str), optional=True)})

@@ -10,6 +10,8 @@ from typing import Any
 
 from dfzoo import CommandSpec, hookimpl
 
+from .benchmark_commands import report_errors
+
 DEFAULT_STORE = Path("runs") / "grid"
 DEFAULT_OUT = Path("grid-report")
 
@@ -34,6 +36,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plots", action="store_true", help="no PNG plots at all")
     parser.add_argument("--no-feature-plots", action="store_true", help="skip the t-SNE / PCA feature plots")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="exit 0 even when some cells fail (batch use); by default such a run exits 1")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -91,6 +95,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{len(cells)} protocol(s) x {probes} probe(s) = {len(cells) * probes} fits; "
               f"{len(cells) * probes * len(grid.test_transforms)} (cell, test transform) results per test generator")
         return 0
+    from dfzoo.cli import writable_dir
+    from dfzoo.device import pick_device
+    pick_device(args.device)
+    writable_dir(args.store, "--store")
+    writable_dir(args.out, "--out")
     print(f"grid {grid.name}: {len(grid.pairs)} pair(s) x {len(grid.train_transforms)} train transform(s) x "
           f"{len(grid.backbones)} backbone(s) x {len(grid.reductions)} reduction(s) x {len(grid.classifiers)} "
           f"classifier(s) x {len(grid.test_transforms)} test transform(s) into {args.store}", file=sys.stderr)
@@ -100,10 +109,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{summary.jobs_run} job(s) run, {summary.jobs_complete} already complete; rows written: "
           f"{summary.rows_ok} ok, {summary.rows_error} error, {summary.rows_skipped} skipped "
           f"({summary.seconds:.1f} s). Store: {args.store}")
-    if summary.rows_error:
-        print("some cells failed: see the 'error' rows in the leaderboard; a re-run retries them", file=sys.stderr)
     _report(args, grid)
-    return 0
+    return report_errors(summary.rows, args.keep_going)
 
 
 def _report(args: argparse.Namespace, grid: Any) -> None:

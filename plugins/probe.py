@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from dfzoo import DetectorSpec, hookimpl
+from dfzoo import DetectorSpec, Param, hookimpl
+
+from ._probe.classifiers import CLASSIFIERS
+from ._probe.reductions import REDUCTIONS
 
 PARAMS: dict[str, Any] = {
     "backbone": "efficientnet_lite0",  # a backbone name, or "a+b" / ["a", "b"] to concatenate features
@@ -38,4 +41,8 @@ def dfzoo_detectors():
         smoke_params={"backbone": "tiny_cnn", "reduction": "pca", "n_components": 8, "classifier": "logreg"},
         summary="Classifier (12 scikit-learn models) on frozen backbone features, with none/PCA/autoencoder "
                 "reduction; backbones can be concatenated (a+b)",
-        tags=("frozen-features", "grid"))
+        tags=("frozen-features", "grid"),
+        param_schema={"backbone": Param(types=(str, list, tuple)), "reduction": Param(choices=tuple(REDUCTIONS)),
+                      "classifier": Param(choices=tuple(CLASSIFIERS)),
+                      "n_components": Param(types=(int,), optional=True),
+                      "latent_dim": Param(types=(int,), optional=True)})

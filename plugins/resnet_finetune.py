@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from dfzoo import DetectorSpec, hookimpl
+from dfzoo import DetectorSpec, Param, hookimpl
 from dfzoo.data.sample import Sample
-from dfzoo.training import TRAIN_PARAMS, SingleModelDetector
+from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, SingleModelDetector
 
 PAPER = "Wang et al., CNN-generated images are surprisingly easy to spot... for now, CVPR 2020 (arXiv:1912.11035)"
 
@@ -119,4 +119,5 @@ def dfzoo_detectors():
         summary="CNNSpot: fine-tune an ImageNet CNN (timm arch, default ResNet-50) with blur+JPEG augmentation",
         params=DEFAULTS, weight_params=("arch", "weights"), tags=("trained", "cnn"),
         smoke_params={"arch": "resnet18", "pretrained": False, "image_size": 32, "epochs": 1, "batch_size": 16,
-                      "augment": "none", "val_fraction": 0.0})
+                      "augment": "none", "val_fraction": 0.0},
+        param_schema={**TRAIN_SCHEMA, "preset": Param(types=(str,), choices=tuple(PRESETS), optional=True)})

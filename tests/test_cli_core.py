@@ -38,10 +38,11 @@ def test_fit_then_predict_writes_scores_and_reports_unreadable_files(registry, f
 
 
 def test_predict_refuses_an_untrained_trainable_detector(registry, folder_dataset, capsys):
-    assert main(["predict", "nn_cosine", str(folder_dataset)]) == 1
-    assert "must be trained first" in capsys.readouterr().err
+    assert main(["predict", "nn_cosine", str(folder_dataset)]) == 2
+    assert "dfzoo predict: error: nn_cosine must be trained first" in capsys.readouterr().err
 
 
 def test_parse_params_types():
+    # "none" stays a word here: the detector's spec decides whether it means None (see tests/test_params.py)
     assert parse_params(["k=3", "C=0.5", "normalize=false", "backbone=tiny_cnn", "weights_path=none"]) == {
-        "k": 3, "C": 0.5, "normalize": False, "backbone": "tiny_cnn", "weights_path": None}
+        "k": 3, "C": 0.5, "normalize": False, "backbone": "tiny_cnn", "weights_path": "none"}

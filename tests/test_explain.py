@@ -92,5 +92,5 @@ def test_explain_command_refuses_detectors_without_explanations(registry, train,
                                    val_fraction=0.0).setup(RunContext(progress=False))
     saved = detector.fit(train).save(tmp_path / "saved")
     code = main(["explain", str(saved), str(train[0].path), "--out", str(tmp_path / "cams")])
-    assert code == 1 and "no Grad-CAM" in capsys.readouterr().err
-    assert main(["explain", str(tmp_path), str(train[0].path), "--out", str(tmp_path / "cams")]) == 1
+    assert code == 2 and "no Grad-CAM" in capsys.readouterr().err  # a command error: exit 2 (dfzoo.cli)
+    assert main(["explain", str(tmp_path), str(train[0].path), "--out", str(tmp_path / "cams")]) == 2

@@ -346,9 +346,9 @@ def test_run_and_leaderboard_commands(bench_registry: Registry, tiny_data: Path,
     assert (board / "README.md").exists() and (board / "plots" / "cli-auc.png").exists()
     assert main(["leaderboard", "--store", str(store), "--out", str(tmp_path / "again"), "--no-plots"]) == 0
     assert "## cli" in (tmp_path / "again" / "README.md").read_text()
-    assert main(["leaderboard", "--store", str(tmp_path / "missing")]) == 1
+    assert main(["leaderboard", "--store", str(tmp_path / "missing")]) == 2  # a command error (dfzoo.cli)
     assert main(["run", "--protocol", str(tmp_path / "p.toml"), "--store", str(store), "--detector", "nope",
-                 "--no-leaderboard", "--quiet"]) == 1
+                 "--no-leaderboard", "--quiet"]) == 2
     assert "no detector named 'nope'" in capsys.readouterr().err
 
 

@@ -90,14 +90,83 @@ def test_misspelled_hook_is_rejected():
         get_plugin_manager(autoload=False, extra_plugins=(Misspelled(),))
 
 
-def test_duplicate_name_raises_and_names_both_providers():
-    class Duplicate:
+class Impostor:
+    """A plugin offering a detector of its own plus a name a built-in has already."""
+
+    @dfzoo.hookimpl
+    def dfzoo_detectors(self):
+        yield dfzoo.DetectorSpec(name="impostor_own", summary="its own", factory=lambda **p: None)
+        yield dfzoo.DetectorSpec(name="nn_cosine", summary="impostor", factory=lambda **p: None)
+
+
+def test_third_party_duplicate_of_a_builtin_is_skipped_as_a_whole(caplog):
+    registry = Registry(get_plugin_manager(autoload=False, extra_plugins=(Impostor(),)))
+    assert registry.provider("detector", "nn_cosine") == "dfzoo.plugins.univfd"
+    assert "impostor_own" not in registry.names("detector")  # nothing of a conflicting plugin is half-loaded
+    [problem] = registry.problems
+    assert "Impostor" in problem.plugin and "nn_cosine" in problem.error and "dfzoo.plugins.univfd" in problem.error
+    assert [r.getMessage() for r in caplog.records if "skipping plugin" in r.getMessage()] == [
+        f"skipping plugin {problem.plugin}: {problem.error}"]
+
+
+def test_two_third_party_plugins_with_one_name_keep_the_first():
+    class First:
         @dfzoo.hookimpl
         def dfzoo_detectors(self):
-            yield dfzoo.DetectorSpec(name="nn_cosine", summary="impostor", factory=lambda **p: None)
+            yield dfzoo.DetectorSpec(name="shared_name", summary="first", factory=lambda **p: None)
 
-    with pytest.raises(RegistryError, match=r"nn_cosine.*dfzoo\.plugins\.univfd.*Duplicate|nn_cosine.*by"):
-        Registry(get_plugin_manager(autoload=False, extra_plugins=(Duplicate(),)))
+    class Second:
+        @dfzoo.hookimpl
+        def dfzoo_detectors(self):
+            yield dfzoo.DetectorSpec(name="shared_name", summary="second", factory=lambda **p: None)
+
+    registry = Registry(get_plugin_manager(autoload=False, extra_plugins=(First(), Second())))
+    assert registry.detector("shared_name").summary == "first"
+    assert any("Second" in p.plugin and "First" in p.error for p in registry.problems)
+
+
+@pytest.mark.parametrize("offer", ["not a spec", dfzoo.DatasetSpec(name="x", summary="", load=lambda r: None),
+                                   dfzoo.DetectorSpec(name="Bad Name!", summary="", factory=lambda **p: None)])
+def test_third_party_plugin_with_a_bad_spec_is_skipped(offer):
+    class Bad:
+        @dfzoo.hookimpl
+        def dfzoo_detectors(self):
+            yield dfzoo.DetectorSpec(name="bad_plugin_ok_part", summary="", factory=lambda **p: None)
+            yield offer
+
+    registry = Registry(get_plugin_manager(autoload=False, extra_plugins=(Bad(),)))
+    assert "nn_cosine" in registry.names("detector") and "bad_plugin_ok_part" not in registry.names("detector")
+    assert any("Bad" in p.plugin for p in registry.problems)
+
+
+def test_plugin_hook_that_exits_is_skipped():
+    class Exiting:
+        @dfzoo.hookimpl
+        def dfzoo_weights(self):
+            raise SystemExit(3)
+
+    registry = Registry(get_plugin_manager(autoload=False, extra_plugins=(Exiting(),)))
+    assert "efficientnet_lite0_in1k" in registry.names("weights")
+    assert any("SystemExit" in p.error for p in registry.problems)
+
+
+def test_duplicate_between_builtins_raises_and_names_both_providers():
+    pm = get_plugin_manager(autoload=False)
+    pm.register_builtin(Impostor(), "dfzoo.plugins.impostor")
+    with pytest.raises(RegistryError, match=r"nn_cosine.*dfzoo\.plugins\.univfd.*dfzoo\.plugins\.impostor"):
+        Registry(pm)
+
+
+@pytest.mark.parametrize("source, reason", [
+    ("import sys\nsys.exit('bye')\n", "SystemExit"),
+    ("import dfzoo\n@dfzoo.hookimpl\ndef dfzoo_detector():\n    return []\n", "dfzoo_detector"),
+])
+def test_entry_point_plugin_that_exits_or_misspells_a_hook_is_skipped(tmp_path, monkeypatch, source, reason):
+    install_fake_distribution(tmp_path, "dfzoo_odd", source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry(get_plugin_manager())
+    assert "nn_cosine" in registry.names("detector")
+    assert any("dfzoo_odd" in p.plugin and reason in p.error for p in registry.problems)
 
 
 def test_unknown_name_suggests_close_matches(registry):
