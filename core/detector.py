@@ -26,7 +26,7 @@ from .data.sample import Sample
 from .transforms import PreprocessPolicy
 
 META_FILE = "dfzoo-detector.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: no pickle anywhere in a saved detector (format 1 probes were joblib pickles)
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,19 @@ def _jsonable(value: Any) -> Any:
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata of a saved detector folder, once the folder is known to be safe to load: saved in this
+    dfzoo's format and holding no pickle (refused before any of the method's state is read)."""
+    from .safeio import refuse_pickles
     meta_file = Path(path) / META_FILE
     if not meta_file.exists():
         raise FileNotFoundError(f"{path} is not a saved dfzoo detector (no {META_FILE})")
-    return json.loads(meta_file.read_text())
+    meta = json.loads(meta_file.read_text())
+    saved = meta.get("format") if isinstance(meta, dict) else None
+    if isinstance(saved, int) and saved > FORMAT_VERSION:
+        raise ValueError(f"{path} was saved by a newer dfzoo (format {saved}; this one reads format "
+                         f"{FORMAT_VERSION}): upgrade dfzoo")
+    if saved != FORMAT_VERSION:
+        raise ValueError(f"{path} was saved by an older dfzoo (format {saved}; this one reads format "
+                         f"{FORMAT_VERSION}, which holds no pickles): re-fit the detector and save it again")
+    refuse_pickles(path)
+    return meta

@@ -257,27 +257,31 @@ def _hashable(value: Any) -> Any:
 class Checkpointer:
     """``last.pt`` (model, optimiser, scaler, epoch, early-stopping state) written after each epoch, and
     ``best.pt`` (the best model's state dict) when the monitored loss improves. Writes are atomic (temp file
-    then rename) and loads use ``torch.load(weights_only=True)``. ``key`` must match for a resume."""
+    then rename). Loads are ``torch.load(weights_only=True)`` only (:func:`dfzoo.safeio.torch_load`): tensors,
+    numbers, strings and plain containers; a checkpoint holding any other object is refused with
+    :class:`~dfzoo.safeio.UnsafeFileError`, never built. ``key`` must match for a resume."""
 
     def __init__(self, folder: Path, key: str) -> None:
         self.folder = Path(folder)
         self.key = key
 
     def load(self) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
-        import torch
+        from .safeio import UnsafeFileError, torch_load
         last = self.folder / CHECKPOINT_FILE
         if not last.exists():
             return None
         try:
-            state = torch.load(last, map_location="cpu", weights_only=True)
+            state = torch_load(last)
+        except UnsafeFileError:
+            raise
         except Exception as error:  # a checkpoint cut short by a crash: start again rather than fail
             log.warning("ignoring unreadable checkpoint %s: %s", last, error)
             return None
-        if state.get("key") != self.key:
+        if not isinstance(state, dict) or state.get("key") != self.key:
             log.warning("checkpoint %s belongs to another configuration; starting afresh", last)
             return None
         best_file = self.folder / BEST_FILE
-        best = torch.load(best_file, map_location="cpu", weights_only=True) if best_file.exists() else None
+        best = torch_load(best_file) if best_file.exists() else None
         return state, best
 
     def save(self, state: dict[str, Any], best: dict[str, Any] | None) -> None:

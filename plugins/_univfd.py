@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from dfzoo.frozen import FrozenFeatureDetector
+from dfzoo.safeio import load_npz
 
 
 def l2_normalise(features: np.ndarray) -> np.ndarray:
@@ -36,8 +37,8 @@ class LinearProbe(FrozenFeatureDetector):
         np.savez(folder / "probe.npz", coef=self.coef, intercept=self.intercept)
 
     def _load_state(self, folder: Path) -> None:
-        with np.load(folder / "probe.npz") as state:
-            self.coef, self.intercept = state["coef"], float(state["intercept"])
+        state = load_npz(folder / "probe.npz")
+        self.coef, self.intercept = state["coef"], float(state["intercept"])
 
 
 class NearestNeighbourCosine(FrozenFeatureDetector):
@@ -72,5 +73,5 @@ class NearestNeighbourCosine(FrozenFeatureDetector):
         np.savez(folder / "banks.npz", real=self.real_bank, fake=self.fake_bank)
 
     def _load_state(self, folder: Path) -> None:
-        with np.load(folder / "banks.npz") as state:
-            self.real_bank, self.fake_bank = state["real"], state["fake"]
+        state = load_npz(folder / "banks.npz")
+        self.real_bank, self.fake_bank = state["real"], state["fake"]

@@ -188,14 +188,14 @@ class AutoencoderDetector(TrainedImageDetector):
         (folder / "state.json").write_text(json.dumps(state, indent=2))
 
     def _load_state(self, folder: Path) -> None:
+        from dfzoo.safeio import load_npz
         from dfzoo.training import load_module
         state = json.loads((folder / "state.json").read_text())
         self.image_size = state["image_size"]
         self.model = self._build()
         load_module(self.model, folder / "autoencoder.safetensors")
         self.model.eval()
-        with np.load(folder / "head.npz", allow_pickle=False) as head:
-            self.head = {k: head[k] for k in head.files}
+        self.head = load_npz(folder / "head.npz")
         self.restore_reports(state["training"])
 
 

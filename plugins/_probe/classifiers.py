@@ -4,6 +4,9 @@ Every classifier scores with ``predict_proba[:, fake]``: a number in [0, 1], hig
 0.5 is the classifier's own decision threshold. For the SVM the probability comes from Platt (sigmoid)
 calibration of the RBF SVC's decision function on held-out folds (``CalibratedClassifierCV(ensemble=False)``:
 the SVC itself is fitted on all training data), so its score is a monotone function of the SVM margin.
+
+A fitted classifier is one scikit-learn estimator (:func:`fitted_estimator`); each entry names the types that
+estimator holds, which are all a saved probe's classifier may contain when it is loaded (skops, no pickle).
 """
 from __future__ import annotations
 
@@ -19,11 +22,14 @@ QDA_REGULARISATION = 0.5
 
 @dataclass(frozen=True)
 class ClassifierEntry:
-    """A classifier name, a one-line description for result rows, and its builder ``build(seed, **options)``."""
+    """A classifier name, a one-line description for result rows, its builder ``build(seed, **options)``, and
+    ``fitted_types``: the fully qualified scikit-learn types its fitted estimator holds, the estimator's own type
+    first (the trusted-type list when a saved probe is loaded)."""
 
     name: str
     summary: str
     build: Callable[..., Any]
+    fitted_types: tuple[str, ...]
 
 
 def _bagging(seed: int, **options: Any) -> Any:
@@ -146,21 +152,36 @@ def _nb(seed: int, **options: Any) -> Any:
     return GaussianNB(**options)
 
 
+TREE = "sklearn.tree._tree.Tree"
+DECISION_TREE = "sklearn.tree._classes.DecisionTreeClassifier"
+KNN = ("sklearn.neighbors._classification.KNeighborsClassifier", "sklearn.neighbors._kd_tree.KDTree",
+       "sklearn.metrics._dist_metrics.EuclideanDistance64")
+
 CLASSIFIERS: dict[str, ClassifierEntry] = {entry.name: entry for entry in (
-    ClassifierEntry("bagging", "BaggingClassifier of 10 decision trees", _bagging),
-    ClassifierEntry("tree", "DecisionTreeClassifier (unpruned)", _tree),
-    ClassifierEntry("forest", "RandomForestClassifier, 100 trees", _forest),
-    ClassifierEntry("lda", "LinearDiscriminantAnalysis, lsqr solver with Ledoit-Wolf shrinkage", _lda),
+    ClassifierEntry("bagging", "BaggingClassifier of 10 decision trees", _bagging,
+                    ("sklearn.ensemble._bagging.BaggingClassifier", DECISION_TREE, TREE)),
+    ClassifierEntry("tree", "DecisionTreeClassifier (unpruned)", _tree, (DECISION_TREE, TREE)),
+    ClassifierEntry("forest", "RandomForestClassifier, 100 trees", _forest,
+                    ("sklearn.ensemble._forest.RandomForestClassifier", DECISION_TREE, TREE)),
+    ClassifierEntry("lda", "LinearDiscriminantAnalysis, lsqr solver with Ledoit-Wolf shrinkage", _lda,
+                    ("sklearn.discriminant_analysis.LinearDiscriminantAnalysis",)),
     ClassifierEntry("qda", "QuadraticDiscriminantAnalysis, class covariances blended 0.5 with the "
-                                   "identity (eigen-solver shrinkage, or reg_param on old scikit-learn)", _qda),
-    ClassifierEntry("knn1", "k-nearest neighbours, k=1 (score = fake share of the neighbour)", _knn(1)),
-    ClassifierEntry("knn3", "k-nearest neighbours, k=3 (score = fake share of the neighbours)", _knn(3)),
-    ClassifierEntry("knn5", "k-nearest neighbours, k=5 (score = fake share of the neighbours)", _knn(5)),
-    ClassifierEntry("logreg", "LogisticRegression (linear probe), C=1", _logreg),
-    ClassifierEntry("svm", "RBF SVC, Platt-calibrated on held-out folds", _svm),
+                                   "identity (eigen-solver shrinkage, or reg_param on old scikit-learn)", _qda,
+                    ("sklearn.discriminant_analysis.QuadraticDiscriminantAnalysis",)),
+    ClassifierEntry("knn1", "k-nearest neighbours, k=1 (score = fake share of the neighbour)", _knn(1), KNN),
+    ClassifierEntry("knn3", "k-nearest neighbours, k=3 (score = fake share of the neighbours)", _knn(3), KNN),
+    ClassifierEntry("knn5", "k-nearest neighbours, k=5 (score = fake share of the neighbours)", _knn(5), KNN),
+    ClassifierEntry("logreg", "LogisticRegression (linear probe), C=1", _logreg,
+                    ("sklearn.linear_model._logistic.LogisticRegression",)),
+    ClassifierEntry("svm", "RBF SVC, Platt-calibrated on held-out folds", _svm,
+                    ("sklearn.calibration.CalibratedClassifierCV", "sklearn.calibration._CalibratedClassifier",
+                     "sklearn.calibration._SigmoidCalibration", "sklearn.svm._classes.SVC",
+                     "sklearn.model_selection._split.StratifiedKFold")),
     ClassifierEntry("gboost", "HistGradientBoostingClassifier, 100 iterations, leaf size min(20, n/10)",
-                    _gboost),
-    ClassifierEntry("nb", "GaussianNB", _nb),
+                    _gboost, ("sklearn.ensemble._hist_gradient_boosting.gradient_boosting."
+                              "HistGradientBoostingClassifier",
+                              "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor")),
+    ClassifierEntry("nb", "GaussianNB", _nb, ("sklearn.naive_bayes.GaussianNB",)),
 )}
 
 
@@ -171,6 +192,20 @@ def make_classifier(name: str, seed: int = 0, **options: Any) -> Any:
     except KeyError:
         raise ValueError(f"unknown classifier {name!r}; known: {', '.join(CLASSIFIERS)}") from None
     return entry.build(seed, **options)
+
+
+def fitted_estimator(classifier: Any) -> Any:
+    """The one scikit-learn estimator a fitted classifier consists of (a wrapper's ``model``)."""
+    return classifier.model if isinstance(classifier, _Delegating) else classifier
+
+
+def restore_classifier(name: str, estimator: Any, seed: int = 0, **options: Any) -> Any:
+    """The classifier ``name`` around a fitted ``estimator`` (what :func:`fitted_estimator` gave)."""
+    classifier = make_classifier(name, seed, **options)
+    if isinstance(classifier, _Delegating):
+        classifier.model = estimator
+        return classifier
+    return estimator
 
 
 def fake_probability(model: Any, features: np.ndarray) -> np.ndarray:

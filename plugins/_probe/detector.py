@@ -1,8 +1,9 @@
 """The probe detector: frozen backbone(s) -> standardise -> reduction -> classifier.
 
 Features go through the shared feature cache with the run's train perturbation at fit time and its test
-perturbation at scoring time. The fitted pipeline (scaler, reduction, classifier) is saved with joblib, which
-is a pickle: load only probes you saved yourself or trust.
+perturbation at scoring time. The fitted pipeline (scaler, reduction, classifier) is saved without pickle: JSON,
+plain arrays and a skops file that loads only the scikit-learn types the saved configuration can hold (see
+:mod:`.state`).
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from dfzoo.frozen import FrozenFeatureDetector
 from .pipeline import FeaturePipeline
 from .reductions import REDUCTIONS
 from .sources import BackboneSet, FeatureSet, backbone_label
+from .state import read_state, read_values, write_state
 
-STATE_FILE = "probe.joblib"
+LEGACY_STATE_FILE = "probe.joblib"  # the pickle of format 1; a folder holding it is refused when loaded
 REDUCTION_SHORTCUTS = ("n_components", "latent_dim")  # top-level params routed to the reduction that takes them
 SCORE_RULE = "predict_proba of the fake class in [0, 1]; 0.5 is the classifier's own threshold"
 
@@ -118,10 +120,12 @@ class ProbeDetector(FrozenFeatureDetector):
                              f"{self.backbones.identities}")
 
     def _save_state(self, folder: Path) -> None:
-        import joblib
-        joblib.dump({"pipeline": self.pipeline, "trained_on": self.trained_on}, folder / STATE_FILE)
+        state = self.pipeline.fitted_state()
+        state.values["trained_on"] = self.trained_on
+        write_state(folder, state, FeaturePipeline.estimator_types(state.values))
+        (folder / LEGACY_STATE_FILE).unlink(missing_ok=True)  # re-fitted over an old save: the folder loads again
 
     def _load_state(self, folder: Path) -> None:
-        import joblib
-        state = joblib.load(folder / STATE_FILE)
-        self.pipeline, self.trained_on = state["pipeline"], state["trained_on"]
+        values = read_values(folder)
+        state = read_state(folder, values, FeaturePipeline.estimator_types(values))
+        self.pipeline, self.trained_on = FeaturePipeline.from_state(state), dict(values.get("trained_on") or {})

@@ -1,6 +1,8 @@
 """Features in, fake scores out: standardise -> reduction -> classifier, fitted on training features.
 
-Kept apart from the detector so it can be tested (and reused, e.g. by plots) on plain feature arrays.
+Kept apart from the detector so it can be tested (and reused, e.g. by plots) on plain feature arrays. A fitted
+pipeline is saved as data (:meth:`FeaturePipeline.fitted_state`) and rebuilt from it
+(:meth:`FeaturePipeline.from_state`), never pickled.
 """
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .classifiers import CLASSIFIERS, fake_probability, make_classifier
+from .classifiers import CLASSIFIERS, fake_probability, fitted_estimator, make_classifier, restore_classifier
 from .reductions import REDUCTIONS, make_reduction
+from .state import FittedState
 
 
 MEMO_SIZE = 8
@@ -27,6 +30,8 @@ class Standardiser:
     Constant features carry nothing, and they make class covariances exactly degenerate (ReLU backbones
     output many all-zero features on small images), which LAPACK's symmetric eigen-solver can fail on (QDA).
     """
+
+    fitted_types: tuple[str, ...] = ("sklearn.preprocessing._data.StandardScaler",)
 
     def __init__(self, standardise: bool = True) -> None:
         self.standardise = standardise
@@ -49,6 +54,17 @@ class Standardiser:
     @property
     def n_dropped(self) -> int:
         return int((~self.keep).sum()) if self.keep is not None else 0
+
+    def fitted_state(self) -> FittedState:
+        return FittedState(arrays={"keep": self.keep},
+                           estimators={"model": self.scaler} if self.scaler is not None else {})
+
+    def restore(self, state: FittedState) -> "Standardiser":
+        keep = state.arrays.get("keep")
+        if keep is None or keep.dtype != bool or keep.ndim != 1:
+            raise ValueError("probe state: the standardiser's feature mask is missing or not a boolean vector")
+        self.keep, self.scaler = keep, state.estimators.get("model")
+        return self
 
 
 def _fit_unsupervised(vectors: np.ndarray, standardise: bool, reduction: str, options: dict[str, Any],
@@ -117,6 +133,52 @@ class FeaturePipeline:
         if self.classifier is None:
             raise RuntimeError("FeaturePipeline.score before fit")
         return fake_probability(self.classifier, self.transform(features))
+
+    # -- saved as data ---------------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The constructor's arguments as JSON values."""
+        return {"reduction": self.reduction_name, "classifier": self.classifier_name,
+                "standardise": self.standardise, "reduction_options": self.reduction_options,
+                "classifier_options": self.classifier_options, "seed": self.seed}
+
+    def fitted_state(self) -> FittedState:
+        """The fitted pipeline as JSON values, plain arrays and scikit-learn estimators."""
+        if self.classifier is None:
+            raise RuntimeError("FeaturePipeline.fitted_state before fit")
+        classifier = FittedState(estimators={"model": fitted_estimator(self.classifier)})
+        return FittedState.join({"scaler": self.scaler.fitted_state(), "reduction": self.reduction.fitted_state(),
+                                 "classifier": classifier}, config=self.config(), dims=list(self.dims or ()))
+
+    @staticmethod
+    def estimator_types(values: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+        """For a saved pipeline's values: each estimator slot and the types it may hold (its own type first).
+
+        Only the parts the saved configuration names are trusted: a saved logistic regression may not hold trees.
+        """
+        config = values["config"]
+        if config["classifier"] not in CLASSIFIERS or config["reduction"] not in REDUCTIONS:
+            raise ValueError(f"probe state: unknown classifier {config['classifier']!r} or reduction "
+                             f"{config['reduction']!r}")
+        slots = {"classifier.model": CLASSIFIERS[config["classifier"]].fitted_types}
+        if config["standardise"]:
+            slots["scaler.model"] = Standardiser.fitted_types
+        if REDUCTIONS[config["reduction"]].fitted_types:
+            slots["reduction.model"] = REDUCTIONS[config["reduction"]].fitted_types
+        return slots
+
+    @classmethod
+    def from_state(cls, state: FittedState) -> "FeaturePipeline":
+        """The fitted pipeline that :meth:`fitted_state` described."""
+        pipeline = cls(**state.values["config"])
+        pipeline.scaler = Standardiser(pipeline.standardise).restore(state.part("scaler"))
+        pipeline.reduction = make_reduction(pipeline.reduction_name, **pipeline.reduction_options).restore(
+            state.part("reduction"))
+        pipeline.classifier = restore_classifier(pipeline.classifier_name,
+                                                 state.part("classifier").estimators["model"], pipeline.seed,
+                                                 **pipeline.classifier_options)
+        dims = state.values.get("dims") or ()
+        pipeline.dims = (int(dims[0]), int(dims[1])) if len(dims) == 2 else None
+        return pipeline
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"standardise": self.standardise, "reduction": self.reduction_name,

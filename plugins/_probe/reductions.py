@@ -1,20 +1,24 @@
 """Feature reductions fitted on training features: none, PCA, and a small MLP autoencoder.
 
-Every reduction is a plain object with ``fit(X, seed)`` and ``transform(X)``; fitted state is numpy (or
-scikit-learn) only, so a fitted probe pickles without torch modules.
+Every reduction is a plain object with ``fit(X, seed)`` and ``transform(X)``. Its fitted state is numpy
+arrays or a scikit-learn estimator (never a torch module): ``fitted_state()`` gives it as a
+:class:`~.state.FittedState` and ``restore(state)`` takes it back, so a fitted probe saves without pickle.
+``fitted_types`` names the scikit-learn types that state may hold (its estimator's type first).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from .state import FittedState
 
 
 class NoReduction:
     """Features pass through unchanged."""
 
     name = "none"
+    fitted_types: tuple[str, ...] = ()
 
     def fit(self, features: np.ndarray, seed: int = 0) -> "NoReduction":
         return self
@@ -25,11 +29,18 @@ class NoReduction:
     def describe(self) -> dict[str, Any]:
         return {"reduction": self.name}
 
+    def fitted_state(self) -> FittedState:
+        return FittedState()
+
+    def restore(self, state: FittedState) -> "NoReduction":
+        return self
+
 
 class PCAReduction:
     """scikit-learn PCA to ``n_components`` (capped at what the training set can support)."""
 
     name = "pca"
+    fitted_types: tuple[str, ...] = ("sklearn.decomposition._pca.PCA",)
 
     def __init__(self, n_components: int = 64, whiten: bool = False) -> None:
         self.n_components = int(n_components)
@@ -50,16 +61,24 @@ class PCAReduction:
         return {"reduction": self.name, "n_components": self.n_components, "n_components_fitted": fitted,
                 "whiten": self.whiten}
 
+    def fitted_state(self) -> FittedState:
+        return FittedState(estimators={"model": self.model})
+
+    def restore(self, state: FittedState) -> "PCAReduction":
+        self.model = state.estimators["model"]
+        return self
+
 
 class AutoencoderReduction:
     """A two-layer MLP autoencoder (d -> hidden -> latent -> hidden -> d) trained with MSE on the training
     features; the reduced features are the latent codes.
 
-    Training uses torch (Adam, full-batch or mini-batch); the fitted encoder is kept as numpy arrays so
-    transform needs no torch and the probe pickles cleanly.
+    Training uses torch (Adam, full-batch or mini-batch); the fitted encoder is kept as numpy arrays
+    (``weight<i>``, ``bias<i>`` per layer) so transform needs no torch and the probe saves as plain arrays.
     """
 
     name = "ae"
+    fitted_types: tuple[str, ...] = ()
 
     def __init__(self, latent_dim: int = 32, hidden_dim: int = 128, epochs: int = 100, lr: float = 1e-3,
                  batch_size: int = 256, weight_decay: float = 1e-5) -> None:
@@ -111,8 +130,30 @@ class AutoencoderReduction:
         return {"reduction": self.name, "latent_dim": self.latent_dim, "hidden_dim": self.hidden_dim,
                 "epochs": self.epochs, "final_mse": self.final_loss}
 
+    def fitted_state(self) -> FittedState:
+        arrays: dict[str, np.ndarray] = {}
+        for index, (weight, bias) in enumerate(self.encoder):
+            arrays[f"weight{index}"], arrays[f"bias{index}"] = weight, bias
+        return FittedState(values={"final_loss": self.final_loss}, arrays=arrays)
 
-REDUCTIONS: dict[str, Callable[..., Any]] = {
+    def restore(self, state: FittedState) -> "AutoencoderReduction":
+        """Take back the two encoder layers (d -> hidden -> latent); other shapes are an error."""
+        try:
+            encoder = [(state.arrays[f"weight{i}"], state.arrays[f"bias{i}"]) for i in range(2)]
+        except KeyError as missing:
+            raise ValueError(f"autoencoder reduction: the saved encoder lacks {missing}") from None
+        (w0, b0), (w1, b1) = encoder
+        if not (w0.ndim == w1.ndim == 2 and w0.shape[0] == w1.shape[1] == self.hidden_dim
+                and w1.shape[0] == self.latent_dim and b0.shape == (self.hidden_dim,)
+                and b1.shape == (self.latent_dim,)):
+            raise ValueError(f"autoencoder reduction: the saved encoder {w0.shape} -> {w1.shape} does not fit "
+                             f"hidden_dim={self.hidden_dim}, latent_dim={self.latent_dim}")
+        self.encoder = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in encoder]
+        self.final_loss = state.values.get("final_loss")
+        return self
+
+
+REDUCTIONS: dict[str, type[Any]] = {
     "none": NoReduction,
     "pca": PCAReduction,
     "ae": AutoencoderReduction,
