@@ -7,7 +7,7 @@ from sklearn.metrics import roc_auc_score
 
 import dfzoo
 from dfzoo.detector import NotFittedError, RunContext
-from tests.test_detector_contract import labelled
+from tests.synthetic import labelled_samples as labelled
 
 
 @pytest.mark.parametrize("name", ["clip_probe", "nn_cosine"])
