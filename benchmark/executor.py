@@ -2,11 +2,12 @@
 
 A :class:`Job` is plain, picklable data (a protocol, a detector name and parameters, ids and the row keys
 still to compute), never a live model, so a distributed executor (a process pool, a cluster queue) can be
-added without touching detectors: it ships jobs to workers that call :func:`dfzoo.benchmark.harness.run_job`
+added without touching detectors: it ships jobs to workers that call :func:`dfzoo.benchmark.runner.run_job`
 and streams the :class:`JobEvent` objects back. The harness alone writes the result store.
 
-Workers find plugins through :func:`dfzoo.current_registry` (installed plugins); fitted models go to
-``<store>/models/<job_id>/``, so workers of a distributed executor need that folder on a shared filesystem.
+Workers find plugins through :func:`dfzoo.current_registry` (installed plugins); a job names the folder its
+fitted model goes to (``model_dir``, under the store), so workers of a distributed executor need that folder
+on a shared filesystem; they never open the store itself.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ class Job:
     settings_hash: str
     dataset_fingerprint: str
     tasks: tuple[RowTask, ...]
-    store_dir: str
+    model_dir: str  # where the fitted detector is saved and reloaded (a shared filesystem for remote workers)
     device: str | None = None
     progress: bool = True
 
@@ -99,7 +100,7 @@ class LocalExecutor(Executor):
     def results(self) -> Iterator[JobEvent]:
         runner = self._runner
         if runner is None:
-            from .harness import run_job
+            from .runner import run_job
             runner = run_job
         while self._queue:
             job = self._queue.popleft()
