@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from .executor import Executor, Job, LocalExecutor, RowTask
-from .protocol import (Protocol, ResolvedDetector, check_perturbations, load_protocol,
-                       resolve_detectors, settings_hash, split_dataset)
+from .entries import ResolvedDetector, resolve_detectors
+from .protocol import Protocol, check_perturbations, load_protocol, settings_hash
+from .splits import split_dataset
 from .rows import base_row, task_row
 from .runner import load_dataset
 from .store import ERROR, OK, SKIPPED, ResultStore

@@ -16,7 +16,7 @@ from dfzoo.data.sample import DatasetIndex
 
 from . import metrics
 from .executor import Job, RowTask
-from .protocol import Split
+from .splits import Split
 from .store import clean_json
 
 VERSION_PACKAGES = {"torch": "torch", "timm": "timm", "open_clip": "open_clip_torch", "diffusers": "diffusers",

@@ -26,7 +26,8 @@ from dfzoo.data.sample import DatasetIndex, Sample, content_id
 
 from . import metrics
 from .executor import Job, JobEvent, RowTask
-from .protocol import Protocol, Split, dataset_source, open_protocol_dataset, split_dataset
+from .protocol import Protocol
+from .splits import Split, dataset_source, open_protocol_dataset, split_dataset
 from .rows import base_row, error_record, now, safe_dict, task_row
 from .store import ERROR, OK, SKIPPED
 

@@ -295,7 +295,8 @@ def test_unknown_family_is_not_real(tmp_path: Path) -> None:
 
 def test_split_takes_a_generators_family_from_its_fakes() -> None:
     """A generator with its own reals (ForenSynths ``<gen>/0_real``) and no known family is unknown, not real."""
-    from dfzoo.benchmark.protocol import parse_protocol, split_dataset
+    from dfzoo.benchmark.protocol import parse_protocol
+    from dfzoo.benchmark.splits import split_dataset
     from dfzoo.data.sample import DatasetIndex, Sample
     samples = [Sample(path=Path(f"/d/{g}/{label}_{kind}/{i}.png"), label=label, generator=g,
                       family="real" if label == 0 else family)

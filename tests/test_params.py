@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import dfzoo
-from dfzoo.benchmark.protocol import ProtocolError, parse_value, protocol_from_flags, resolve_detectors
+from dfzoo.benchmark.entries import resolve_detectors
+from dfzoo.benchmark.protocol import ProtocolError, parse_value, protocol_from_flags
 from dfzoo.device import DeviceError, pick_device
 from dfzoo.manager import get_plugin_manager
 from dfzoo.registry import Registry, RegistryError, use_registry

@@ -9,8 +9,10 @@ from dfzoo.data.sample import REAL_POOL, DatasetIndex, Sample
 from dfzoo.registry import Registry, use_registry
 from dfzoo.transforms import PreprocessPolicy
 
+from dfzoo.benchmark.entries import resolve_detectors
 from dfzoo.benchmark.protocol import (ALL, Protocol, ProtocolError, default_protocols, load_protocol, parse_params,
-                                      parse_protocol, protocol_from_flags, resolve_detectors, split_dataset)
+                                      parse_protocol, protocol_from_flags)
+from dfzoo.benchmark.splits import split_dataset
 from tests.test_harness import make_registry
 
 
@@ -251,7 +253,7 @@ def test_unknown_generators_list_the_dataset_generators() -> None:
 
 
 def test_unknown_dataset_name_is_explained(bench_registry: Registry) -> None:
-    from dfzoo.benchmark.protocol import open_protocol_dataset
+    from dfzoo.benchmark.splits import open_protocol_dataset
     with pytest.raises(ProtocolError, match=r"'nozoo' is neither an installed named dataset \(tinyzoo\)"):
         open_protocol_dataset(_protocol(dataset="nozoo"), bench_registry)
 

@@ -1,7 +1,7 @@
 """Same bytes under several names: content duplicates in a dataset, and between a training and a test set.
 
 Hashing reads every file, so it runs only where asked (``dfzoo data inspect``, the train/test overlap check
-of :func:`dfzoo.benchmark.protocol.split_dataset`) and only where it can matter: two files hold the same
+of :func:`dfzoo.benchmark.splits.split_dataset`) and only where it can matter: two files hold the same
 bytes only if they have the same size, so a file whose size no other file in the set has is never read.
 Hashes are :func:`dfzoo.data.sample.content_id` (sha256, cached by path, size and modification time), the
 same ids the feature caches use.

@@ -19,7 +19,8 @@ import torch
 
 from dfzoo.benchmark.grid import expand_grid, parse_grid, run_grid
 from dfzoo.benchmark.harness import load_dataset
-from dfzoo.benchmark.protocol import resolve_detectors, split_dataset
+from dfzoo.benchmark.entries import resolve_detectors
+from dfzoo.benchmark.splits import split_dataset
 from dfzoo.detector import RunContext
 from dfzoo.features import extract_features
 from dfzoo.plugins._probe import pipeline as pipeline_module

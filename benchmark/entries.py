@@ -1,0 +1,98 @@
+"""A protocol's detector entries made concrete against the registry: ``"*"`` expanded, parameters merged
+(spec defaults < ``detector_params.<name>`` < the entry's own) and validated, labels that name only what
+differs from the defaults, and the offline-weights check of ``offline_only``."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .protocol import ANY_DETECTOR, Protocol, ProtocolError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResolvedDetector:
+    """A protocol's detector entry made concrete: merged params, a label, and why it is skipped (if so)."""
+
+    name: str
+    params: dict[str, Any]
+    label: str
+    params_hash: str
+    skip_reason: str = ""
+
+
+def params_hash(params: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def detector_label(name: str, params: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
+    """``name[key=value,...]`` with only the parameters that differ from the spec's defaults."""
+    changed = {k: v for k, v in sorted(params.items()) if k not in defaults or defaults[k] != v}
+    if not changed:
+        return name
+    return f"{name}[{','.join(f'{k}={_short(v)}' for k, v in changed.items())}]"
+
+
+def _short(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def resolve_detectors(protocol: Protocol, registry: Any, *, check_weights: bool = True) -> list[ResolvedDetector]:
+    """Expand ``"*"``, merge parameters, validate names and every parameter value against the detector's spec
+    (``"none"`` read as None where the spec allows it), and apply ``offline_only`` (unless ``check_weights``
+    is False: the harness validates every protocol this way before it opens any dataset)."""
+    from dfzoo.registry import UnknownNameError
+    from dfzoo.spec import ParamError
+    from dfzoo.weights import can_resolve
+    known = registry.names("detector")
+    for name in protocol.detector_params:
+        if name not in known:  # a warning, not an error: shared protocols stay usable without every plugin
+            log.warning("%s: detector_params.%s: no detector named %r is installed; ignored",
+                        protocol.name, name, name)
+    out: list[ResolvedDetector] = []
+    seen: set[tuple[str, str]] = set()
+    for entry in protocol.detectors:
+        if entry.name == ANY_DETECTOR:
+            names = known
+        else:
+            try:
+                registry.detector(entry.name)
+            except UnknownNameError as error:
+                raise ProtocolError(f"{protocol.name}: {error}") from None
+            names = [entry.name]
+        for name in names:
+            spec = registry.detector(name)
+            own = dict(entry.params)
+            if entry.name == ANY_DETECTOR:  # wildcard params only reach detectors that declare them
+                own = {k: v for k, v in own.items() if k in spec.params}
+            try:
+                merged = spec.check_params({**protocol.detector_params.get(name, {}), **own})
+            except ParamError as error:
+                raise ProtocolError(f"{protocol.name}: {error}") from None
+            digest = params_hash(merged)
+            if (name, digest) in seen:
+                continue
+            seen.add((name, digest))
+            label = (entry.label if entry.label and entry.name != ANY_DETECTOR
+                     else detector_label(name, merged, spec.params))
+            reason = ""
+            if protocol.offline_only and check_weights:
+                missing = [w for w in registry.weights_needed(name, merged) if not can_resolve(registry.weights(w))]
+                if missing:
+                    reason = (f"weights {', '.join(missing)} do not resolve offline "
+                              f"(offline_only = true; `dfzoo weights` shows how to fetch them)")
+            out.append(ResolvedDetector(name, merged, label, digest, reason))
+    labels = Counter(d.label for d in out)
+    duplicated = [label for label, count in labels.items() if count > 1]
+    if duplicated:
+        raise ProtocolError(f"{protocol.name}: two detector entries share the label(s) {', '.join(duplicated)}")
+    return out
+
+
+__all__ = ["ResolvedDetector", "detector_label", "params_hash", "resolve_detectors"]
