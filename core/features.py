@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from .data.decode import ImageDecodeError, load_image
+from .data.decode import ImageDecodeError
 from .data.sample import Sample, content_id
 from .paths import features_dir
-from .transforms import IDENTITY, Normalisation, Perturbation, PreprocessPolicy
+from .transforms import Normalisation, PreprocessPolicy
 
 log = logging.getLogger(__name__)
 

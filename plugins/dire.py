@@ -253,14 +253,12 @@ class Dire(SingleModelDetector):
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray:
         self._require_fitted()
-        import torch
         current = self._identity()
         if self.trained_with and current != self.trained_with:
             log.warning("dire: scoring with %s but the classifier was trained on %s", current, self.trained_with)
         maps, errors = self.dire_maps(samples)
         self.last_errors = errors
-        logits = self.run_model(self.model, samples, self._pipeline(samples, maps, errors))[:, 0]
-        return torch.sigmoid(torch.from_numpy(logits)).numpy()
+        return self.fake_probability(self.model, samples, self._pipeline(samples, maps, errors))
 
     def describe(self) -> dict[str, Any]:
         info = {**self._identity(), "dire_encoding": DIRE_ENCODING, **self.describe_training()}

@@ -90,10 +90,7 @@ class FFTDenseNet(SingleModelDetector):
         return self
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray:
-        self._require_fitted()
-        import torch
-        logits = self.run_model(self.model, samples, self._pipeline(False))[:, 0]
-        return torch.sigmoid(torch.from_numpy(logits)).numpy()
+        return self.fake_probability(self.model, samples, self._pipeline(False))
 
     def explain(self, samples: Sequence[Sample]) -> list[np.ndarray | None]:
         """Grad-CAM of the fake logit over the *spectrum* (see :meth:`explain_view`)."""

@@ -103,10 +103,7 @@ class HierarchicalResNet(TrainedImageDetector):
         return self
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray:
-        self._require_fitted()
-        import torch
-        logits = self.run_model(self.models["level1"], samples, self._pipeline(False))[:, 0]
-        return torch.sigmoid(torch.from_numpy(logits)).numpy()
+        return self.fake_probability(self.models["level1"], samples, self._pipeline(False))
 
     def predict_levels(self, samples: Sequence[Sample]) -> dict[str, np.ndarray]:
         """Per stage: level-1 fake probability ``[N]``, or class probabilities ``[N, classes]`` (NaN rows

@@ -92,10 +92,7 @@ class ResNetFinetune(SingleModelDetector):
         return self
 
     def score(self, samples: Sequence[Sample]) -> np.ndarray:
-        self._require_fitted()
-        import torch
-        logits = self.run_model(self.model, samples, self.pipeline(self._normalisation(), training=False))[:, 0]
-        return torch.sigmoid(torch.from_numpy(logits)).numpy()
+        return self.fake_probability(self.model, samples, self.pipeline(self._normalisation(), training=False))
 
     def explain(self, samples: Sequence[Sample]) -> list[np.ndarray | None]:
         """Grad-CAM of the fake logit at the last feature stage (maps at the model's input size)."""

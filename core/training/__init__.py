@@ -1,0 +1,36 @@
+"""Supervised training of torch image models, shared by every trained detector (CNNSpot, FFT-DenseNet, ...).
+
+What is here is method-agnostic:
+
+* :class:`ImagePipeline` turns a decoded image into a model input (train perturbation, blur / JPEG, the run's
+  preprocessing policy, random crop and flip, an optional post-transform such as a spectrum);
+* :class:`SampleDataset` is a map-style dataset over :class:`~dfzoo.data.sample.Sample` (undecodable images
+  are dropped from their batch and reported, never crash an epoch);
+* :func:`train_model` is the loop: seeded train/validation split, Adam or SGD, mixed precision on CUDA,
+  early stopping on the validation loss, a checkpoint after every epoch and resumption after an interruption;
+* :func:`predict` runs a model over samples with NaN rows for undecodable images;
+* :class:`TrainedImageDetector` is a :class:`~dfzoo.detector.Detector` base that wires all this to the
+  :class:`~dfzoo.detector.RunContext` (device, seed, preprocessing, perturbations, workdir, progress).
+
+torch is imported inside functions, so plugin modules can import this module at no cost.
+"""
+from __future__ import annotations
+
+from .config import (AUGMENT_PRESETS, OPTIMISERS, TRAIN_PARAMS, TRAIN_SCHEMA, Augment, TrainConfig,
+                     augment_preset)
+from .data import (ImagePipeline, SampleDataset, binary_labels, collate, samples_digest, split_indices)
+from .detectors import NATIVE_SIZE_CAP, SingleModelDetector, TrainedImageDetector
+from .loop import (BEST_FILE, CHECKPOINT_FILE, Checkpointer, EpochRecord, TrainReport, bce_loss, ce_loss, predict,
+                   train_model)
+from .models import (InitWeights, create_timm_model, load_backbone_state, load_module, reset_head, save_module,
+                     timm_normalisation)
+
+__all__ = [
+    "BEST_FILE", "CHECKPOINT_FILE", "NATIVE_SIZE_CAP", "SingleModelDetector",
+    "AUGMENT_PRESETS", "Augment", "Checkpointer", "EpochRecord", "ImagePipeline", "InitWeights", "SampleDataset",
+    "OPTIMISERS", "TRAIN_PARAMS", "TRAIN_SCHEMA", "TrainConfig", "TrainReport", "TrainedImageDetector",
+    "augment_preset", "bce_loss",
+    "binary_labels", "ce_loss", "collate", "create_timm_model", "load_backbone_state", "load_module", "predict",
+    "reset_head", "samples_digest", "save_module", "split_indices", "timm_normalisation", "train_model",
+]
+
