@@ -12,10 +12,17 @@ from __future__ import annotations
 
 from .executor import Executor, Job, JobEvent, LocalExecutor
 from .harness import RunSummary, run_benchmark
-from .runner import run_job
 from .leaderboard import render_leaderboard, summary_table
-from .protocol import (DetectorEntry, Protocol, ProtocolError, default_protocols, load_protocol, parse_protocol,
-                       protocol_from_flags)
+from .protocol import (
+                       DetectorEntry,
+                       Protocol,
+                       ProtocolError,
+                       default_protocols,
+                       load_protocol,
+                       parse_protocol,
+                       protocol_from_flags,
+)
+from .runner import run_job
 from .store import ResultStore
 
 __all__ = [

@@ -90,7 +90,7 @@ def differing(stored: Any, recomputed: Any, tolerance: float = TOLERANCE, path: 
                 out.extend(differing(stored[key], recomputed[key], tolerance, inner))
         return out
     if isinstance(stored, list) and isinstance(recomputed, list) and len(stored) == len(recomputed):
-        return [difference for i, (a, b) in enumerate(zip(stored, recomputed))
+        return [difference for i, (a, b) in enumerate(zip(stored, recomputed, strict=True))
                 for difference in differing(a, b, tolerance, f"{name}[{i}]")]
     if _is_number(stored) and _is_number(recomputed):
         if math.isclose(float(stored), float(recomputed), rel_tol=0.0, abs_tol=tolerance):
@@ -104,4 +104,4 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-__all__ = ["CheckProblem", "CheckReport", "TOLERANCE", "check_store", "differing"]
+__all__ = ["TOLERANCE", "CheckProblem", "CheckReport", "check_store", "differing"]

@@ -56,7 +56,7 @@ def grid_cells(store_dir: str | Path, grid: str | None = None) -> list[dict[str,
         groups[key].append(float(auc))
     names = ("grid", "train_set", "test_set", "train_transform", "backbone", "reduction", "classifier",
              "test_transform")
-    return [dict(zip(names, key)) | {"auc": float(np.mean(values)), "n_generators": len(values)}
+    return [dict(zip(names, key, strict=True)) | {"auc": float(np.mean(values)), "n_generators": len(values)}
             for key, values in sorted(groups.items())]
 
 
@@ -182,7 +182,7 @@ def grid_report(store_dir: str | Path, out_dir: str | Path, grid: str | None = N
                        tablefmt="github"), ""]
     trains, tests, matrix = cross_matrix(cells)
     lines += ["## Train set x test set (mean AUC over probes, clean)", "",
-              tabulate([[t, *[f"{v:.3f}" if np.isfinite(v) else "–" for v in row]] for t, row in zip(trains, matrix)],
+              tabulate([[t, *[f"{v:.3f}" if np.isfinite(v) else "–" for v in row]] for t, row in zip(trains, matrix, strict=True)],
                        headers=["train \\ test", *tests], tablefmt="github"), ""]
     for path in written:
         lines += [f"![{path.stem}](grid-plots/{path.name})", ""]

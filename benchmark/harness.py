@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .executor import Executor, Job, LocalExecutor, RowTask
 from .entries import ResolvedDetector, resolve_detectors
+from .executor import Executor, Job, LocalExecutor, RowTask
 from .protocol import Protocol, check_perturbations, load_protocol, settings_hash
-from .splits import split_dataset
 from .rows import base_row, task_row
 from .runner import load_dataset
+from .splits import split_dataset
 from .store import ERROR, OK, SKIPPED, ResultStore
 
 log = logging.getLogger(__name__)

@@ -122,7 +122,7 @@ def current_configurations(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[st
     return shown, older
 
 
-def _boards(rows: list[dict[str, Any]], older: list[OlderConfiguration], store: ResultStore) -> list["ProtocolBoard"]:
+def _boards(rows: list[dict[str, Any]], older: list[OlderConfiguration], store: ResultStore) -> list[ProtocolBoard]:
     names = sorted({str(r.get("protocol")) for r in rows})
     return [ProtocolBoard(name, [r for r in rows if str(r.get("protocol")) == name], store,
                           [o for o in older if o.protocol == name]) for name in names]
@@ -483,8 +483,8 @@ class ProtocolBoard:
         ``rank_group`` names the group the ranking uses (``"unseen"`` or ``"all"``); undefined means are NaN.
         """
         out = []
-        for label in [*self.labels, *(l for l in OrderedDict.fromkeys(r["label"] for r in self.rows)
-                                      if l not in self.labels)]:
+        for label in [*self.labels, *(name for name in OrderedDict.fromkeys(r["label"] for r in self.rows)
+                                      if name not in self.labels)]:
             rows = [r for r in self.rows if r["label"] == label]
             entry = {"label": label, "detector": rows[0].get("detector"), "rank_group": self.rank_group,
                      "status": {s: sum(r.get("status") == s for r in rows) for s in (OK, ERROR, SKIPPED)}}

@@ -70,7 +70,7 @@ def threshold_from_reals(real_scores: Any, fpr: float = DEFAULT_THRESHOLD_FPR) -
     reals = np.sort(reals[~np.isnan(reals)])[::-1]
     if reals.size == 0:
         raise ValueError("threshold_from_reals needs at least one real score that is not NaN")
-    allowed = int(math.floor(fpr * reals.size + 1e-9))  # reals allowed at or above the threshold
+    allowed = math.floor(fpr * reals.size + 1e-9)  # reals allowed at or above the threshold
     if reals[allowed] == np.inf:
         raise ValueError(f"no threshold keeps the false-positive rate at {fpr}: too many real scores are +inf")
     return float(np.nextafter(reals[allowed], np.inf))
@@ -287,7 +287,7 @@ def mean_intervals(test_sets: Sequence[tuple[Any, Any]], n_bootstrap: int = DEFA
                 counts = _resample_counts(rng, count, pool_size)
                 for set_index, positions, pool_index in members:
                     weights[set_index][:, positions] = counts[:, pool_index]
-        per_set = [weighted_auc_ap(labels, scores, w) for (labels, scores, _), w in zip(sets, weights)]
+        per_set = [weighted_auc_ap(labels, scores, w) for (labels, scores, _), w in zip(sets, weights, strict=True)]
         auc_blocks.append(np.mean([auc for auc, _ in per_set], axis=0))
         ap_blocks.append(np.mean([ap for _, ap in per_set], axis=0))
     return {"auc_ci": percentile_interval(np.concatenate(auc_blocks), confidence),

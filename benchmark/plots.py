@@ -68,7 +68,7 @@ def roc_grid(title: str, curves: Mapping[str, Sequence[tuple[str, np.ndarray, np
     fig, axes = plt.subplots(rows, columns, figsize=(3.8 * columns, 3.3 * rows + legend_height), squeeze=False)
     palette = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
     colours = {label: palette(i % palette.N) for i, label in enumerate(labels)}
-    for ax, generator in zip(axes.flat, panels):
+    for ax, generator in zip(axes.flat, panels, strict=False):  # the grid may hold more axes than panels
         ax.plot([0, 1], [0, 1], color="#999999", linestyle=":", linewidth=1)
         lines, aucs = [], []
         for label, fpr, tpr, auc in curves[generator]:

@@ -87,7 +87,7 @@ class Protocol:
     description: str = ""
     base_dir: str | None = None  # folder of the TOML file: relative dataset paths start here
 
-    def replace(self, **changes: Any) -> "Protocol":
+    def replace(self, **changes: Any) -> Protocol:
         """A copy with some fields changed (CLI flags override protocol files this way), re-validated."""
         return _validated(dataclasses.replace(self, **changes))
 

@@ -27,8 +27,8 @@ from dfzoo.data.sample import DatasetIndex, Sample, content_id
 from . import metrics
 from .executor import Job, JobEvent, RowTask
 from .protocol import Protocol
-from .splits import Split, dataset_source, open_protocol_dataset, split_dataset
 from .rows import base_row, error_record, now, safe_dict, task_row
+from .splits import Split, dataset_source, open_protocol_dataset, split_dataset
 from .store import ERROR, OK, SKIPPED
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ def _score_task(detector: Any, task: RowTask, samples: list[Sample], base: dict[
             values = np.asarray(detector.score(todo), dtype=np.float64).reshape(-1)
             if values.size != len(todo):
                 raise ValueError(f"score() returned {values.size} values for {len(todo)} samples")
-            scored.update(zip(map(id, todo), values.tolist()))
+            scored.update(zip(map(id, todo), values.tolist(), strict=True))
         score_seconds = time.perf_counter() - tick
         scores = np.array([scored[id(s)] for s in samples], dtype=np.float64)
         labels = np.array([s.label for s in samples], dtype=np.int64)

@@ -185,7 +185,7 @@ def _check_overlap(split: Split, protocol: Protocol) -> None:
     """Fill ``split.distinct`` and ``split.overlap`` from content hashes; an overlap is an error unless allowed."""
     from dfzoo.data.duplicates import content_keys
     used = list({id(s): s for s in (*split.train, *(s for test in split.tests.values() for s in test))}.values())
-    keys = {id(s): key for s, key in zip(used, content_keys(used))}
+    keys = {id(s): key for s, key in zip(used, content_keys(used), strict=True)}
     in_train: dict[str, Sample] = {}
     for sample in split.train:
         in_train.setdefault(keys[id(sample)], sample)
@@ -229,4 +229,4 @@ def _capped(groups: Mapping[str, list[tuple[str, Sample]]], protocol: Protocol) 
     return out
 
 
-__all__ = ["Split", "TRAIN_FRACTION", "dataset_source", "open_protocol_dataset", "split_dataset"]
+__all__ = ["TRAIN_FRACTION", "Split", "dataset_source", "open_protocol_dataset", "split_dataset"]

@@ -129,7 +129,7 @@ class ResultStore:
         sidecar = self.load_sidecar(row_id)
         return None if sidecar is None else (sidecar.labels, sidecar.scores)
 
-    def load_sidecar(self, row_id: str) -> "Sidecar | None":
+    def load_sidecar(self, row_id: str) -> Sidecar | None:
         """Everything the sidecar of a row holds, or None when it is missing or unreadable."""
         try:
             with np.load(self.scores_path(row_id), allow_pickle=False) as data:

@@ -17,8 +17,7 @@ from .detector import Detector, ImageDetector, RunContext, read_meta
 from .hookspecs import hookimpl, hookspec
 from .manager import get_plugin_manager
 from .registry import Registry, RegistryError, current_registry, use_registry
-from .spec import (BackboneSpec, CommandSpec, DatasetSpec, DetectorSpec, Param, ParamError, PerturbationSpec,
-                   WeightsSpec)
+from .spec import BackboneSpec, CommandSpec, DatasetSpec, DetectorSpec, Param, ParamError, PerturbationSpec, WeightsSpec
 from .transforms import PreprocessPolicy
 
 __version__ = "0.1.0"
@@ -75,8 +74,28 @@ def samples_from(path: str | Path) -> list[Sample]:
 
 
 __all__ = [
-    "BackboneSpec", "CommandSpec", "DatasetIndex", "DatasetSpec", "Detector", "DetectorSpec", "ImageDetector", "PerturbationSpec",
-    "Param", "ParamError", "PreprocessPolicy", "Registry", "RunContext", "Sample", "WeightsSpec", "current_registry",
-    "get_plugin_manager", "hookimpl", "hookspec", "load_dataset", "load_detector", "load_fitted",
-    "samples_from", "use_registry",
+    "BackboneSpec",
+    "CommandSpec",
+    "DatasetIndex",
+    "DatasetSpec",
+    "Detector",
+    "DetectorSpec",
+    "ImageDetector",
+    "Param",
+    "ParamError",
+    "PerturbationSpec",
+    "PreprocessPolicy",
+    "Registry",
+    "RunContext",
+    "Sample",
+    "WeightsSpec",
+    "current_registry",
+    "get_plugin_manager",
+    "hookimpl",
+    "hookspec",
+    "load_dataset",
+    "load_detector",
+    "load_fitted",
+    "samples_from",
+    "use_registry",
 ]

@@ -90,7 +90,7 @@ def open_clip_backbone(name: str, model_name: str, weights: ResolvedWeights | No
                        quick_gelu: bool = False, **create_kwargs: Any) -> TorchBackbone:
     """The image tower of an open_clip model; features are the (unnormalised) image embeddings."""
     import open_clip
-    model, _, preprocess = open_clip.create_model_and_transforms(
+    model, _, _ = open_clip.create_model_and_transforms(
         model_name, pretrained=str(weights.path) if weights is not None else None,
         force_quick_gelu=quick_gelu, **create_kwargs)
     visual = model.visual

@@ -60,9 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser(registry)
     except Exception as error:
         return fail("dfzoo", error, debug)
-    if not [a for a in argv if not a.startswith("-")] and "-h" not in argv and "--help" not in argv:
-        if DEFAULT_COMMAND in registry.names("command"):
-            argv = [*argv, DEFAULT_COMMAND]
+    bare = not [a for a in argv if not a.startswith("-")] and "-h" not in argv and "--help" not in argv
+    if bare and DEFAULT_COMMAND in registry.names("command"):
+        argv = [*argv, DEFAULT_COMMAND]
     args = parser.parse_args(argv)
     if args.verbose:
         logging.getLogger().setLevel(logging.DEBUG)

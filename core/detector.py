@@ -45,7 +45,7 @@ class RunContext:
     progress: bool = True
     workdir: Path | None = None  # where a detector may keep checkpoints to resume training
 
-    def with_(self, **changes: Any) -> "RunContext":
+    def with_(self, **changes: Any) -> RunContext:
         return replace(self, **changes)
 
 
@@ -87,12 +87,12 @@ class Detector(ABC):
                 continue
             yield position, policy.geometry(image) if policy.size else image
 
-    def setup(self, context: RunContext) -> "Detector":
+    def setup(self, context: RunContext) -> Detector:
         """Adopt the harness's run settings (preprocessing, perturbations, seed, device)."""
         self.context = context
         return self
 
-    def fit(self, train: Sequence[Sample]) -> "Detector":
+    def fit(self, train: Sequence[Sample]) -> Detector:
         """Learn from labelled samples; a no-op for training-free methods."""
         self.fitted = True
         return self

@@ -115,7 +115,7 @@ def write_overlays(detector: Any, samples: Sequence[Sample], out: str | Path) ->
     views = view(samples) if view is not None else [None] * len(samples)
     policy = detector.context.preprocess
     written: list[Path | None] = []
-    for index, (sample, cam, background) in enumerate(zip(samples, maps, views)):
+    for index, (sample, cam, background) in enumerate(zip(samples, maps, views, strict=True)):
         if cam is None:
             written.append(None)
             continue

@@ -49,7 +49,7 @@ class FrozenFeatureDetector(Detector):
             self.record_skip(samples[position], reason)
         return result
 
-    def fit(self, train: Sequence[Sample]) -> "FrozenFeatureDetector":
+    def fit(self, train: Sequence[Sample]) -> FrozenFeatureDetector:
         labels = np.asarray([s.label for s in train])
         if set(np.unique(labels)) - {0, 1} or len(np.unique(labels)) < 2:
             raise ValueError(f"{self.name}: training needs both real (0) and fake (1) samples; "

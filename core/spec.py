@@ -234,15 +234,15 @@ class CommandSpec:
 
 
 __all__ = [
-    "CommandSpec",
     "NAME_PATTERN",
     "NONE_WORDS",
-    "Param",
-    "ParamError",
-    "default_types",
     "BackboneSpec",
+    "CommandSpec",
     "DatasetSpec",
     "DetectorSpec",
+    "Param",
+    "ParamError",
     "PerturbationSpec",
     "WeightsSpec",
+    "default_types",
 ]

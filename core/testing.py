@@ -99,6 +99,7 @@ def check_detector(name_or_spec: str | DetectorSpec, workdir: str | Path, *, par
     The detector must be registered (``registry``, default the current one): saving and reloading go by name.
     """
     import dfzoo
+
     from .registry import current_registry, use_registry
     from .transforms import make_perturbation
     registry = registry or current_registry()

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +211,7 @@ def load_ddim_scheduler(folder: Path | None) -> tuple[Any, SchedulerInfo]:
     for candidate in candidates:
         if candidate.is_file():
             config = json.loads(candidate.read_text())
-            scheduler = _quiet(lambda: DDIMScheduler.from_config(config))
+            scheduler = _quiet(partial(DDIMScheduler.from_config, config))
             source = f"{config.get('_class_name', 'scheduler')} config {candidate.parent.name}/{candidate.name}"
             break
     else:
@@ -359,7 +360,7 @@ def compute_cached(samples: Sequence[Sample], *, key: str, dim: int, dtype: Any 
                 encoded = [_encode_row(row, dtype) for row in rows]
                 out[batch.indices] = [_decode_row(e, dtype) for e in encoded]
                 if store is not None:
-                    store.put_many({ids[p]: e for p, e in zip(batch.indices, encoded)})  # type: ignore[misc]
+                    store.put_many({ids[p]: e for p, e in zip(batch.indices, encoded, strict=True)})  # type: ignore[misc]
             bar.update(len(batch.indices) + len(batch.errors))
         bar.close()
     finally:

@@ -23,8 +23,14 @@ from dfzoo.data.sample import Sample
 from dfzoo.detector import Detector, RunContext
 from dfzoo.weights import ResolvedWeights, WeightsNotFound, resolve
 
-from ._reconstruction import (RandomModel, compute_cached, hub_diffusers_weights, model_folder, prepare_for_model,
-                              quantise)
+from ._reconstruction import (
+    RandomModel,
+    compute_cached,
+    hub_diffusers_weights,
+    model_folder,
+    prepare_for_model,
+    quantise,
+)
 
 LPIPS_VGG = "lpips_vgg_"          # lpips_vgg_0 = full LPIPS (sum of the five blocks), lpips_vgg_k = block k only
 EFFNET = "effnet_lite0_s2"
@@ -73,7 +79,7 @@ def dfzoo_detectors():
                       "latent": Param(choices=("sample", "mode"))})
 
 
-def _make(**params: Any) -> "Aeroblade":
+def _make(**params: Any) -> Aeroblade:
     return Aeroblade(**params)
 
 
@@ -143,7 +149,7 @@ class _Distance:
         self.heads = {k: heads[f"lin{k}.model.1.weight"].to(self.device) for k in self.layers}
         self.scaling = lpips.ScalingLayer().eval().to(self.device)
         self.trunk = trunk.eval().requires_grad_(False).to(self.device)
-        starts = (0,) + VGG_BLOCK_ENDS
+        starts = (0, *VGG_BLOCK_ENDS)
         self.slices = [self.trunk[starts[k]:VGG_BLOCK_ENDS[k]] for k in range(max(self.layers) + 1)]
         self.entry = self.slices[0]
         self._normalise = lpips.normalize_tensor
@@ -188,7 +194,7 @@ class _Distance:
         if self.name == EFFNET:
             return [(fa[0] - fb[0]).pow(2).sum(1, keepdim=True)]
         return [torch.nn.functional.conv2d((a - b).pow(2), self.heads[k].float())
-                for k, a, b in zip(self.layers, fa, fb)]
+                for k, a, b in zip(self.layers, fa, fb, strict=True)]
 
 
 def _reduce(maps: list[Any], size: tuple[int, int], spatial: str, patch: int) -> Any:
@@ -273,7 +279,7 @@ class Aeroblade(Detector):
         self._built: tuple[Any, list[_Autoencoder], _Distance] | None = None
         self.last_errors: dict[int, str] = {}
 
-    def setup(self, context: RunContext) -> "Aeroblade":
+    def setup(self, context: RunContext) -> Aeroblade:
         if self._built is not None and context.device != self.context.device:
             self._built = None
         return super().setup(context)

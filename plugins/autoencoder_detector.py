@@ -129,7 +129,7 @@ class AutoencoderDetector(TrainedImageDetector):
         return self.run_model(self.model.code_and_error, samples, pipeline, width=width,
                               desc="train codes" if training else "codes")
 
-    def fit(self, train: Sequence[Sample]) -> "AutoencoderDetector":
+    def fit(self, train: Sequence[Sample]) -> AutoencoderDetector:
         from sklearn.linear_model import LogisticRegression
 
         from dfzoo.training import binary_labels

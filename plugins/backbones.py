@@ -28,7 +28,7 @@ def _efficientnet_lite0(weights: ResolvedWeights | None, device=None):
         if len(source) != len(target):
             raise ValueError(f"{weights.path}: {len(source)} tensors, timm efficientnet_lite0 has {len(target)}")
         state = {}
-        for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items()):
+        for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items(), strict=True):
             if tuple(tensor.shape) != tuple(expected.shape):
                 raise ValueError(f"{weights.path}: {src_key} {tuple(tensor.shape)} does not fit {dst_key}")
             state[dst_key] = tensor

@@ -48,8 +48,15 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_protocols(args: argparse.Namespace) -> list[Any]:
     """The protocols ``dfzoo run`` will run: files, or one from --dataset, or the defaults; flags override."""
-    from dfzoo.benchmark.protocol import (ANY_DETECTOR, DetectorEntry, default_protocols, load_protocol,
-                                          parse_generators, parse_params, protocol_from_flags)
+    from dfzoo.benchmark.protocol import (
+        ANY_DETECTOR,
+        DetectorEntry,
+        default_protocols,
+        load_protocol,
+        parse_generators,
+        parse_params,
+        protocol_from_flags,
+    )
     from dfzoo.transforms import PreprocessPolicy
     params = parse_params(args.param)
     if args.protocol:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -165,18 +166,14 @@ def _predict(args: argparse.Namespace) -> int:
         raise ValueError(f"no image files found in {', '.join(args.paths)}")
     scores = detector.score(samples)
     threshold = detector.describe().get("threshold", 0.5)
-    out = open(args.out, "w", newline="") if args.out else sys.stdout
-    try:
+    with open(args.out, "w", newline="") if args.out else nullcontext(sys.stdout) as out:
         writer = csv.writer(out)
         writer.writerow(["path", "score", "fake", "error"])
-        for sample, score in zip(samples, scores):
+        for sample, score in zip(samples, scores, strict=True):
             ok = not np.isnan(score)
             reason = "" if ok else getattr(detector, "skipped", {}).get(sample.display_name, "unreadable")
             writer.writerow([sample.path, f"{score:.6g}" if ok else "", int(score > threshold) if ok else "",
                              reason])
-    finally:
-        if args.out:
-            out.close()
     if args.out:
         print(f"scored {len(samples)} images ({int(np.isnan(scores).sum())} unreadable) -> {args.out}",
               file=sys.stderr)

@@ -48,7 +48,7 @@ def dfzoo_detectors():
         param_schema=TRAIN_SCHEMA)
 
 
-def _make(**params: Any) -> "Dire":
+def _make(**params: Any) -> Dire:
     return Dire(**params)
 
 
@@ -121,7 +121,7 @@ class DdimReconstructor:
         with torch.inference_mode(), autocast(self.device):
             x = torch.from_numpy(batch).to(self.device)
             reconstruction = self.generate(self.invert(x, steps), steps).float()
-        to_u8 = lambda t: ((t.clamp(-1, 1) + 1) * 127.5).round()  # noqa: E731
+        to_u8 = lambda t: ((t.clamp(-1, 1) + 1) * 127.5).round()
         return (to_u8(x.float()) - to_u8(reconstruction)).abs().flatten(1).cpu().numpy()
 
 
@@ -236,7 +236,7 @@ class Dire(SingleModelDetector):
         return {"unet": engine.weights.identity, "scheduler": engine.scheduler_info.identity,
                 "steps": int(self.params["steps"]), "image_size": self.map_size()}
 
-    def fit(self, train: Sequence[Sample]) -> "Dire":
+    def fit(self, train: Sequence[Sample]) -> Dire:
         from dfzoo.training import augment_preset, bce_loss, binary_labels
         labels = binary_labels(train, self.name)
         self.model = self._build(bool(self.params["pretrained"]))  # fails fast when weights are missing

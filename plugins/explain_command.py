@@ -32,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"no image files found in {', '.join(args.paths)}")
     written = write_overlays(detector, samples, args.out)
     scores = detector.score(samples)
-    for sample, path, score in zip(samples, written, scores):
+    for sample, path, score in zip(samples, written, scores, strict=True):
         if path is None:
             print(f"skipped {sample.display_name}: could not be decoded", file=sys.stderr)
         else:

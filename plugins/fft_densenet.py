@@ -78,7 +78,7 @@ class FFTDenseNet(SingleModelDetector):
         return self.pipeline(raw, training=training, augment=augment_preset(self.params["augment"]),
                              post=log_spectrum)
 
-    def fit(self, train: Sequence[Sample]) -> "FFTDenseNet":
+    def fit(self, train: Sequence[Sample]) -> FFTDenseNet:
         from dfzoo.training import bce_loss, binary_labels
         labels = binary_labels(train, self.name)
         self.image_size = self.resolve_image_size(train)

@@ -66,7 +66,7 @@ class HierarchicalResNet(TrainedImageDetector):
         return self.pipeline(norm, training=training, augment=augment_preset(self.params["augment"]))
 
     # -- contract ----------------------------------------------------------------------------------------
-    def fit(self, train: Sequence[Sample]) -> "HierarchicalResNet":
+    def fit(self, train: Sequence[Sample]) -> HierarchicalResNet:
         from dfzoo.training import bce_loss, binary_labels, ce_loss
         labels = binary_labels(train, self.name)
         pretrained = bool(self.params["pretrained"])
@@ -124,7 +124,7 @@ class HierarchicalResNet(TrainedImageDetector):
 
         joined = self.run_model(forward, samples, self._pipeline(False), width=sum(widths), desc="levels")
         result, start = {}, 0
-        for stage, width in zip(stages, widths):
+        for stage, width in zip(stages, widths, strict=True):
             block = joined[:, start:start + width]
             result[stage] = block[:, 0] if stage == "level1" else block
             start += width
@@ -146,7 +146,7 @@ class HierarchicalResNet(TrainedImageDetector):
             truth = [names.index(family_of(samples[i])) for i in known]
             guess = [int(np.argmax(predictions["level2"][i])) for i in known]
             out["level2"] = _confusion(truth, guess, names) | {"unseen_family": len(fakes) - len(known)}
-            for i, t, g in zip(known, truth, guess):
+            for i, t, g in zip(known, truth, guess, strict=True):
                 path_right[i] &= t == g
         else:
             out["level2"] = {"trained": False, "note": self.notes.get("level2", "")}
@@ -159,7 +159,7 @@ class HierarchicalResNet(TrainedImageDetector):
             truth = [names.index(samples[i].generator) for i in members]
             guess = [int(np.argmax(predictions[stage][i])) for i in members]
             level3[family] = _confusion(truth, guess, names)
-            for i, t, g in zip(members, truth, guess):
+            for i, t, g in zip(members, truth, guess, strict=True):
                 path_right[i] &= t == g
         out["level3"] = level3 | {f: {"trained": False, "note": n} for s, n in self.notes.items()
                                   if s.startswith("level3/") for f in [s.split("/", 1)[1]]}

@@ -8,8 +8,8 @@ Score = sigmoid probability of fake; threshold 0.5.
 
 ``preset="cnnspot"`` fills every parameter left at its default with the paper-scale configuration of the
 project issue: ResNet-50 ImageNet, SGD momentum 0.9, lr 1e-5, batch 128, 256 px, Blur+JPEG(0.5), up to 30
-epochs with patience 5, batch norm training. (The authors' public code defaults to Adam, lr 1e-4, batch 64 and 224 px crops
-from 256 px images, and lowers the learning rate on plateaus, which this preset does not.) The default
+epochs with patience 5, batch norm training. (The authors' public code defaults to Adam, lr 1e-4, batch 64
+and 224 px crops from 256 px images, and lowers the learning rate on plateaus, which this preset does not.) The default
 configuration is small enough for a CPU: the dataset's native size (or the run's preprocess size), batch 32,
 Adam lr 1e-4, 3 epochs, and batch-norm statistics frozen when pretrained (``freeze_norm``; without it a
 pretrained net fine-tunes unreliably on small batches).
@@ -76,7 +76,7 @@ class ResNetFinetune(SingleModelDetector):
         return timm_normalisation(self.model, int(self.image_size))  # type: ignore[arg-type]
 
     # -- contract ----------------------------------------------------------------------------------------
-    def fit(self, train: Sequence[Sample]) -> "ResNetFinetune":
+    def fit(self, train: Sequence[Sample]) -> ResNetFinetune:
         from dfzoo.training import augment_preset, bce_loss, binary_labels
         labels = binary_labels(train, self.name)
         opts = self.options

@@ -211,7 +211,8 @@ def test_patch_max_matches_a_direct_computation_and_sees_local_edits(registry, v
     passed = reconstruct_files(vae_dir, originals, tmp_path / "rec")
     spliced = []
     rng = np.random.default_rng(4)
-    for original, generated in zip(originals, passed):  # an 8x8 patch of fine texture pasted into a generated image
+    # an 8x8 patch of fine texture pasted into each generated image
+    for original, generated in zip(originals, passed, strict=True):
         pixels = np.asarray(Image.open(generated)).copy()
         pixels[8:16, 8:16] = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(tmp_path / f"splice-{original.name}")
@@ -259,7 +260,7 @@ def test_native_crop_and_policy_sizes():
     sample = dfzoo.Sample.from_image(image)
     assert prepare_for_model(sample, policy=PreprocessPolicy(), factor=8).shape == (3, 32, 48)
     array = prepare_for_model(sample, policy=PreprocessPolicy("center_crop", 32), factor=8)
-    assert array.shape == (3, 32, 32) and -1 <= array.min() and array.max() <= 1
+    assert array.shape == (3, 32, 32) and array.min() >= -1 and array.max() <= 1
     fixed = prepare_for_model(sample, policy=PreprocessPolicy("center_crop", 32), factor=8, size=16)
     assert fixed.shape == (3, 16, 16)  # a model's fixed input size wins over the policy's size
     with pytest.raises(ValueError, match="multiple"):

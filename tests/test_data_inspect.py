@@ -129,7 +129,7 @@ def test_duplicates_by_path_and_content_are_reported_and_recorded(copies: Path, 
     assert report.path_duplicates == [(str(fake / "alias.png"), str(fake / "f1.png"))]
     conflict, plain = report.content_duplicates
     assert conflict["conflict"] and not plain["conflict"]
-    assert sorted(zip(map(lambda p: Path(p).name, conflict["paths"]), conflict["labels"])) == [
+    assert sorted(zip(map(lambda p: Path(p).name, conflict["paths"]), conflict["labels"], strict=True)) == [
         ("f0.png", "fake"), ("sneaky.png", "real")]
     assert sorted(Path(p).name for p in plain["paths"]) == ["r0.png", "r0_copy.png"]
     assert index.metadata["content_duplicates"] == report.content_duplicates

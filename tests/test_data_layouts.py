@@ -371,7 +371,7 @@ def test_explicit_layout_that_finds_nothing(tmp_path: Path, registry: Registry) 
 def test_unknown_params_are_named(tmp_path: Path, registry: Registry) -> None:
     write_images(tmp_path / "REAL", 1)
     write_images(tmp_path / "FAKE", 1)
-    with pytest.raises(DatasetError, match="no parameter.*genrator.*generator"):
+    with pytest.raises(DatasetError, match=r"no parameter.*genrator.*generator"):
         open_dataset(tmp_path, registry=registry, genrator="x")
 
 
@@ -424,7 +424,7 @@ def test_named_dataset_and_third_party_layouts(tmp_path: Path) -> None:
     assert open_dataset(tmp_path / "c", registry=registry).layout == "flat"  # higher priority wins
 
     write_images(tmp_path / "odd", 1)
-    with pytest.raises(DatasetError, match="broken: .*its detector failed: RuntimeError: cannot look"):
+    with pytest.raises(DatasetError, match=r"broken: .*its detector failed: RuntimeError: cannot look"):
         open_dataset(tmp_path / "odd", registry=registry)
 
 

@@ -64,7 +64,7 @@ def test_the_kit_names_a_detector_that_ignores_perturbations(broken, tmp_path):
     assert list(report.failed) == ["an undecodable image is NaN, not an error",
                                    "a harness perturbation changes some score"]
     # without reads_files the harness hides paths: the same code fails at once, with a message saying why
-    with pytest.raises(ContractError, match="sample.load"):
+    with pytest.raises(ContractError, match=r"sample\.load"):
         check_detector("path_reader_hidden", tmp_path / "hidden", registry=broken)
 
 

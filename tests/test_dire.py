@@ -180,7 +180,7 @@ def test_classifier_learns_a_planted_task_and_round_trips(registry, unet_dir, tm
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
     det = detector(registry, unet_dir).fit(train)
-    scores = det.score(test + [dfzoo.Sample(path=broken, label=1)])
+    scores = det.score([*test, dfzoo.Sample(path=broken, label=1)])
     assert np.isnan(scores[-1]) and np.all(np.isfinite(scores[:-1]))
     labels = np.asarray([s.label for s in test])
     # ranking, not the 0.5 threshold: after a few dozen steps batch-norm running statistics are not settled

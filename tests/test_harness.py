@@ -11,21 +11,21 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import dfzoo
+from dfzoo.benchmark.harness import run_benchmark
+from dfzoo.benchmark.protocol import parse_protocol
+from dfzoo.benchmark.store import ResultStore
 from dfzoo.data.decode import ImageDecodeError
 from dfzoo.data.sample import REAL_POOL, DatasetIndex, Sample
 from dfzoo.manager import get_plugin_manager
 from dfzoo.registry import Registry, use_registry
 from tests.synthetic import planted_fake, smooth_image
-
-from dfzoo.benchmark.harness import run_benchmark
-from dfzoo.benchmark.protocol import parse_protocol
-from dfzoo.benchmark.store import ResultStore
 
 TINY_GENERATORS = {"gan_a": ("gan", 2), "gan_b": ("gan", 4), "diff_c": ("diffusion", 3)}
 
@@ -38,8 +38,8 @@ class HFEnergy(dfzoo.Detector):
     """
 
     trainable = True
-    fit_calls: Counter = Counter()
-    score_calls: Counter = Counter()
+    fit_calls: ClassVar[Counter] = Counter()
+    score_calls: ClassVar[Counter] = Counter()
     interrupt_after: int | None = None
 
     def energy(self, sample: Sample) -> float:
@@ -51,7 +51,7 @@ class HFEnergy(dfzoo.Detector):
         lap = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
         return float(np.log(np.mean(lap ** 2) + 1e-8))
 
-    def fit(self, train: Sequence[Sample]) -> "HFEnergy":
+    def fit(self, train: Sequence[Sample]) -> HFEnergy:
         HFEnergy.fit_calls[self.params.get("fail", "")] += 1
         if self.params.get("fail") == "fit":
             raise RuntimeError("fit exploded on purpose")

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dfzoo.registry import Registry
-
 from dfzoo.benchmark.harness import run_benchmark
 from dfzoo.benchmark.leaderboard import flatten_extra, render_leaderboard, summary_table
 from dfzoo.benchmark.store import ResultStore
+from dfzoo.registry import Registry
 from tests.test_harness import TINY_GENERATORS, bench_registry, tiny_data, tiny_protocol  # noqa: F401 (fixtures)
 
 
@@ -47,7 +46,8 @@ def test_markdown_csv_json_and_plots(filled_store: Path, tmp_path: Path) -> None
         with Image.open(png) as image:
             assert image.width > 300 and image.height > 200
         assert f"plots/{png.name}" in markdown
-    rows = list(csv.DictReader(open(out / "results.csv")))
+    with open(out / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
     stored = ResultStore(filled_store).rows()
     assert len(rows) == len(stored) and {r["status"] for r in rows} == {"ok", "error", "skipped"}
     ok = next(r for r in rows if r["status"] == "ok" and r["test_generator"] == "gan_b")

@@ -10,7 +10,7 @@ import json
 import math
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,23 @@ import pytest
 
 from dfzoo.benchmark import metrics
 from dfzoo.benchmark.check import check_store
-from dfzoo.benchmark.leaderboard import (DASH, FIXED_NOTE, MISSING_NOTE, NOT_MEANINGFUL, Cell, ProtocolBoard,
-                                         _bold_separated, current_configurations, family_label, image_ids,
-                                         render_leaderboard, summary_table)
+from dfzoo.benchmark.leaderboard import (
+    DASH,
+    FIXED_NOTE,
+    MISSING_NOTE,
+    NOT_MEANINGFUL,
+    Cell,
+    ProtocolBoard,
+    _bold_separated,
+    current_configurations,
+    family_label,
+    image_ids,
+    render_leaderboard,
+    summary_table,
+)
 from dfzoo.benchmark.store import ERROR, OK, ResultStore, latest_rows
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 N_REAL, N_FAKE = 40, 40
 
 
@@ -169,7 +180,8 @@ def test_only_the_newest_configuration_is_shown(tmp_path: Path) -> None:
     document = json.loads((tmp_path / "board" / "results.json").read_text())
     assert {r["protocol_hash"] for r in document["rows"] if r["protocol"] == "p"} == {"new"}
     assert document["older_configurations"][0]["rows"] == 3
-    assert len(list(csv.DictReader(open(tmp_path / "board" / "results.csv")))) == 3  # p (2) + q (1)
+    with open(tmp_path / "board" / "results.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 3  # p (2) + q (1)
 
 
 # -- 4. the mean's interval resamples the shared reals jointly -------------------------------------------
@@ -182,7 +194,7 @@ def test_board_interval_uses_image_ids_and_infers_them_for_old_sidecars(tmp_path
         board = board_of(tmp_path / f"store-{with_ids}")
         intervals[with_ids] = board.mean_ci("det")
     writer = StoreWriter(tmp_path / "expected")
-    sets, ids = zip(*((lambda s: ((s[0], s[1]), s[2]))(writer.scored(g, 1.0)) for g in ("g1", "g2", "g3")))
+    sets, ids = zip(*((lambda s: ((s[0], s[1]), s[2]))(writer.scored(g, 1.0)) for g in ("g1", "g2", "g3")), strict=True)
     assert intervals[True] == metrics.mean_intervals(list(sets), 200, 0, ids=list(ids))
     assert intervals[False] == intervals[True]  # old sidecars: identical real-score vectors = the shared reals
     assert intervals[True] != metrics.mean_intervals(list(sets), 200, 0)  # not the independent resample
@@ -220,7 +232,7 @@ def test_accuracy_hidden_under_the_fixed_policy(tmp_path: Path) -> None:
     document = json.loads((tmp_path / "board" / "results.json").read_text())
     raw = next(e for e in document["protocols"]["p"] if e["label"] == "raw_distance")
     assert raw["mean"]["none"]["all"]["acc"] is None and raw["mean"]["none"]["all"]["auc"] is not None
-    line = next(l for l in summary_table(tmp_path / "store").splitlines() if "raw_distance" in l)
+    line = next(text for text in summary_table(tmp_path / "store").splitlines() if "raw_distance" in text)
     assert NOT_MEANINGFUL in line
 
 
@@ -271,7 +283,7 @@ def test_ranked_by_the_unseen_mean(tmp_path: Path) -> None:
     render_leaderboard(tmp_path / "store", tmp_path / "board", plots=False)
     markdown = (tmp_path / "board" / "README.md").read_text()
     assert "| Unseen mean [95% CI]" in markdown and "| Seen mean [95% CI]" in markdown
-    memoriser = next(l for l in table_lines(markdown, "ROC-AUC") if "memoriser" in l)
+    memoriser = next(text for text in table_lines(markdown, "ROC-AUC") if "memoriser" in text)
     assert memoriser.split("|")[-2].strip().startswith("**1.000** [")  # its seen mean is perfect, and apart
     seen_only = StoreWriter(tmp_path / "all-seen")
     for generator in ("g1", "g2"):
@@ -290,7 +302,8 @@ def test_unknown_family_is_not_real(tmp_path: Path) -> None:
     render_leaderboard(tmp_path / "store", tmp_path / "board", plots=False)
     markdown = (tmp_path / "board" / "README.md").read_text()
     assert "Generator families: unknown: blank, mystery" in markdown and "real:" not in markdown
-    assert {r["test_family"] for r in csv.DictReader(open(tmp_path / "board" / "results.csv"))} == {"unknown"}
+    with open(tmp_path / "board" / "results.csv", newline="") as handle:
+        assert {r["test_family"] for r in csv.DictReader(handle)} == {"unknown"}
 
 
 def test_split_takes_a_generators_family_from_its_fakes() -> None:

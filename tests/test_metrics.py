@@ -133,7 +133,7 @@ def test_bootstrap_replicates_follow_sklearn_on_each_resample() -> None:
 
 def test_average_and_mean_interval() -> None:
     sets = [_random_set(seed) for seed in (10, 11, 12)]
-    per_set = [metrics.binary_metrics(l, s, n_bootstrap=0) for l, s in sets]
+    per_set = [metrics.binary_metrics(labels, s, n_bootstrap=0) for labels, s in sets]
     complete = metrics.average_metrics(per_set)
     assert complete["auc"] == pytest.approx(np.mean([m["auc"] for m in per_set]))
     assert complete["n"] == 300 and complete["n_sets"] == 3 and complete["defined"]["auc"] == 3
@@ -161,7 +161,7 @@ def test_roc_points_for_plots() -> None:
 def test_threshold_from_reals_is_the_smallest_with_the_target_fpr() -> None:
     reals = np.arange(1, 21) / 10.0  # 0.1 ... 2.0
     threshold = metrics.threshold_from_reals(reals, fpr=0.05)  # one of 20 reals may reach it
-    fpr = lambda t: float(np.mean(reals >= t))  # noqa: E731 (the ">= threshold means fake" rule)
+    fpr = lambda t: float(np.mean(reals >= t))
     assert fpr(threshold) == pytest.approx(0.05)
     assert fpr(np.nextafter(threshold, -np.inf)) > 0.05  # any smaller threshold lets more reals through
     out = metrics.binary_metrics(np.zeros(20, int), reals, threshold, n_bootstrap=0)
@@ -220,7 +220,7 @@ def test_shared_reals_are_resampled_jointly() -> None:
     for _ in range(400):
         sets, _ = _shared_reals(int(rng.integers(1 << 30)))
         # continuous scores, no ties: AUC = share of (fake, real) pairs in the right order
-        means.append(np.mean([np.mean(s[l == 1][:, None] > s[l == 0][None, :]) for l, s in sets]))
+        means.append(np.mean([np.mean(s[labels == 1][:, None] > s[labels == 0][None, :]) for labels, s in sets]))
     true_width = 2 * 1.96 * float(np.std(means))
     joint, independent = [], []
     for seed in range(5):
@@ -229,7 +229,7 @@ def test_shared_reals_are_resampled_jointly() -> None:
         independent.append(np.diff(metrics.mean_intervals(sets, 1000, 0)["auc_ci"])[0] / true_width)
     assert 0.75 < np.mean(joint) < 1.25
     assert np.mean(independent) < 0.7
-    assert all(j > 1.4 * i for j, i in zip(joint, independent))
+    assert all(j > 1.4 * i for j, i in zip(joint, independent, strict=True))
 
 
 def test_mean_interval_is_undefined_without_both_classes_and_checks_ids() -> None:

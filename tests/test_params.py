@@ -1,6 +1,8 @@
 """Detector parameters: declared types and choices, checked before any work; the detector owns its params."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 import torch
 
@@ -33,9 +35,9 @@ def test_closed_sets_list_the_allowed_values(registry):
         probe.check_params({"classifier": "svn"})
     with pytest.raises(ParamError, match="unknown reduction 'umap'; allowed: none, pca, ae"):
         probe.check_params({"reduction": "umap"})
-    with pytest.raises(ParamError, match="unknown distance 'l3'; allowed: lpips_vgg_0.*l2"):
+    with pytest.raises(ParamError, match=r"unknown distance 'l3'; allowed: lpips_vgg_0.*l2"):
         registry.detector("aeroblade").check_params({"distance": "l3"})
-    with pytest.raises(ParamError, match="unknown optimiser 'adamm'.*adam, adamw, sgd"):
+    with pytest.raises(ParamError, match=r"unknown optimiser 'adamm'.*adam, adamw, sgd"):
         registry.detector("resnet_finetune").check_params({"optimiser": "adamm"})
     with pytest.raises(ParamError, match="unknown augment 'flips'"):
         registry.detector("dire").check_params({"augment": "flips"})
@@ -47,7 +49,7 @@ def test_types_come_from_defaults_where_not_declared(registry):
         nn.check_params({"k": "three"})
     with pytest.raises(ParamError, match="k must be int, got True"):
         nn.check_params({"k": True})  # a bool is never a number
-    with pytest.raises(ParamError, match="must be int, got 2.5"):
+    with pytest.raises(ParamError, match=r"must be int, got 2\.5"):
         nn.check_params({"k": 2.5})
     assert registry.detector("clip_probe").check_params({"C": 2})["C"] == 2  # an int is a fine float
     with pytest.raises(ParamError, match="pretrained must be bool"):
@@ -80,7 +82,7 @@ def test_cli_reduction_none_reaches_the_probe_as_the_word(registry, tmp_path):
 
 def test_resolve_detectors_checks_every_value(registry, tmp_path):
     protocol = protocol_from_flags(dataset=str(tmp_path), detectors=["probe"], params={"classifier": "svn"})
-    with pytest.raises(ProtocolError, match="cli-.*: detector 'probe': unknown classifier 'svn'"):
+    with pytest.raises(ProtocolError, match=r"cli-.*: detector 'probe': unknown classifier 'svn'"):
         resolve_detectors(protocol, registry)
     wildcard = protocol_from_flags(dataset=str(tmp_path), params={"reduction": "umap"})  # "*" reaches probe
     with pytest.raises(ProtocolError, match="unknown reduction 'umap'"):
@@ -89,7 +91,7 @@ def test_resolve_detectors_checks_every_value(registry, tmp_path):
 
 class Recording(dfzoo.Detector):
     trainable = False
-    built: list[dict] = []
+    built: ClassVar[list[dict]] = []
 
     def __init__(self, **params):
         Recording.built.append(params)
@@ -122,7 +124,7 @@ def recording_registry():
 def test_values_are_checked_before_the_factory_runs(recording_registry):
     with pytest.raises(ParamError, match="unknown mode 'c'; allowed: a, b"):
         dfzoo.load_detector("recording", mode="c")
-    with pytest.raises(TypeError, match="has no parameter.*colour"):  # a ParamError is a TypeError too
+    with pytest.raises(TypeError, match=r"has no parameter.*colour"):  # a ParamError is a TypeError too
         dfzoo.load_detector("recording", colour=1)
     assert Recording.built == []
 
@@ -136,7 +138,7 @@ def test_the_detector_owns_its_normalised_params(recording_registry, tmp_path):
 
 
 def test_a_factory_must_return_a_detector(recording_registry):
-    with pytest.raises(RegistryError, match="factory of detector 'not_a_detector'.*returned object"):
+    with pytest.raises(RegistryError, match=r"factory of detector 'not_a_detector'.*returned object"):
         dfzoo.load_detector("not_a_detector")
 
 

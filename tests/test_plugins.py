@@ -175,7 +175,7 @@ def test_unknown_name_suggests_close_matches(registry):
 
 
 def test_unknown_detector_parameter_is_a_clear_error(registry):
-    with pytest.raises(TypeError, match="no parameter.*backbon"):
+    with pytest.raises(TypeError, match=r"no parameter.*backbon"):
         dfzoo.load_detector("nn_cosine", backbon="tiny_cnn")
 
 

@@ -84,7 +84,7 @@ def test_a_classifier_option_outside_the_declared_types_fails_at_save_not_at_loa
     train_x, train_y = separable(0, n=20, dim=4)
     pipeline = FeaturePipeline("none", "knn3", classifier_options={"metric": "manhattan"}).fit(train_x, train_y)
     state = pipeline.fitted_state()
-    with pytest.raises(TypeError, match="would not load.*ManhattanDistance64"):
+    with pytest.raises(TypeError, match=r"would not load.*ManhattanDistance64"):
         write_state(tmp_path, state, FeaturePipeline.estimator_types(state.values))
     assert not (tmp_path / ESTIMATORS_FILE).exists()
 

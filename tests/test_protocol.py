@@ -5,14 +5,21 @@ from pathlib import Path
 
 import pytest
 
+from dfzoo.benchmark.entries import resolve_detectors
+from dfzoo.benchmark.protocol import (
+    ALL,
+    Protocol,
+    ProtocolError,
+    default_protocols,
+    load_protocol,
+    parse_params,
+    parse_protocol,
+    protocol_from_flags,
+)
+from dfzoo.benchmark.splits import split_dataset
 from dfzoo.data.sample import REAL_POOL, DatasetIndex, Sample
 from dfzoo.registry import Registry, use_registry
 from dfzoo.transforms import PreprocessPolicy
-
-from dfzoo.benchmark.entries import resolve_detectors
-from dfzoo.benchmark.protocol import (ALL, Protocol, ProtocolError, default_protocols, load_protocol, parse_params,
-                                      parse_protocol, protocol_from_flags)
-from dfzoo.benchmark.splits import split_dataset
 from tests.test_harness import make_registry
 
 
@@ -154,9 +161,9 @@ def test_detector_expansion_labels_and_params(bench_registry: Registry) -> None:
 
 
 def test_detector_validation_errors(bench_registry: Registry) -> None:
-    with pytest.raises(ProtocolError, match="no detector named 'hf_energi'.*hf_energy"):
+    with pytest.raises(ProtocolError, match=r"no detector named 'hf_energi'.*hf_energy"):
         resolve_detectors(_protocol(detectors=[{"name": "hf_energi"}]), bench_registry)
-    with pytest.raises(ProtocolError, match="has no parameter.*colour"):
+    with pytest.raises(ProtocolError, match=r"has no parameter.*colour"):
         resolve_detectors(_protocol(detectors=[{"name": "hf_energy", "params": {"colour": 1}}]), bench_registry)
     with pytest.raises(ProtocolError, match="share the label"):
         resolve_detectors(_protocol(detectors=[{"name": "hf_energy", "label": "x"},
@@ -229,7 +236,7 @@ def test_dataset_splits_are_respected_with_val_fallback() -> None:
     assert {s.split for s in split.train} == {"train"}
     assert all(s.split == "val" for samples in split.tests.values() for s in samples)
     assert sum(s.label for s in split.tests["b"]) == 5  # only b's val part, even though b is unseen
-    with_test = _index({REAL_POOL: (20, 0), "a": (0, 9)}, lambda g, l, i: ("train", "val", "test")[i % 3])
+    with_test = _index({REAL_POOL: (20, 0), "a": (0, 9)}, lambda g, label, i: ("train", "val", "test")[i % 3])
     tested = split_dataset(_protocol(train_generators=["a"]), with_test)
     assert all(s.split == "test" for s in tested.tests["a"])
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import dfzoo
-from dfzoo.detector import META_FILE, FORMAT_VERSION, RunContext
+from dfzoo.detector import FORMAT_VERSION, META_FILE, RunContext
 from dfzoo.safeio import UnsafeFileError, load_npz, torch_load
 from dfzoo.training import BEST_FILE, CHECKPOINT_FILE, Checkpointer
 from tests.synthetic import labelled_samples
@@ -78,7 +78,7 @@ def test_a_joblib_file_is_refused_by_name(saved_probe, tmp_path):
     import joblib
     marker = tmp_path / "pwned"
     joblib.dump(TouchOnUnpickle(marker), saved_probe / "probe.joblib", compress=3)  # compressed: no pickle header
-    with pytest.raises(UnsafeFileError, match="probe.joblib is a pickle"):
+    with pytest.raises(UnsafeFileError, match=r"probe\.joblib is a pickle"):
         dfzoo.load_fitted(saved_probe)
     assert not marker.exists()
 
@@ -121,15 +121,15 @@ def test_a_saved_logistic_probe_may_hold_only_a_logistic_regression(saved_probe,
     with pytest.raises(UnsafeFileError, match=r"untrusted types found.*sklearn.tree._tree.Tree"):
         dfzoo.load_fitted(saved_probe)
     skops.io.dump({**loaded, "classifier.model": GaussianNB().fit(x, y)}, saved_probe / "probe.skops")
-    with pytest.raises(UnsafeFileError, match="classifier.model is a sklearn.naive_bayes.GaussianNB, expected a "
-                                              "sklearn.linear_model._logistic.LogisticRegression"):
+    with pytest.raises(UnsafeFileError, match=r"classifier\.model is a sklearn\.naive_bayes\.GaussianNB, expected a "
+                                              r"sklearn\.linear_model\._logistic\.LogisticRegression"):
         dfzoo.load_fitted(saved_probe)
 
 
 def test_object_arrays_in_a_saved_model_are_refused(saved_probe, tmp_path):
     marker = tmp_path / "pwned"
     np.savez(saved_probe / "probe.npz", **{"scaler.keep": np.array([TouchOnUnpickle(marker)], dtype=object)})
-    with pytest.raises(UnsafeFileError, match="probe.npz: refused: it holds object arrays"):
+    with pytest.raises(UnsafeFileError, match=r"probe\.npz: refused: it holds object arrays"):
         dfzoo.load_fitted(saved_probe)
     assert not marker.exists()
 
@@ -176,8 +176,9 @@ def test_load_npz_reads_plain_arrays(tmp_path):
 # -- training checkpoints --------------------------------------------------------------------------------
 def checkpoint_state(optimiser_name: str) -> tuple[dict, dict]:
     """A checkpoint shaped like :func:`dfzoo.training.train_model`'s, after two real optimiser steps."""
-    import torch
     from dataclasses import asdict
+
+    import torch
 
     from dfzoo.training import EpochRecord
     torch.manual_seed(0)
@@ -209,7 +210,7 @@ def assert_same(loaded, saved) -> None:
             assert_same(loaded[key], saved[key])
     elif isinstance(saved, (list, tuple)):
         assert type(loaded) is type(saved) and len(loaded) == len(saved)
-        for a, b in zip(loaded, saved):
+        for a, b in zip(loaded, saved, strict=True):
             assert_same(a, b)
     else:
         assert loaded == saved and type(loaded) is type(saved)
@@ -259,7 +260,7 @@ def test_a_truncated_checkpoint_is_ignored_and_training_starts_afresh(tmp_path):
 def test_torch_load_refuses_a_plain_pickle(tmp_path):
     marker = tmp_path / "pwned"
     (tmp_path / "weights.pt").write_bytes(live_pickle(marker))
-    with pytest.raises(UnsafeFileError, match="weights.pt: refused"):
+    with pytest.raises(UnsafeFileError, match=r"weights\.pt: refused"):
         torch_load(tmp_path / "weights.pt")
     assert not marker.exists()
 

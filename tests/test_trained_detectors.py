@@ -186,7 +186,7 @@ def test_undecodable_training_images_are_skipped_and_recorded(registry, task, tm
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     params = {**FAST["resnet_finetune"], "epochs": 1}
     detector = dfzoo.load_detector("resnet_finetune", **params).setup(context())
-    detector.fit(train + [Sample(path=bad, label=1, generator="gan_a", family="gan")])
+    detector.fit([*train, Sample(path=bad, label=1, generator="gan_a", family="gan")])
     assert str(bad) in detector.skipped
     assert detector.describe()["training"]["classifier"]["skipped"] == 1
     scores = detector.score([test[0], Sample(path=bad, label=1)])

@@ -83,7 +83,7 @@ def test_efficientnet_lite0_weights_install_offline_and_load(registry):
     from dfzoo.weights import resolve as resolve_weights
     model = timm.create_model("efficientnet_lite0", pretrained=False).eval()
     source = load_state_dict(resolve_weights(registry.weights("efficientnet_lite0_in1k")).path)
-    model.load_state_dict(dict(zip(model.state_dict(), source.values())))
+    model.load_state_dict(dict(zip(model.state_dict(), source.values(), strict=True)))
     cat = PreprocessPolicy().apply(Image.fromarray(data.chelsea()), backbone.normalisation)
     with torch.no_grad():
         top5 = model(torch.from_numpy(cat[None])).topk(5).indices[0].tolist()

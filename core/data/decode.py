@@ -49,14 +49,14 @@ def load_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
         if isinstance(source, bytes):
             if not source:
                 raise ImageDecodeError(label, "empty file")
-            handle = io.BytesIO(source)
+            readable: str | Path | io.BytesIO = io.BytesIO(source)
         else:
             if os.path.getsize(source) == 0:
                 raise ImageDecodeError(label, "empty file")
-            handle = open(source, "rb")
+            readable = source  # Pillow opens the file and closes it when the with block ends
         # no warnings.catch_warnings() here: it swaps process-wide state and load_image runs in threads.
         # Pillow's DecompressionBombWarning (over 89M pixels) only fires above dfzoo's default limit.
-        with handle, Image.open(handle) as image:
+        with Image.open(readable) as image:
             width, height = image.size
             if width * height > limit:
                 raise ImageDecodeError(label, f"too large ({width}x{height} > {limit} pixels; "

@@ -49,9 +49,9 @@ def content_keys(samples: Sequence[Sample]) -> list[str]:
             sizes.append(-1)
     shared = Counter(sizes)
     to_hash = [i for i, size in enumerate(sizes) if size is None or (size >= 0 and shared[size] > 1)]
-    keys = [f"{_UNREADABLE}{s.display_name}" if size == -1 else f"size:{size}" for s, size in zip(samples, sizes)]
+    keys = [f"{_UNREADABLE}{s.display_name}" if size == -1 else f"size:{size}" for s, size in zip(samples, sizes, strict=True)]
     with ThreadPoolExecutor(max_workers=_HASH_WORKERS) as pool:  # reading and sha256 release the GIL
-        for i, key in zip(to_hash, pool.map(_content_key, (samples[i] for i in to_hash))):
+        for i, key in zip(to_hash, pool.map(_content_key, (samples[i] for i in to_hash)), strict=True):
             keys[i] = key
     return keys
 
@@ -83,7 +83,7 @@ class DuplicateGroup:
 def duplicate_groups(samples: Sequence[Sample]) -> list[DuplicateGroup]:
     """Groups of samples with the same bytes: label conflicts first, then in dataset order."""
     by_key: dict[str, list[Sample]] = {}
-    for sample, key in zip(samples, content_keys(samples)):
+    for sample, key in zip(samples, content_keys(samples), strict=True):
         by_key.setdefault(key, []).append(sample)
     groups = [DuplicateGroup(key, tuple(found)) for key, found in by_key.items() if len(found) > 1]
     return sorted(groups, key=lambda group: not group.conflict)
@@ -118,5 +118,14 @@ def find_duplicates(index: DatasetIndex) -> list[DuplicateGroup]:
     return groups
 
 
-__all__ = ["DuplicateGroup", "LABEL_CONFLICT", "LABEL_NAMES", "conflict_warning", "content_keys",
-           "duplicate_groups", "find_duplicates", "label_name", "record_duplicate_groups"]
+__all__ = [
+    "LABEL_CONFLICT",
+    "LABEL_NAMES",
+    "DuplicateGroup",
+    "conflict_warning",
+    "content_keys",
+    "duplicate_groups",
+    "find_duplicates",
+    "label_name",
+    "record_duplicate_groups",
+]

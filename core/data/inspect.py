@@ -143,7 +143,7 @@ def inspect_index(index: DatasetIndex, decode: bool = True, progress: bool = Tru
     bar = tqdm(total=len(jobs), desc="decoding" if decode else "reading headers", unit="img",
                disable=not progress, leave=False)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for sample, result in zip(index.samples, pool.map(_probe_safely, jobs, chunksize=64)):
+        for sample, result in zip(index.samples, pool.map(_probe_safely, jobs, chunksize=64), strict=True):
             if isinstance(result, str):
                 unreadable.append((sample.display_name, result))
             else:
@@ -262,7 +262,7 @@ def render_text(report: InspectReport, limit: int = 50) -> str:
                        f"cop{'y' if copies == 1 else 'ies'} (kept)",
                 [(f"{LABEL_CONFLICT}: " if group["conflict"] else "")
                  + " = ".join(f"{_relative(path, report.root)} ({label})"
-                              for path, label in zip(group["paths"], group["labels"])) for group in groups], limit)
+                              for path, label in zip(group["paths"], group["labels"], strict=True)) for group in groups], limit)
     for title, items in (("warnings", report.warnings), ("possible shortcuts", report.notes)):
         if items:
             lines.append(f"{title}:")

@@ -23,8 +23,18 @@ from typing import TYPE_CHECKING, Any
 from .duplicates import LABEL_CONFLICT, label_name
 from .families import REAL_FAMILY, known_family
 from .sample import FAKE, REAL, REAL_POOL, DatasetIndex, Sample
-from .scan import (DUPLICATE_PATH, IMAGE_EXTENSIONS, Folder, child_dirs, child_path, first_places, gc_paused,
-                   is_image_name, scan_images, walk_folders)
+from .scan import (
+    DUPLICATE_PATH,
+    IMAGE_EXTENSIONS,
+    Folder,
+    child_dirs,
+    child_path,
+    first_places,
+    gc_paused,
+    is_image_name,
+    scan_images,
+    walk_folders,
+)
 
 if TYPE_CHECKING:
     from ..registry import Registry
@@ -126,7 +136,7 @@ class IndexBuilder:
         kept = first_places(entries)
         found, samples = self.samples, []
         conflicts: list[tuple[Sample, Sample]] = []
-        for sample, (folder, name) in zip(found, entries):
+        for sample, (folder, name) in zip(found, entries, strict=True):
             first = found[kept[folder.real_path(name)]]
             if first is sample:
                 samples.append(sample)
@@ -212,7 +222,7 @@ def find_dir(root: Path, match: Callable[[tuple[str, ...]], bool], max_depth: in
         following = []
         for parts in level:
             for name in child_dirs(root.joinpath(*parts)):
-                child = parts + (name,)
+                child = (*parts, name)
                 if match(child):
                     return True
                 if name.lower() not in _LABEL_NAMES:
@@ -455,7 +465,21 @@ def open_dataset(source: str | Path, layout: str | None = None, registry: Regist
 
 
 __all__ = [
-    "DatasetError", "IndexBuilder", "SPLITS", "detect_cifake", "detect_forensynths", "detect_genimage",
-    "detect_layout", "find_dir", "is_image_name", "load_cifake", "load_forensynths", "load_genimage",
-    "load_with", "one_class_warnings", "open_dataset", "path_conflict_warning", "scan_images",
+    "SPLITS",
+    "DatasetError",
+    "IndexBuilder",
+    "detect_cifake",
+    "detect_forensynths",
+    "detect_genimage",
+    "detect_layout",
+    "find_dir",
+    "is_image_name",
+    "load_cifake",
+    "load_forensynths",
+    "load_genimage",
+    "load_with",
+    "one_class_warnings",
+    "open_dataset",
+    "path_conflict_warning",
+    "scan_images",
 ]

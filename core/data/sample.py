@@ -45,7 +45,7 @@ class Sample:
     seed: int = 0
 
     @classmethod
-    def from_image(cls, image: Image.Image, label: int = -1, **fields: Any) -> "Sample":
+    def from_image(cls, image: Image.Image, label: int = -1, **fields: Any) -> Sample:
         return cls(path=None, label=label, image=image, **fields)
 
     @property
@@ -76,7 +76,7 @@ class Sample:
             image = self.perturbation(image, self.seed)
         return image
 
-    def view(self, perturbation: Perturbation | None = None, seed: int = 0, *, hide_path: bool = True) -> "Sample":
+    def view(self, perturbation: Perturbation | None = None, seed: int = 0, *, hide_path: bool = True) -> Sample:
         """This sample as the harness hands it to a detector: ``perturbation`` applied by :meth:`load`, and
         the file path hidden unless ``hide_path=False`` (detectors declared to read files themselves)."""
         file = self.file

@@ -176,7 +176,7 @@ def _walk(start: _Pending, via_link: bool, pending: deque[_Pending], followed: d
                     continue
                 link = child_path(folder, name)
                 followed[target] = link
-                pending.append((parts + (name,), link, target, (*chain, real)))
+                pending.append(((*parts, name), link, target, (*chain, real)))
                 subdirs.append(name)
             elif is_image_name(name) and _is_file(entry):
                 images.append(name)
@@ -188,7 +188,7 @@ def _walk(start: _Pending, via_link: bool, pending: deque[_Pending], followed: d
                     broken.append(name)
         yield Folder(parts, folder, tuple(images), tuple(others), tuple(subdirs), real, via_link,
                      image_links or _NO_LINKS, tuple(broken), tuple(skipped_links))
-        stack.extend((parts + (name,), child_path(folder, name), _join(real, name)) for name in reversed(real_subdirs))
+        stack.extend(((*parts, name), child_path(folder, name), _join(real, name)) for name in reversed(real_subdirs))
 
 
 def _refuse_link(target: str, guarded: tuple[str, ...], followed: Mapping[str, Path]) -> str:
@@ -242,16 +242,16 @@ def _through_link(folder: Folder, name: str) -> bool:
 def _in_name_order(folder: Folder, folders: Mapping[tuple[str, ...], Folder],
                    drop: set[tuple[tuple[str, ...], str]], out: list[Path]) -> None:
     """Append the images of ``folder`` and of the folders inside, files and folders merged in name order."""
-    subdirs = [name for name in folder.subdirs if folder.parts + (name,) in folders]
+    subdirs = [name for name in folder.subdirs if (*folder.parts, name) in folders]
     position = 0
     for name in folder.images:
         while position < len(subdirs) and subdirs[position] < name:
-            _in_name_order(folders[folder.parts + (subdirs[position],)], folders, drop, out)
+            _in_name_order(folders[(*folder.parts, subdirs[position])], folders, drop, out)
             position += 1
         if not drop or (folder.parts, name) not in drop:
             out.append(child_path(folder.path, name))
     for sub in subdirs[position:]:
-        _in_name_order(folders[folder.parts + (sub,)], folders, drop, out)
+        _in_name_order(folders[(*folder.parts, sub)], folders, drop, out)
 
 
 def _is_file(entry: os.DirEntry) -> bool:

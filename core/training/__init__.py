@@ -16,21 +16,62 @@ torch is imported inside functions, so plugin modules can import this module at 
 """
 from __future__ import annotations
 
-from .config import (AUGMENT_PRESETS, OPTIMISERS, TRAIN_PARAMS, TRAIN_SCHEMA, Augment, TrainConfig,
-                     augment_preset)
-from .data import (ImagePipeline, SampleDataset, binary_labels, collate, samples_digest, split_indices)
+from .config import AUGMENT_PRESETS, OPTIMISERS, TRAIN_PARAMS, TRAIN_SCHEMA, Augment, TrainConfig, augment_preset
+from .data import ImagePipeline, SampleDataset, binary_labels, collate, samples_digest, split_indices
 from .detectors import NATIVE_SIZE_CAP, SingleModelDetector, TrainedImageDetector
-from .loop import (BEST_FILE, CHECKPOINT_FILE, Checkpointer, EpochRecord, TrainReport, bce_loss, ce_loss, predict,
-                   train_model)
-from .models import (InitWeights, create_timm_model, load_backbone_state, load_module, reset_head, save_module,
-                     timm_normalisation)
+from .loop import (
+                     BEST_FILE,
+                     CHECKPOINT_FILE,
+                     Checkpointer,
+                     EpochRecord,
+                     TrainReport,
+                     bce_loss,
+                     ce_loss,
+                     predict,
+                     train_model,
+)
+from .models import (
+                     InitWeights,
+                     create_timm_model,
+                     load_backbone_state,
+                     load_module,
+                     reset_head,
+                     save_module,
+                     timm_normalisation,
+)
 
 __all__ = [
-    "BEST_FILE", "CHECKPOINT_FILE", "NATIVE_SIZE_CAP", "SingleModelDetector",
-    "AUGMENT_PRESETS", "Augment", "Checkpointer", "EpochRecord", "ImagePipeline", "InitWeights", "SampleDataset",
-    "OPTIMISERS", "TRAIN_PARAMS", "TRAIN_SCHEMA", "TrainConfig", "TrainReport", "TrainedImageDetector",
-    "augment_preset", "bce_loss",
-    "binary_labels", "ce_loss", "collate", "create_timm_model", "load_backbone_state", "load_module", "predict",
-    "reset_head", "samples_digest", "save_module", "split_indices", "timm_normalisation", "train_model",
+                     "AUGMENT_PRESETS",
+                     "BEST_FILE",
+                     "CHECKPOINT_FILE",
+                     "NATIVE_SIZE_CAP",
+                     "OPTIMISERS",
+                     "TRAIN_PARAMS",
+                     "TRAIN_SCHEMA",
+                     "Augment",
+                     "Checkpointer",
+                     "EpochRecord",
+                     "ImagePipeline",
+                     "InitWeights",
+                     "SampleDataset",
+                     "SingleModelDetector",
+                     "TrainConfig",
+                     "TrainReport",
+                     "TrainedImageDetector",
+                     "augment_preset",
+                     "bce_loss",
+                     "binary_labels",
+                     "ce_loss",
+                     "collate",
+                     "create_timm_model",
+                     "load_backbone_state",
+                     "load_module",
+                     "predict",
+                     "reset_head",
+                     "samples_digest",
+                     "save_module",
+                     "split_indices",
+                     "timm_normalisation",
+                     "train_model",
 ]
 

@@ -25,8 +25,9 @@ class TrainConfig:
 
     ``patience`` epochs without a validation-loss improvement larger than ``min_delta`` stop training
     (``patience=0`` never stops early). ``freeze_norm`` keeps batch-norm layers in eval mode while training:
-    a pretrained network keeps its ImageNet statistics, which fine-tunes far more reliably on small batches. ``val_fraction`` of the samples (stratified by target, seeded) are held
-    out; with too few samples to hold any out, the training loss is monitored instead.
+    a pretrained network keeps its ImageNet statistics, which fine-tunes far more reliably on small batches.
+    ``val_fraction`` of the samples (stratified by target, seeded) are held out; with too few samples to hold
+    any out, the training loss is monitored instead.
     """
 
     epochs: int = 3
@@ -51,7 +52,7 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "TrainConfig":
+    def from_params(cls, params: Mapping[str, Any]) -> TrainConfig:
         """The config fields found in a detector's params (others are ignored)."""
         names = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in params.items() if k in names})

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     pass
 
 from .config import Augment
+
 log = logging.getLogger(__name__)
 
 
@@ -107,7 +108,7 @@ def split_indices(targets: Sequence[Any], fraction: float, seed: int) -> tuple[l
         rng.shuffle(members)
         n_val = 0
         if fraction > 0 and len(members) >= 2:
-            n_val = min(len(members) - 1, max(1, int(round(fraction * len(members)))))
+            n_val = min(len(members) - 1, max(1, round(fraction * len(members))))
         val.extend(members[:n_val].tolist())
         train.extend(members[n_val:].tolist())
     return sorted(train), sorted(val)

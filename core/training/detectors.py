@@ -24,6 +24,7 @@ from .config import Augment, TrainConfig
 from .data import ImagePipeline, SampleDataset, samples_digest, split_indices
 from .loop import Checkpointer, EpochCallback, LossFn, TrainReport, predict, train_model
 from .models import load_module, save_module
+
 log = logging.getLogger(__name__)
 
 NATIVE_SIZE_CAP = 256  # largest input size taken from the data itself when nobody asked for a size
@@ -46,7 +47,7 @@ class TrainedImageDetector(Detector):
 
     # -- context -----------------------------------------------------------------------------------------
     @property
-    def device(self) -> "torch.device":
+    def device(self) -> torch.device:
         from ..device import pick_device
         return pick_device(self.context.device)
 

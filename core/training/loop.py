@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 from .config import TrainConfig
 from .data import ImagePipeline, SampleDataset, collate
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE, BEST_FILE = "last.pt", "best.pt"

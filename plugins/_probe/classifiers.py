@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-
 QDA_REGULARISATION = 0.5
 
 
@@ -103,7 +102,7 @@ class CalibratedSVM(_Delegating):
         self.options = {"kernel": "rbf", "C": 1.0, "gamma": "scale", **options}
         self.model: Any = None
 
-    def fit(self, features: np.ndarray, labels: np.ndarray) -> "CalibratedSVM":
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> CalibratedSVM:
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.model_selection import StratifiedKFold
         from sklearn.svm import SVC
@@ -135,7 +134,7 @@ class GradientBoosting(_Delegating):
         self.options = {"max_iter": 100, "random_state": seed, **options}
         self.model: Any = None
 
-    def fit(self, features: np.ndarray, labels: np.ndarray) -> "GradientBoosting":
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> GradientBoosting:
         from sklearn.ensemble import HistGradientBoostingClassifier
         options = {"min_samples_leaf": min(20, max(2, len(labels) // 10)), **self.options}
         self.model = HistGradientBoostingClassifier(**options).fit(features, labels)

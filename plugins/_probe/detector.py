@@ -91,7 +91,7 @@ class ProbeDetector(FrozenFeatureDetector):
 
     def fit_features(self, features: np.ndarray, labels: np.ndarray) -> None:
         self.pipeline = self._new_pipeline(self.context.seed).fit(features, labels)
-        self.trained_on = {"n_train": int(len(labels)), "n_train_fake": int(np.sum(labels == 1)),
+        self.trained_on = {"n_train": len(labels), "n_train_fake": int(np.sum(labels == 1)),
                            "backbone_weights": self.backbones.identities,
                            "train_perturbation": self.train_perturbation}
 

@@ -18,7 +18,6 @@ from .classifiers import CLASSIFIERS, fake_probability, fitted_estimator, make_c
 from .reductions import REDUCTIONS, make_reduction
 from .state import FittedState
 
-
 MEMO_SIZE = 8
 _memo: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
 _memo_lock = threading.Lock()
@@ -38,7 +37,7 @@ class Standardiser:
         self.keep: np.ndarray | None = None
         self.scaler: Any = None
 
-    def fit(self, features: np.ndarray) -> "Standardiser":
+    def fit(self, features: np.ndarray) -> Standardiser:
         self.keep = np.ptp(features, axis=0) > 0
         if not self.keep.any():
             raise ValueError("probe: every feature is constant on the training set")
@@ -59,7 +58,7 @@ class Standardiser:
         return FittedState(arrays={"keep": self.keep},
                            estimators={"model": self.scaler} if self.scaler is not None else {})
 
-    def restore(self, state: FittedState) -> "Standardiser":
+    def restore(self, state: FittedState) -> Standardiser:
         keep = state.arrays.get("keep")
         if keep is None or keep.dtype != bool or keep.ndim != 1:
             raise ValueError("probe state: the standardiser's feature mask is missing or not a boolean vector")
@@ -112,7 +111,7 @@ class FeaturePipeline:
         self.classifier: Any = None
         self.dims: tuple[int, int] | None = None
 
-    def fit(self, features: np.ndarray, labels: np.ndarray) -> "FeaturePipeline":
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> FeaturePipeline:
         labels = np.asarray(labels).astype(int)
         if len(np.unique(labels)) < 2:
             raise ValueError("probe: training needs samples of both classes")
@@ -167,7 +166,7 @@ class FeaturePipeline:
         return slots
 
     @classmethod
-    def from_state(cls, state: FittedState) -> "FeaturePipeline":
+    def from_state(cls, state: FittedState) -> FeaturePipeline:
         """The fitted pipeline that :meth:`fitted_state` described."""
         pipeline = cls(**state.values["config"])
         pipeline.scaler = Standardiser(pipeline.standardise).restore(state.part("scaler"))

@@ -20,7 +20,7 @@ class NoReduction:
     name = "none"
     fitted_types: tuple[str, ...] = ()
 
-    def fit(self, features: np.ndarray, seed: int = 0) -> "NoReduction":
+    def fit(self, features: np.ndarray, seed: int = 0) -> NoReduction:
         return self
 
     def transform(self, features: np.ndarray) -> np.ndarray:
@@ -32,7 +32,7 @@ class NoReduction:
     def fitted_state(self) -> FittedState:
         return FittedState()
 
-    def restore(self, state: FittedState) -> "NoReduction":
+    def restore(self, state: FittedState) -> NoReduction:
         return self
 
 
@@ -47,7 +47,7 @@ class PCAReduction:
         self.whiten = bool(whiten)
         self.model: Any = None
 
-    def fit(self, features: np.ndarray, seed: int = 0) -> "PCAReduction":
+    def fit(self, features: np.ndarray, seed: int = 0) -> PCAReduction:
         from sklearn.decomposition import PCA
         components = max(1, min(self.n_components, features.shape[0], features.shape[1]))
         self.model = PCA(n_components=components, whiten=self.whiten, random_state=seed).fit(features)
@@ -64,7 +64,7 @@ class PCAReduction:
     def fitted_state(self) -> FittedState:
         return FittedState(estimators={"model": self.model})
 
-    def restore(self, state: FittedState) -> "PCAReduction":
+    def restore(self, state: FittedState) -> PCAReduction:
         self.model = state.estimators["model"]
         return self
 
@@ -91,7 +91,7 @@ class AutoencoderReduction:
         self.encoder: list[tuple[np.ndarray, np.ndarray]] = []
         self.final_loss: float | None = None
 
-    def fit(self, features: np.ndarray, seed: int = 0) -> "AutoencoderReduction":
+    def fit(self, features: np.ndarray, seed: int = 0) -> AutoencoderReduction:
         import torch
         from torch import nn
         generator = torch.Generator().manual_seed(seed)
@@ -136,7 +136,7 @@ class AutoencoderReduction:
             arrays[f"weight{index}"], arrays[f"bias{index}"] = weight, bias
         return FittedState(values={"final_loss": self.final_loss}, arrays=arrays)
 
-    def restore(self, state: FittedState) -> "AutoencoderReduction":
+    def restore(self, state: FittedState) -> AutoencoderReduction:
         """Take back the two encoder layers (d -> hidden -> latent); other shapes are an error."""
         try:
             encoder = [(state.arrays[f"weight{i}"], state.arrays[f"bias{i}"]) for i in range(2)]

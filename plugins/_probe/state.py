@@ -30,14 +30,14 @@ class FittedState:
     estimators: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def join(cls, parts: dict[str, "FittedState"], **values: Any) -> "FittedState":
+    def join(cls, parts: dict[str, FittedState], **values: Any) -> FittedState:
         """One state from named parts (``part.key`` for arrays and estimators, nested dicts for values)."""
         return cls(values={**values, **{name: part.values for name, part in parts.items()}},
                    arrays={f"{name}{SEPARATOR}{k}": v for name, part in parts.items() for k, v in part.arrays.items()},
                    estimators={f"{name}{SEPARATOR}{k}": v for name, part in parts.items()
                                for k, v in part.estimators.items()})
 
-    def part(self, name: str) -> "FittedState":
+    def part(self, name: str) -> FittedState:
         """The state of one part, as it was given to :meth:`join`."""
         prefix = f"{name}{SEPARATOR}"
         return FittedState(values=dict(self.values.get(name) or {}),

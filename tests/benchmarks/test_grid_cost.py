@@ -17,11 +17,10 @@ from collections import defaultdict
 import pytest
 import torch
 
+from dfzoo.benchmark.entries import resolve_detectors
 from dfzoo.benchmark.grid import expand_grid, parse_grid, run_grid
 from dfzoo.benchmark.harness import load_dataset
-from dfzoo.benchmark.entries import resolve_detectors
 from dfzoo.benchmark.splits import split_dataset
-from dfzoo.detector import RunContext
 from dfzoo.features import extract_features
 from dfzoo.plugins._probe import pipeline as pipeline_module
 from dfzoo.plugins._probe.detector import ProbeDetector
@@ -65,7 +64,7 @@ def unavoidable_work(grid, registry, workdir) -> dict[str, float]:
         ordered = list(samples.values())
         views = [s.view(make_perturbation(transform)) for s in ordered]
         result = extract_features(views, backbone, cache=False, batch_size=32, progress=False)
-        features.update({(transform, s.path): row for s, row in zip(ordered, result.vectors)})
+        features.update({(transform, s.path): row for s, row in zip(ordered, result.vectors, strict=True)})
     extraction = time.perf_counter() - tick
 
     import numpy as np

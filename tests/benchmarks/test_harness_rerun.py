@@ -11,10 +11,9 @@ import json
 
 import pytest
 
-from dfzoo.registry import use_registry
-
 from dfzoo.benchmark.harness import run_benchmark
 from dfzoo.benchmark.store import ResultStore
+from dfzoo.registry import use_registry
 from tests.test_harness import HFEnergy, make_registry, tiny_protocol, write_tiny_dataset
 
 means: dict[str, float] = {}
