@@ -5,6 +5,7 @@ sidecar, with the row's ``threshold``, ``bootstrap`` (replicates) and ``seed``. 
 every ``ok`` row and reports each row whose sidecar is missing or whose stored metrics differ from the
 recomputed ones, so a leaderboard can be trusted without trusting the process that wrote it.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,20 +59,31 @@ def check_store(store_dir: str | Path, tolerance: float = TOLERANCE) -> CheckRep
         where = " / ".join(str(row.get(k)) for k in ("protocol", "label", "test_generator", "test_perturbation"))
         sidecar = store.load_sidecar(row_id)
         if sidecar is None:
-            problems.append(CheckProblem(row_id, where, f"score sidecar {store.scores_path(row_id)} is missing or "
-                                                        "unreadable: its numbers cannot be recomputed"))
+            problems.append(
+                CheckProblem(
+                    row_id,
+                    where,
+                    f"score sidecar {store.scores_path(row_id)} is missing or "
+                    "unreadable: its numbers cannot be recomputed",
+                )
+            )
             continue
         try:
-            recomputed = metrics.binary_metrics(sidecar.labels, sidecar.scores, float(row["threshold"]),
-                                                n_bootstrap=int(row.get("bootstrap") or 0),
-                                                seed=int(row.get("seed") or 0))
+            recomputed = metrics.binary_metrics(
+                sidecar.labels,
+                sidecar.scores,
+                float(row["threshold"]),
+                n_bootstrap=int(row.get("bootstrap") or 0),
+                seed=int(row.get("seed") or 0),
+            )
         except (KeyError, TypeError, ValueError) as error:
             problems.append(CheckProblem(row_id, where, f"cannot recompute: {type(error).__name__}: {error}"))
             continue
         differences = differing(row.get("metrics") or {}, clean_json(recomputed), tolerance)
         if differences:
-            problems.append(CheckProblem(row_id, where, "stored metrics differ from the recomputed ones: "
-                                                        + "; ".join(differences)))
+            problems.append(
+                CheckProblem(row_id, where, "stored metrics differ from the recomputed ones: " + "; ".join(differences))
+            )
     return CheckReport(checked, problems)
 
 
@@ -90,8 +102,11 @@ def differing(stored: Any, recomputed: Any, tolerance: float = TOLERANCE, path: 
                 out.extend(differing(stored[key], recomputed[key], tolerance, inner))
         return out
     if isinstance(stored, list) and isinstance(recomputed, list) and len(stored) == len(recomputed):
-        return [difference for i, (a, b) in enumerate(zip(stored, recomputed, strict=True))
-                for difference in differing(a, b, tolerance, f"{name}[{i}]")]
+        return [
+            difference
+            for i, (a, b) in enumerate(zip(stored, recomputed, strict=True))
+            for difference in differing(a, b, tolerance, f"{name}[{i}]")
+        ]
     if _is_number(stored) and _is_number(recomputed):
         if math.isclose(float(stored), float(recomputed), rel_tol=0.0, abs_tol=tolerance):
             return []

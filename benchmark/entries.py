@@ -1,6 +1,7 @@
 """A protocol's detector entries made concrete against the registry: ``"*"`` expanded, parameters merged
 (spec defaults < ``detector_params.<name>`` < the entry's own) and validated, labels that name only what
 differs from the defaults, and the offline-weights check of ``offline_only``."""
+
 from __future__ import annotations
 
 import hashlib
@@ -50,11 +51,11 @@ def resolve_detectors(protocol: Protocol, registry: Any, *, check_weights: bool 
     from dfzoo.registry import UnknownNameError
     from dfzoo.spec import ParamError
     from dfzoo.weights import can_resolve
+
     known = registry.names("detector")
     for name in protocol.detector_params:
         if name not in known:  # a warning, not an error: shared protocols stay usable without every plugin
-            log.warning("%s: detector_params.%s: no detector named %r is installed; ignored",
-                        protocol.name, name, name)
+            log.warning("%s: detector_params.%s: no detector named %r is installed; ignored", protocol.name, name, name)
     out: list[ResolvedDetector] = []
     seen: set[tuple[str, str]] = set()
     for entry in protocol.detectors:
@@ -79,14 +80,17 @@ def resolve_detectors(protocol: Protocol, registry: Any, *, check_weights: bool 
             if (name, digest) in seen:
                 continue
             seen.add((name, digest))
-            label = (entry.label if entry.label and entry.name != ANY_DETECTOR
-                     else detector_label(name, merged, spec.params))
+            label = (
+                entry.label if entry.label and entry.name != ANY_DETECTOR else detector_label(name, merged, spec.params)
+            )
             reason = ""
             if protocol.offline_only and check_weights:
                 missing = [w for w in registry.weights_needed(name, merged) if not can_resolve(registry.weights(w))]
                 if missing:
-                    reason = (f"weights {', '.join(missing)} do not resolve offline "
-                              f"(offline_only = true; `dfzoo weights` shows how to fetch them)")
+                    reason = (
+                        f"weights {', '.join(missing)} do not resolve offline "
+                        f"(offline_only = true; `dfzoo weights` shows how to fetch them)"
+                    )
             out.append(ResolvedDetector(name, merged, label, digest, reason))
     labels = Counter(d.label for d in out)
     duplicated = [label for label, count in labels.items() if count > 1]

@@ -9,6 +9,7 @@ Workers find plugins through :func:`dfzoo.current_registry` (installed plugins);
 fitted model goes to (``model_dir``, under the store), so workers of a distributed executor need that folder
 on a shared filesystem; they never open the store itself.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -101,6 +102,7 @@ class LocalExecutor(Executor):
         runner = self._runner
         if runner is None:
             from .runner import run_job
+
             runner = run_job
         while self._queue:
             job = self._queue.popleft()

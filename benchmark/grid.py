@@ -35,6 +35,7 @@ a CSV manifest (A's samples as split ``train``, B's as ``test``; generators pref
 trains on all of A and tests on all of B. ``<store>/grid-cells.json`` maps protocol names back to their
 (grid, train set, test set, train transform) for the summary plots.
 """
+
 from __future__ import annotations
 
 import csv
@@ -54,9 +55,27 @@ from dfzoo.transforms import RESIZE, PreprocessPolicy
 from .protocol import ALL, DetectorEntry, Protocol, ProtocolError, parse_generators, parse_protocol
 
 log = logging.getLogger(__name__)
-GRID_KEYS = ("name", "description", "sets", "pairs", "backbones", "reductions", "classifiers", "train_transforms",
-             "test_transforms", "reduction_options", "classifier_options", "probe", "seed", "cap_per_class",
-             "bootstrap", "batch_size", "offline_only", "skip_unavailable", "preprocess")
+GRID_KEYS = (
+    "name",
+    "description",
+    "sets",
+    "pairs",
+    "backbones",
+    "reductions",
+    "classifiers",
+    "train_transforms",
+    "test_transforms",
+    "reduction_options",
+    "classifier_options",
+    "probe",
+    "seed",
+    "cap_per_class",
+    "bootstrap",
+    "batch_size",
+    "offline_only",
+    "skip_unavailable",
+    "preprocess",
+)
 SET_KEYS = ("dataset", "generators", "layout", "dataset_params")
 CELLS_FILE = "grid-cells.json"
 DETECTOR = "probe"
@@ -109,8 +128,14 @@ class Grid:
     @property
     def n_cells(self) -> int:
         """Result rows per test generator: pairs x train transforms x probes x test transforms."""
-        return (len(self.pairs) * len(self.train_transforms) * len(self.backbones) * len(self.reductions)
-                * len(self.classifiers) * len(self.test_transforms))
+        return (
+            len(self.pairs)
+            * len(self.train_transforms)
+            * len(self.backbones)
+            * len(self.reductions)
+            * len(self.classifiers)
+            * len(self.test_transforms)
+        )
 
 
 @dataclass(frozen=True)
@@ -123,8 +148,12 @@ class GridCell:
     train_transform: str
 
     def record(self, grid: str) -> dict[str, Any]:
-        return {"grid": grid, "train_set": self.train_set, "test_set": self.test_set,
-                "train_transform": self.train_transform}
+        return {
+            "grid": grid,
+            "train_set": self.train_set,
+            "test_set": self.test_set,
+            "train_transform": self.train_transform,
+        }
 
 
 # -- parsing ---------------------------------------------------------------------------------------------
@@ -171,8 +200,9 @@ def parse_grid(data: Mapping[str, Any], *, source: str = "<grid>", base_dir: str
             generators = parse_generators(table.get("generators", ALL), f"sets.{name}.generators")
         except ProtocolError as error:
             raise fail(str(error)) from None
-        sets[str(name)] = SampleSet(str(name), str(table["dataset"]), generators, table.get("layout"),
-                                    dict(table.get("dataset_params", {})))
+        sets[str(name)] = SampleSet(
+            str(name), str(table["dataset"]), generators, table.get("layout"), dict(table.get("dataset_params", {}))
+        )
     pairs = _pairs(data.get("pairs", "diagonal"), list(sets), fail)
 
     def names(key: str, known: Sequence[str] | None = None, default: Any = None) -> tuple[str, ...]:
@@ -182,7 +212,7 @@ def parse_grid(data: Mapping[str, Any], *, source: str = "<grid>", base_dir: str
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, Sequence) or not value or not all(isinstance(v, str) for v in value):
-            raise fail(f"'{key}' must be a non-empty list of names" + (" or \"all\"" if known else ""))
+            raise fail(f"'{key}' must be a non-empty list of names" + (' or "all"' if known else ""))
         if known is not None:
             wrong = [v for v in value if v not in known]
             if wrong:
@@ -207,18 +237,27 @@ def parse_grid(data: Mapping[str, Any], *, source: str = "<grid>", base_dir: str
     if not isinstance(preprocess, Mapping):
         raise fail("'preprocess' must be a table with 'mode' and optional 'size'")
     grid = Grid(
-        name=str(data.get("name") or "grid"), description=str(data.get("description", "")), sets=sets, pairs=pairs,
+        name=str(data.get("name") or "grid"),
+        description=str(data.get("description", "")),
+        sets=sets,
+        pairs=pairs,
         backbones=names("backbones", default=["efficientnet_lite0"]),
         reductions=names("reductions", list(REDUCTIONS), ["none"]),
         classifiers=names("classifiers", list(CLASSIFIERS), ["logreg"]),
         train_transforms=names("train_transforms", default=["none"]),
         test_transforms=names("test_transforms", default=["none"]),
-        reduction_options=options["reduction_options"], classifier_options=options["classifier_options"],
-        probe=dict(probe), seed=data.get("seed", 0), cap_per_class=data.get("cap_per_class"),
-        bootstrap=data.get("bootstrap", 200), batch_size=data.get("batch_size"),
-        offline_only=data.get("offline_only", True), skip_unavailable=data.get("skip_unavailable", True),
+        reduction_options=options["reduction_options"],
+        classifier_options=options["classifier_options"],
+        probe=dict(probe),
+        seed=data.get("seed", 0),
+        cap_per_class=data.get("cap_per_class"),
+        bootstrap=data.get("bootstrap", 200),
+        batch_size=data.get("batch_size"),
+        offline_only=data.get("offline_only", True),
+        skip_unavailable=data.get("skip_unavailable", True),
         preprocess=PreprocessPolicy(preprocess.get("mode", RESIZE), preprocess.get("size")),
-        base_dir=base_dir)
+        base_dir=base_dir,
+    )
     for key in ("reduction_options", "classifier_options"):
         axis = grid.reductions if key == "reduction_options" else grid.classifiers
         unused = sorted(set(getattr(grid, key)) - set(axis))
@@ -233,11 +272,15 @@ def _pairs(value: Any, sets: list[str], fail: Any) -> tuple[tuple[str, str], ...
     if value == "diagonal":
         return tuple((a, a) for a in sets)
     if not isinstance(value, Sequence) or isinstance(value, str) or not value:
-        raise fail("'pairs' must be \"all\", \"diagonal\" or a list of [train_set, test_set]")
+        raise fail('\'pairs\' must be "all", "diagonal" or a list of [train_set, test_set]')
     out = []
     for pair in value:
-        if (not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2
-                or not all(isinstance(p, str) for p in pair)):
+        if (
+            not isinstance(pair, Sequence)
+            or isinstance(pair, str)
+            or len(pair) != 2
+            or not all(isinstance(p, str) for p in pair)
+        ):
             raise fail(f"pairs: {pair!r} is not [train_set, test_set]")
         wrong = [p for p in pair if p not in sets]
         if wrong:
@@ -263,6 +306,7 @@ def available_backbones(grid: Grid, registry: Any) -> tuple[list[str], list[str]
     """The grid's backbones whose weights resolve on this machine, and notes about the others."""
     from dfzoo.registry import UnknownNameError
     from dfzoo.weights import can_resolve
+
     kept, notes = [], []
     for backbone in grid.backbones:
         try:
@@ -270,11 +314,14 @@ def available_backbones(grid: Grid, registry: Any) -> tuple[list[str], list[str]
                 registry.backbone(part)
         except UnknownNameError as error:
             raise GridError(f"grid {grid.name}: backbones: {error}") from None
-        missing = [w for w in registry.weights_needed(DETECTOR, {"backbone": backbone})
-                   if not can_resolve(registry.weights(w))]
+        missing = [
+            w for w in registry.weights_needed(DETECTOR, {"backbone": backbone}) if not can_resolve(registry.weights(w))
+        ]
         if missing and grid.skip_unavailable:
-            notes.append(f"backbone {backbone} left out: weights {', '.join(missing)} do not resolve offline "
-                         f"(`dfzoo weights` shows how to fetch them)")
+            notes.append(
+                f"backbone {backbone} left out: weights {', '.join(missing)} do not resolve offline "
+                f"(`dfzoo weights` shows how to fetch them)"
+            )
         else:
             kept.append(backbone)
     return kept, notes
@@ -283,6 +330,7 @@ def available_backbones(grid: Grid, registry: Any) -> tuple[list[str], list[str]
 def detector_entries(grid: Grid, backbones: Sequence[str]) -> tuple[DetectorEntry, ...]:
     """One ``probe`` entry per (backbone, reduction, classifier), labelled by its parts."""
     from dfzoo.plugins._probe.detector import probe_label
+
     entries = []
     for backbone in backbones:
         for reduction in grid.reductions:
@@ -297,14 +345,16 @@ def protocol_name(grid: str, train_set: str, test_set: str, train_transform: str
     return f"{grid}.{train_set}-to-{test_set}.train-{slug}"
 
 
-def expand_grid(grid: Grid, registry: Any = None, workdir: str | Path | None = None
-                ) -> tuple[list[GridCell], list[str]]:
+def expand_grid(
+    grid: Grid, registry: Any = None, workdir: str | Path | None = None
+) -> tuple[list[GridCell], list[str]]:
     """The grid as harness protocols (one per pair and train transform) plus notes on what was left out.
 
     ``workdir`` holds the joined manifests of cross-dataset pairs (required only when a pair spans two
     datasets).
     """
     from dfzoo.registry import current_registry
+
     registry = registry or current_registry()
     backbones, notes = available_backbones(grid, registry)
     if not backbones:
@@ -316,20 +366,28 @@ def expand_grid(grid: Grid, registry: Any = None, workdir: str | Path | None = N
         base, base_dir = _pair_protocol_data(grid, train, test, registry, workdir)
         for transform in grid.train_transforms:
             name = protocol_name(grid.name, train_name, test_name, transform)
-            data = {**base, "name": name, "train_perturbation": transform,
-                    "description": f"grid {grid.name}: train on {train_name} ({transform}), test on {test_name}"}
+            data = {
+                **base,
+                "name": name,
+                "train_perturbation": transform,
+                "description": f"grid {grid.name}: train on {train_name} ({transform}), test on {test_name}",
+            }
             protocol = parse_protocol(data, source=f"grid {grid.name}", base_dir=base_dir)
             protocol = protocol.replace(detectors=entries)
             cells.append(GridCell(protocol, train_name, test_name, transform))
     return cells, notes
 
 
-def _pair_protocol_data(grid: Grid, train: SampleSet, test: SampleSet, registry: Any,
-                        workdir: str | Path | None) -> tuple[dict[str, Any], str | None]:
+def _pair_protocol_data(
+    grid: Grid, train: SampleSet, test: SampleSet, registry: Any, workdir: str | Path | None
+) -> tuple[dict[str, Any], str | None]:
     """Protocol fields shared by a pair's protocols, and the folder relative dataset paths start from."""
     data: dict[str, Any] = {
-        "seed": grid.seed, "bootstrap": grid.bootstrap, "offline_only": grid.offline_only,
-        "perturbations": list(grid.test_transforms), "detectors": [{"name": DETECTOR}],
+        "seed": grid.seed,
+        "bootstrap": grid.bootstrap,
+        "offline_only": grid.offline_only,
+        "perturbations": list(grid.test_transforms),
+        "detectors": [{"name": DETECTOR}],
         "preprocess": {"mode": grid.preprocess.mode} | ({"size": grid.preprocess.size} if grid.preprocess.size else {}),
     }
     if grid.cap_per_class is not None:
@@ -337,17 +395,27 @@ def _pair_protocol_data(grid: Grid, train: SampleSet, test: SampleSet, registry:
     if grid.batch_size is not None:
         data["batch_size"] = grid.batch_size
     if train.source_key == test.source_key:
-        data |= {"dataset": train.dataset, "dataset_params": dict(train.dataset_params),
-                 "train_generators": _listed(train.generators), "test_generators": _listed(test.generators)}
+        data |= {
+            "dataset": train.dataset,
+            "dataset_params": dict(train.dataset_params),
+            "train_generators": _listed(train.generators),
+            "test_generators": _listed(test.generators),
+        }
         if train.layout:
             data["layout"] = train.layout
         return data, grid.base_dir
     if workdir is None:
-        raise GridError(f"grid {grid.name}: sets {train.name} and {test.name} come from different datasets; "
-                        "a work folder is needed for their joined manifest")
+        raise GridError(
+            f"grid {grid.name}: sets {train.name} and {test.name} come from different datasets; "
+            "a work folder is needed for their joined manifest"
+        )
     manifest, train_gens, test_gens = joined_manifest(grid, train, test, registry, Path(workdir))
-    data |= {"dataset": str(manifest), "layout": "manifest", "train_generators": train_gens,
-             "test_generators": test_gens}
+    data |= {
+        "dataset": str(manifest),
+        "layout": "manifest",
+        "train_generators": train_gens,
+        "test_generators": test_gens,
+    }
     return data, None
 
 
@@ -357,6 +425,7 @@ def _listed(value: tuple[str, ...] | str) -> list[str] | str:
 
 def open_set(grid: Grid, sample_set: SampleSet, registry: Any) -> Any:
     from dfzoo.data.layouts import open_dataset
+
     source: str | Path = sample_set.dataset
     if sample_set.dataset not in registry.names("dataset"):
         path = Path(sample_set.dataset).expanduser()
@@ -364,8 +433,9 @@ def open_set(grid: Grid, sample_set: SampleSet, registry: Any) -> Any:
     return open_dataset(source, layout=sample_set.layout, registry=registry, **dict(sample_set.dataset_params))
 
 
-def joined_manifest(grid: Grid, train: SampleSet, test: SampleSet, registry: Any, workdir: Path
-                    ) -> tuple[Path, list[str], list[str]]:
+def joined_manifest(
+    grid: Grid, train: SampleSet, test: SampleSet, registry: Any, workdir: Path
+) -> tuple[Path, list[str], list[str]]:
     """A CSV manifest holding ``train``'s samples as split ``train`` and ``test``'s as ``test``.
 
     Generators are prefixed with the set name (``gan/stylegan2``); shared reals stay in the shared pool, so
@@ -378,8 +448,10 @@ def joined_manifest(grid: Grid, train: SampleSet, test: SampleSet, registry: Any
         wanted = available if sample_set.generators == ALL else list(sample_set.generators)
         unknown = [g for g in wanted if g not in available]
         if unknown:
-            raise GridError(f"grid {grid.name}: sets.{sample_set.name}: unknown generator(s) {', '.join(unknown)}; "
-                            f"dataset {index.name!r} has {', '.join(available)}")
+            raise GridError(
+                f"grid {grid.name}: sets.{sample_set.name}: unknown generator(s) {', '.join(unknown)}; "
+                f"dataset {index.name!r} has {', '.join(available)}"
+            )
         chosen[split] = [f"{sample_set.name}/{g}" for g in wanted]
         for sample in index.samples:
             if sample.path is None or sample.label not in (0, 1):
@@ -392,8 +464,15 @@ def joined_manifest(grid: Grid, train: SampleSet, test: SampleSet, registry: Any
                 continue
             if generator == "" and sample.label == FAKE:
                 continue
-            rows.append({"path": str(Path(sample.path).resolve()), "label": sample.label, "generator": generator,
-                         "family": sample.family, "split": split})
+            rows.append(
+                {
+                    "path": str(Path(sample.path).resolve()),
+                    "label": sample.label,
+                    "generator": generator,
+                    "family": sample.family,
+                    "split": split,
+                }
+            )
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"{grid.name}.{train.name}-to-{test.name}.csv"
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -432,20 +511,38 @@ def read_cells(store_dir: str | Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def run_grid(grid: Grid, store_dir: str | Path, registry: Any = None, progress: bool = True,
-             device: str | None = None) -> tuple[Any, list[str]]:
+def run_grid(
+    grid: Grid, store_dir: str | Path, registry: Any = None, progress: bool = True, device: str | None = None
+) -> tuple[Any, list[str]]:
     """Expand ``grid`` and run it with the harness into ``store_dir``; returns (RunSummary, notes)."""
     from dfzoo.registry import current_registry
 
     from .harness import run_benchmark
+
     registry = registry or current_registry()
     cells, notes = expand_grid(grid, registry, Path(store_dir) / "grid-manifests")
     write_cells(store_dir, grid, cells)
-    summary = run_benchmark([c.protocol for c in cells], store_dir, registry=registry, progress=progress,
-                            device=device)
+    summary = run_benchmark([c.protocol for c in cells], store_dir, registry=registry, progress=progress, device=device)
     return summary, notes
 
 
-__all__ = ["CELLS_FILE", "Grid", "GridCell", "GridError", "SampleSet", "available_backbones", "default_grid",
-           "detector_entries", "expand_grid", "joined_manifest", "load_grid", "open_set", "parse_grid", "probe_params",
-           "protocol_name", "read_cells", "run_grid", "write_cells"]
+__all__ = [
+    "CELLS_FILE",
+    "Grid",
+    "GridCell",
+    "GridError",
+    "SampleSet",
+    "available_backbones",
+    "default_grid",
+    "detector_entries",
+    "expand_grid",
+    "joined_manifest",
+    "load_grid",
+    "open_set",
+    "parse_grid",
+    "probe_params",
+    "protocol_name",
+    "read_cells",
+    "run_grid",
+    "write_cells",
+]

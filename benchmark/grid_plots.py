@@ -4,6 +4,7 @@ Summary numbers come from the result store's rows (AUC computed by :mod:`dfzoo.b
 grid cell is the mean AUC over the test generators of one (train set, test set, train transform, backbone,
 reduction, classifier, test transform). Plots use matplotlib's Agg backend (no display needed).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,10 @@ CLEAN = "none"
 
 def _pyplot() -> Any:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -51,13 +54,31 @@ def grid_cells(store_dir: str | Path, grid: str | None = None) -> list[dict[str,
         params = row.get("params") or {}
         backbone = params.get("backbone")
         backbone = "+".join(backbone) if isinstance(backbone, list) else str(backbone)
-        key = (where["grid"], where["train_set"], where["test_set"], where["train_transform"], backbone,
-               str(params.get("reduction")), str(params.get("classifier")), str(row.get("test_perturbation")))
+        key = (
+            where["grid"],
+            where["train_set"],
+            where["test_set"],
+            where["train_transform"],
+            backbone,
+            str(params.get("reduction")),
+            str(params.get("classifier")),
+            str(row.get("test_perturbation")),
+        )
         groups[key].append(float(auc))
-    names = ("grid", "train_set", "test_set", "train_transform", "backbone", "reduction", "classifier",
-             "test_transform")
-    return [dict(zip(names, key, strict=True)) | {"auc": float(np.mean(values)), "n_generators": len(values)}
-            for key, values in sorted(groups.items())]
+    names = (
+        "grid",
+        "train_set",
+        "test_set",
+        "train_transform",
+        "backbone",
+        "reduction",
+        "classifier",
+        "test_transform",
+    )
+    return [
+        dict(zip(names, key, strict=True)) | {"auc": float(np.mean(values)), "n_generators": len(values)}
+        for key, values in sorted(groups.items())
+    ]
 
 
 def mean_by(cells: Sequence[Mapping[str, Any]], axis: str) -> dict[str, tuple[float, float, int]]:
@@ -68,8 +89,7 @@ def mean_by(cells: Sequence[Mapping[str, Any]], axis: str) -> dict[str, tuple[fl
     return {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in groups.items()}
 
 
-def cross_matrix(cells: Sequence[Mapping[str, Any]], reducer: str = "mean"
-                 ) -> tuple[list[str], list[str], np.ndarray]:
+def cross_matrix(cells: Sequence[Mapping[str, Any]], reducer: str = "mean") -> tuple[list[str], list[str], np.ndarray]:
     """Train set x test set AUC over clean cells (no train or test transform): mean or max over probes."""
     clean = [c for c in cells if c["train_transform"] == CLEAN and c["test_transform"] == CLEAN] or list(cells)
     trains = sorted({c["train_set"] for c in clean})
@@ -95,8 +115,7 @@ def axis_plot(cells: Sequence[Mapping[str, Any]], axis: str, path: Path, title: 
     rng = np.random.default_rng(0)
     for x, label in enumerate(labels):
         values = [c["auc"] for c in cells if str(c[axis]) == label]
-        ax.scatter(x + rng.uniform(-0.25, 0.25, len(values)), values, s=5, color="#08306b", alpha=0.35,
-                   linewidths=0)
+        ax.scatter(x + rng.uniform(-0.25, 0.25, len(values)), values, s=5, color="#08306b", alpha=0.35, linewidths=0)
         ax.text(x, 0.03, f"{means[x]:.3f}", ha="center", fontsize=7, color="#08306b")
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=8)
@@ -106,8 +125,9 @@ def axis_plot(cells: Sequence[Mapping[str, Any]], axis: str, path: Path, title: 
     return _save(fig, path)
 
 
-def heatmap(rows: Sequence[str], columns: Sequence[str], values: np.ndarray, path: Path, title: str,
-            xlabel: str, ylabel: str) -> Path:
+def heatmap(
+    rows: Sequence[str], columns: Sequence[str], values: np.ndarray, path: Path, title: str, xlabel: str, ylabel: str
+) -> Path:
     """An annotated AUC heat map (0.5 = chance in the middle of the colour scale)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(1.2 * len(columns) + 2.5, 0.8 * len(rows) + 1.8))
@@ -150,40 +170,72 @@ def summary_plots(store_dir: str | Path, out_dir: str | Path, grid: str | None =
         title = ("mean AUC over probes" if reducer == "mean" else "best probe's AUC") + " (clean train and test)"
         written.append(heatmap(trains, tests, matrix, out / f"cross-{reducer}.png", title, "test set", "train set"))
     trains, tests, matrix = transform_matrix(cells)
-    written.append(heatmap(trains, tests, matrix, out / "transforms.png", "mean AUC by train x test transform",
-                           "test transform", "train transform"))
+    written.append(
+        heatmap(
+            trains,
+            tests,
+            matrix,
+            out / "transforms.png",
+            "mean AUC by train x test transform",
+            "test transform",
+            "train transform",
+        )
+    )
     return written
 
 
-def grid_report(store_dir: str | Path, out_dir: str | Path, grid: str | None = None, top: int = 15,
-                plots: bool = True) -> Path | None:
+def grid_report(
+    store_dir: str | Path, out_dir: str | Path, grid: str | None = None, top: int = 15, plots: bool = True
+) -> Path | None:
     """``grid.md`` (tables by axis, best probes, cross-set matrix) with the summary plots beside it."""
     from tabulate import tabulate
+
     cells = grid_cells(store_dir, grid)
     if not cells:
         return None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = summary_plots(store_dir, out / "grid-plots", grid) if plots else []
-    lines = [f"# Frozen-feature grid{f' {grid}' if grid else ''}", "",
-             f"{len(cells)} cells (mean AUC over each cell's test generators), from `{store_dir}`.", ""]
+    lines = [
+        f"# Frozen-feature grid{f' {grid}' if grid else ''}",
+        "",
+        f"{len(cells)} cells (mean AUC over each cell's test generators), from `{store_dir}`.",
+        "",
+    ]
     for axis in AXES:
         stats = sorted(mean_by(cells, axis).items(), key=lambda item: -item[1][0])
         table = [[k, f"{m:.3f}", f"{s:.3f}", n] for k, (m, s, n) in stats]
-        lines += [f"## By {axis.replace('_', ' ')}", "",
-                  tabulate(table, headers=[axis, "mean AUC", "std", "cells"], tablefmt="github"), ""]
+        lines += [
+            f"## By {axis.replace('_', ' ')}",
+            "",
+            tabulate(table, headers=[axis, "mean AUC", "std", "cells"], tablefmt="github"),
+            "",
+        ]
     probes: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for cell in cells:
         probes[(cell["backbone"], cell["reduction"], cell["classifier"])].append(cell["auc"])
     ranked = sorted(probes.items(), key=lambda item: -float(np.mean(item[1])))[:top]
-    lines += [f"## Best {min(top, len(probes))} probes (mean over sets and transforms)", "",
-              tabulate([[b, r, c, f"{np.mean(v):.3f}", f"{np.min(v):.3f}", len(v)] for (b, r, c), v in ranked],
-                       headers=["backbone", "reduction", "classifier", "mean AUC", "worst AUC", "cells"],
-                       tablefmt="github"), ""]
+    lines += [
+        f"## Best {min(top, len(probes))} probes (mean over sets and transforms)",
+        "",
+        tabulate(
+            [[b, r, c, f"{np.mean(v):.3f}", f"{np.min(v):.3f}", len(v)] for (b, r, c), v in ranked],
+            headers=["backbone", "reduction", "classifier", "mean AUC", "worst AUC", "cells"],
+            tablefmt="github",
+        ),
+        "",
+    ]
     trains, tests, matrix = cross_matrix(cells)
-    lines += ["## Train set x test set (mean AUC over probes, clean)", "",
-              tabulate([[t, *[f"{v:.3f}" if np.isfinite(v) else "–" for v in row]] for t, row in zip(trains, matrix, strict=True)],
-                       headers=["train \\ test", *tests], tablefmt="github"), ""]
+    lines += [
+        "## Train set x test set (mean AUC over probes, clean)",
+        "",
+        tabulate(
+            [[t, *[f"{v:.3f}" if np.isfinite(v) else "–" for v in row]] for t, row in zip(trains, matrix, strict=True)],
+            headers=["train \\ test", *tests],
+            tablefmt="github",
+        ),
+        "",
+    ]
     for path in written:
         lines += [f"![{path.stem}](grid-plots/{path.name})", ""]
     report = out / "grid.md"
@@ -192,8 +244,15 @@ def grid_report(store_dir: str | Path, out_dir: str | Path, grid: str | None = N
 
 
 # -- feature pictures ------------------------------------------------------------------------------------
-def feature_plots(features: np.ndarray, labels: Sequence[int], generators: Sequence[str], out_prefix: str | Path,
-                  title: str = "", seed: int = 0, methods: Sequence[str] = ("pca", "tsne")) -> list[Path]:
+def feature_plots(
+    features: np.ndarray,
+    labels: Sequence[int],
+    generators: Sequence[str],
+    out_prefix: str | Path,
+    title: str = "",
+    seed: int = 0,
+    methods: Sequence[str] = ("pca", "tsne"),
+) -> list[Path]:
     """2-D PCA and t-SNE of ``features``, each with two panels: coloured by label and by generator.
 
     Rows with non-finite features (undecodable images) are dropped. Writes ``<prefix>-pca.png`` and
@@ -202,6 +261,7 @@ def feature_plots(features: np.ndarray, labels: Sequence[int], generators: Seque
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
     from sklearn.preprocessing import StandardScaler
+
     plt = _pyplot()
     features = np.asarray(features, dtype=np.float64)
     keep = np.isfinite(features).all(axis=1)
@@ -230,8 +290,7 @@ def feature_plots(features: np.ndarray, labels: Sequence[int], generators: Seque
         cmap = plt.get_cmap("tab20" if len(groups) > 10 else "tab10")
         for index, group in enumerate(groups):
             mask = generators == group
-            axes[1].scatter(points[mask, 0], points[mask, 1], s=9, alpha=0.7, color=cmap(index % cmap.N),
-                            label=group)
+            axes[1].scatter(points[mask, 0], points[mask, 1], s=9, alpha=0.7, color=cmap(index % cmap.N), label=group)
         axes[1].set_title("by generator", fontsize=9)
         for ax in axes:
             ax.legend(fontsize=7, markerscale=1.5, loc="best")
@@ -242,8 +301,14 @@ def feature_plots(features: np.ndarray, labels: Sequence[int], generators: Seque
     return written
 
 
-def grid_feature_plots(grid: Any, out_dir: str | Path, registry: Any = None, max_per_group: int = 150,
-                       progress: bool = False, device: str | None = None) -> list[Path]:
+def grid_feature_plots(
+    grid: Any,
+    out_dir: str | Path,
+    registry: Any = None,
+    max_per_group: int = 150,
+    progress: bool = False,
+    device: str | None = None,
+) -> list[Path]:
     """PCA and t-SNE of every available backbone's features over the grid's sets (clean images).
 
     Fakes are grouped as ``<set>/<generator>``, every real as ``real``; each group contributes at most
@@ -255,6 +320,7 @@ def grid_feature_plots(grid: Any, out_dir: str | Path, registry: Any = None, max
     from dfzoo.registry import current_registry, use_registry
 
     from .grid import available_backbones, open_set
+
     registry = registry or current_registry()
     with use_registry(registry):
         chosen: dict[Any, tuple[Any, str]] = {}
@@ -276,17 +342,34 @@ def grid_feature_plots(grid: Any, out_dir: str | Path, registry: Any = None, max
                 chosen[key] = (sample, group)
         samples = list(chosen.values())
         backbones, _ = available_backbones(grid, registry)
-        context = RunContext(preprocess=grid.preprocess, seed=grid.seed, progress=progress, device=device,
-                             batch_size=grid.batch_size)
+        context = RunContext(
+            preprocess=grid.preprocess, seed=grid.seed, progress=progress, device=device, batch_size=grid.batch_size
+        )
         written = []
         for backbone in backbones:
             features = BackboneSet(backbone, device=device).extract([s for s, _ in samples], context)
             slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in backbone)
-            written += feature_plots(features.vectors, [s.label for s, _ in samples], [g for _, g in samples],
-                                     Path(out_dir) / f"features-{slug}", title=f"{backbone} features",
-                                     seed=grid.seed)
+            written += feature_plots(
+                features.vectors,
+                [s.label for s, _ in samples],
+                [g for _, g in samples],
+                Path(out_dir) / f"features-{slug}",
+                title=f"{backbone} features",
+                seed=grid.seed,
+            )
     return written
 
 
-__all__ = ["AXES", "axis_plot", "cross_matrix", "feature_plots", "grid_cells", "grid_feature_plots", "grid_report",
-           "heatmap", "mean_by", "summary_plots", "transform_matrix"]
+__all__ = [
+    "AXES",
+    "axis_plot",
+    "cross_matrix",
+    "feature_plots",
+    "grid_cells",
+    "grid_feature_plots",
+    "grid_report",
+    "heatmap",
+    "mean_by",
+    "summary_plots",
+    "transform_matrix",
+]

@@ -9,6 +9,7 @@ factory, ``fit`` or ``score``) becomes rows with status ``error`` and the run go
 The harness never looks at a detector's or dataset's name: everything specific comes from the protocol,
 the registry and the detector's own ``describe()`` / ``extra_metrics()``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,8 +31,15 @@ from .splits import split_dataset
 from .store import ERROR, OK, SKIPPED, ResultStore
 
 log = logging.getLogger(__name__)
-VERSION_PACKAGES = {"torch": "torch", "timm": "timm", "open_clip": "open_clip_torch", "diffusers": "diffusers",
-                    "sklearn": "scikit-learn", "numpy": "numpy", "dfzoo": "dfzoo"}
+VERSION_PACKAGES = {
+    "torch": "torch",
+    "timm": "timm",
+    "open_clip": "open_clip_torch",
+    "diffusers": "diffusers",
+    "sklearn": "scikit-learn",
+    "numpy": "numpy",
+    "dfzoo": "dfzoo",
+}
 MAX_NAN_CHECKS = 200  # undecodable-image reasons are looked up for at most this many NaN scores per row
 
 
@@ -64,9 +72,14 @@ class RunSummary:
 
 
 # -- planning --------------------------------------------------------------------------------------------
-def run_benchmark(protocols: Protocol | str | Path | Sequence[Protocol | str | Path], store_dir: str | Path,
-                  registry: Any = None, executor: Executor | None = None, progress: bool = True,
-                  device: str | None = None) -> RunSummary:
+def run_benchmark(
+    protocols: Protocol | str | Path | Sequence[Protocol | str | Path],
+    store_dir: str | Path,
+    registry: Any = None,
+    executor: Executor | None = None,
+    progress: bool = True,
+    device: str | None = None,
+) -> RunSummary:
     """Run ``protocols`` into the store at ``store_dir`` (created if needed) and return a summary.
 
     ``protocols`` may be :class:`Protocol` objects or TOML paths. Rows already stored with status ``ok`` are
@@ -76,6 +89,7 @@ def run_benchmark(protocols: Protocol | str | Path | Sequence[Protocol | str | P
     from tqdm.auto import tqdm
 
     from dfzoo.registry import current_registry, use_registry
+
     started = time.perf_counter()
     registry = registry or current_registry()
     items = [protocols] if isinstance(protocols, (Protocol, str, Path)) else list(protocols)
@@ -111,13 +125,21 @@ def run_benchmark(protocols: Protocol | str | Path | Sequence[Protocol | str | P
     return summary
 
 
-def _plan(protocols: list[Protocol], store: ResultStore, registry: Any, datasets: dict[Any, Any],
-          summary: RunSummary, device: str | None, progress: bool) -> tuple[list[Job], list[dict[str, Any]]]:
+def _plan(
+    protocols: list[Protocol],
+    store: ResultStore,
+    registry: Any,
+    datasets: dict[Any, Any],
+    summary: RunSummary,
+    device: str | None,
+    progress: bool,
+) -> tuple[list[Job], list[dict[str, Any]]]:
     """Validate every protocol first (fail before any work), then list the jobs with rows still missing."""
     names = Counter(p.name for p in protocols)
     if any(count > 1 for count in names.values()):
         raise ValueError(f"protocol names must be unique in one run: {', '.join(n for n, c in names.items() if c > 1)}")
     from dfzoo.device import pick_device
+
     pick_device(device)  # an unknown or absent device: one error before any work
     for protocol in protocols:  # every detector and parameter value is checked before any dataset is opened
         check_perturbations(protocol, registry)
@@ -139,16 +161,29 @@ def _plan(protocols: list[Protocol], store: ResultStore, registry: Any, datasets
         for detector in detectors:
             summary.jobs_planned += 1
             job_id = make_job_id(settings, detector)
-            tasks = [RowTask(row_key(job_id, generator, perturbation), generator, perturbation)
-                     for perturbation in protocol.perturbations for generator in split.test_generators]
+            tasks = [
+                RowTask(row_key(job_id, generator, perturbation), generator, perturbation)
+                for perturbation in protocol.perturbations
+                for generator in split.test_generators
+            ]
             pending = tuple(task for task in tasks if task.key not in done)
             if not pending:
                 summary.jobs_complete += 1
                 continue
-            job = Job(job_id=job_id, protocol=protocol, detector=detector.name, params=dict(detector.params),
-                      label=detector.label, params_hash=detector.params_hash, settings_hash=settings,
-                      dataset_fingerprint=fingerprint, tasks=pending, model_dir=str(store.model_dir(job_id)), device=device,
-                      progress=progress)
+            job = Job(
+                job_id=job_id,
+                protocol=protocol,
+                detector=detector.name,
+                params=dict(detector.params),
+                label=detector.label,
+                params_hash=detector.params_hash,
+                settings_hash=settings,
+                dataset_fingerprint=fingerprint,
+                tasks=pending,
+                model_dir=str(store.model_dir(job_id)),
+                device=device,
+                progress=progress,
+            )
             if detector.skip_reason:
                 base = base_row(job, dataset, split)
                 for task in pending:
@@ -169,8 +204,6 @@ def make_job_id(settings: str, detector: ResolvedDetector) -> str:
 def row_key(job_id: str, generator: str, perturbation: str) -> str:
     """The resume key of a row: job (protocol settings + detector + params), test generator, perturbation."""
     return f"{job_id}|{generator}|{perturbation}"
-
-
 
 
 __all__ = ["RunSummary", "make_job_id", "row_key", "run_benchmark"]

@@ -22,6 +22,7 @@ A detector's ``extra_metrics()`` is rendered generically: nested dicts are flatt
 equal-length number lists are drawn as small matrices, and ``{"labels": [...], "matrix": [[...]]}`` as a
 matrix with named rows and columns (e.g. a confusion matrix).
 """
+
 from __future__ import annotations
 
 import csv
@@ -45,23 +46,46 @@ CLEAN = "none"
 DASH = "–"
 UNKNOWN_FAMILY = "unknown"
 NOT_MEANINGFUL = f"{DASH}†"
-CSV_METRICS = ("auc", "ap", "acc", "real_acc", "fake_acc", "best_acc", "eer", "tpr_at_1fpr", "tpr_at_5fpr",
-               "n_real", "n_fake", "n_nan")
-SUMMARY_COLUMNS = [("acc", "acc@thr"), ("real_acc", "real acc"), ("fake_acc", "fake acc"),
-                   ("best_acc", "best-thr acc (oracle)"), ("eer", "EER"), ("tpr_at_1fpr", "TPR@1%FPR"),
-                   ("tpr_at_5fpr", "TPR@5%FPR")]
+CSV_METRICS = (
+    "auc",
+    "ap",
+    "acc",
+    "real_acc",
+    "fake_acc",
+    "best_acc",
+    "eer",
+    "tpr_at_1fpr",
+    "tpr_at_5fpr",
+    "n_real",
+    "n_fake",
+    "n_nan",
+)
+SUMMARY_COLUMNS = [
+    ("acc", "acc@thr"),
+    ("real_acc", "real acc"),
+    ("fake_acc", "fake acc"),
+    ("best_acc", "best-thr acc (oracle)"),
+    ("eer", "EER"),
+    ("tpr_at_1fpr", "TPR@1%FPR"),
+    ("tpr_at_5fpr", "TPR@5%FPR"),
+]
 UNSEEN, SEEN, ALL_GENERATORS = "unseen", "seen", "all"
 GROUP_TITLES = {UNSEEN: "Unseen mean", SEEN: "Seen mean", ALL_GENERATORS: "Mean"}
-MISSING_NOTE = (f"{DASH} (k/n generators): the detector has a value on only k of the n test generators of that "
-                "mean (an error, a skipped run, or a metric undefined on a test set, e.g. one class only), so it "
-                "gets no mean: a mean over the generators that worked would flatter it. See *Skipped and failed*.")
-FIXED_NOTE = (f"{NOT_MEANINGFUL}: no accuracy at a threshold for this detector: its threshold is the fixed "
-              "default 0.5 (policy `fixed`) and its scores are not known to be probabilities, so that threshold "
-              "means nothing. The threshold-free columns still apply.")
+MISSING_NOTE = (
+    f"{DASH} (k/n generators): the detector has a value on only k of the n test generators of that "
+    "mean (an error, a skipped run, or a metric undefined on a test set, e.g. one class only), so it "
+    "gets no mean: a mean over the generators that worked would flatter it. See *Skipped and failed*."
+)
+FIXED_NOTE = (
+    f"{NOT_MEANINGFUL}: no accuracy at a threshold for this detector: its threshold is the fixed "
+    "default 0.5 (policy `fixed`) and its scores are not known to be probabilities, so that threshold "
+    "means nothing. The threshold-free columns still apply."
+)
 
 
-def render_leaderboard(store_dir: str | Path, out_dir: str | Path, *, title: str = "dfzoo leaderboard",
-                       plots: bool = True) -> list[Path]:
+def render_leaderboard(
+    store_dir: str | Path, out_dir: str | Path, *, title: str = "dfzoo leaderboard", plots: bool = True
+) -> list[Path]:
     """Write ``README.md``, ``results.csv``, ``results.json`` and ``plots/*.png`` into ``out_dir``.
 
     Returns the paths written. The output depends only on the store's content (no wall-clock date), so
@@ -117,15 +141,21 @@ def current_configurations(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[st
         else:
             count, stamp = left_out.get((name, digest), (0, ""))
             left_out[(name, digest)] = (count + 1, max(stamp, str(row.get("finished_at") or "")))
-    older = [OlderConfiguration(name, digest, count, stamp)
-             for (name, digest), (count, stamp) in sorted(left_out.items(), key=lambda item: (item[0][0], item[1][1]))]
+    older = [
+        OlderConfiguration(name, digest, count, stamp)
+        for (name, digest), (count, stamp) in sorted(left_out.items(), key=lambda item: (item[0][0], item[1][1]))
+    ]
     return shown, older
 
 
 def _boards(rows: list[dict[str, Any]], older: list[OlderConfiguration], store: ResultStore) -> list[ProtocolBoard]:
     names = sorted({str(r.get("protocol")) for r in rows})
-    return [ProtocolBoard(name, [r for r in rows if str(r.get("protocol")) == name], store,
-                          [o for o in older if o.protocol == name]) for name in names]
+    return [
+        ProtocolBoard(
+            name, [r for r in rows if str(r.get("protocol")) == name], store, [o for o in older if o.protocol == name]
+        )
+        for name in names
+    ]
 
 
 def family_label(family: Any) -> str:
@@ -164,8 +194,9 @@ class Cell:
 class ProtocolBoard:
     """The rows of one protocol configuration arranged by detector label, test generator and perturbation."""
 
-    def __init__(self, name: str, rows: list[dict[str, Any]], store: ResultStore,
-                 older: Sequence[OlderConfiguration] = ()) -> None:
+    def __init__(
+        self, name: str, rows: list[dict[str, Any]], store: ResultStore, older: Sequence[OlderConfiguration] = ()
+    ) -> None:
         self.name = name
         self.rows = rows
         self.store = store
@@ -176,8 +207,9 @@ class ProtocolBoard:
         self.perturbations = [self.clean] + [p for p in perturbations if p != self.clean]
         trained = {g for r in rows for g in (r.get("train_generators") or [])}
         self.train_generators = sorted(trained)
-        self.seen = sorted({r["test_generator"] for r in rows
-                            if r.get("seen_in_training") or r["test_generator"] in trained})
+        self.seen = sorted(
+            {r["test_generator"] for r in rows if r.get("seen_in_training") or r["test_generator"] in trained}
+        )
         families: dict[str, str] = {}
         for row in sorted(rows, key=lambda r: r.get("status") != OK):  # ok rows first: their family is known
             families.setdefault(row["test_generator"], family_label(row.get("test_family")))
@@ -185,21 +217,29 @@ class ProtocolBoard:
         self.generators = sorted(families, key=lambda g: (g not in self.seen, families[g], g))
         unseen = [g for g in self.generators if g not in self.seen]
         seen = [g for g in self.generators if g in self.seen]
-        self.groups: dict[str, list[str]] = ({UNSEEN: unseen, SEEN: seen} if unseen and seen
-                                             else {ALL_GENERATORS: list(self.generators)})
+        self.groups: dict[str, list[str]] = (
+            {UNSEEN: unseen, SEEN: seen} if unseen and seen else {ALL_GENERATORS: list(self.generators)}
+        )
         self.rank_group = next(iter(self.groups))
         self.cells: dict[tuple[str, str, str], dict[str, Any]] = {
-            (r["label"], r["test_generator"], r.get("test_perturbation", CLEAN)): r for r in self.ok}
+            (r["label"], r["test_generator"], r.get("test_perturbation", CLEAN)): r for r in self.ok
+        }
         labels = list(OrderedDict.fromkeys(r["label"] for r in self.ok))
-        self.means = {(label, p, group): metrics.average_metrics(self._metric_rows(label, p, generators))
-                      for label in labels for p in self.perturbations for group, generators in self.groups.items()}
+        self.means = {
+            (label, p, group): metrics.average_metrics(self._metric_rows(label, p, generators))
+            for label in labels
+            for p in self.perturbations
+            for group, generators in self.groups.items()
+        }
         ranking = {label: self.means[(label, self.clean, self.rank_group)]["auc"] for label in labels}
         self.labels = sorted(labels, key=lambda label: _rank_key(ranking[label], label))
         self._mean_ci: dict[tuple[str, str], dict[str, list[float]]] = {}
 
     def _metric_rows(self, label: str, perturbation: str, generators: Sequence[str]) -> list[Mapping[str, Any] | None]:
-        return [shown_metrics(self.cells[(label, g, perturbation)]) if (label, g, perturbation) in self.cells
-                else None for g in generators]
+        return [
+            shown_metrics(self.cells[(label, g, perturbation)]) if (label, g, perturbation) in self.cells else None
+            for g in generators
+        ]
 
     def metric(self, label: str, generator: str, key: str, perturbation: str | None = None) -> float:
         row = self.cells.get((label, generator, perturbation or self.clean))
@@ -228,8 +268,9 @@ class ProtocolBoard:
             n = int(rows[0].get("bootstrap") or 0) if usable else 0
             if usable and n:
                 sets = [(s.labels, s.scores) for s in sidecars.values()]
-                self._mean_ci[(label, group)] = metrics.mean_intervals(sets, n, int(rows[0].get("seed") or 0),
-                                                                       ids=image_ids(sidecars))
+                self._mean_ci[(label, group)] = metrics.mean_intervals(
+                    sets, n, int(rows[0].get("seed") or 0), ids=image_ids(sidecars)
+                )
             else:
                 self._mean_ci[(label, group)] = empty
         return self._mean_ci[(label, group)]
@@ -248,17 +289,26 @@ class ProtocolBoard:
             parts += [f"> {description}", ""]
         dataset = self.first("dataset", {})
         preprocess = self.first("preprocess", {})
-        ranking = {UNSEEN: "Detectors are ranked by their mean over the test generators unseen in training; the "
-                           "seen ones have their own mean.",
-                   ALL_GENERATORS: "Detectors are ranked by their mean over every test generator."}[self.rank_group]
-        parts += [f"Dataset **{dataset.get('name', '?')}** (fingerprint `{dataset.get('fingerprint', '?')}`), "
-                  f"trained on **{', '.join(self.train_generators) or '?'}**, preprocessing "
-                  f"`{preprocess.get('key', '?')}`, train perturbation `{self.first('train_perturbation', 'none')}`, "
-                  f"seed {self.first('seed', 0)}, {self.first('bootstrap', 0)} bootstrap replicates, configuration "
-                  f"`{self.first('protocol_hash', '?')}`. Columns marked (train) were seen in training. {ranking}", ""]
+        ranking = {
+            UNSEEN: "Detectors are ranked by their mean over the test generators unseen in training; the "
+            "seen ones have their own mean.",
+            ALL_GENERATORS: "Detectors are ranked by their mean over every test generator.",
+        }[self.rank_group]
+        parts += [
+            f"Dataset **{dataset.get('name', '?')}** (fingerprint `{dataset.get('fingerprint', '?')}`), "
+            f"trained on **{', '.join(self.train_generators) or '?'}**, preprocessing "
+            f"`{preprocess.get('key', '?')}`, train perturbation `{self.first('train_perturbation', 'none')}`, "
+            f"seed {self.first('seed', 0)}, {self.first('bootstrap', 0)} bootstrap replicates, configuration "
+            f"`{self.first('protocol_hash', '?')}`. Columns marked (train) were seen in training. {ranking}",
+            "",
+        ]
         if self.older:
-            parts += ["Older results not shown (another configuration of this protocol): "
-                      + "; ".join(o.note() for o in self.older) + ".", ""]
+            parts += [
+                "Older results not shown (another configuration of this protocol): "
+                + "; ".join(o.note() for o in self.older)
+                + ".",
+                "",
+            ]
         families: dict[str, list[str]] = {}
         for generator in self.generators:
             families.setdefault(self.families[generator], []).append(generator)
@@ -283,8 +333,9 @@ class ProtocolBoard:
     def _mean_headers(self, interval: bool = True) -> list[str]:
         return [GROUP_TITLES[group] + (" [95% CI]" if interval else "") for group in self.groups]
 
-    def _mean_cell(self, label: str, key: str, group: str, perturbation: str | None = None,
-                   interval: bool = True) -> Cell:
+    def _mean_cell(
+        self, label: str, key: str, group: str, perturbation: str | None = None, interval: bool = True
+    ) -> Cell:
         mean = self.means[(label, perturbation or self.clean, group)]
         value = _finite(mean[key])
         if not math.isfinite(value):
@@ -296,13 +347,19 @@ class ProtocolBoard:
     def _ranked_table(self, title: str, key: str, heatmap: bool = False) -> list[str]:
         table: list[list[Any]] = []
         for label in self.labels:
-            cells = [Cell(self.metric(label, g, key), self.interval(label, g, key), _fmt(self.metric(label, g, key)))
-                     for g in self.generators]
+            cells = [
+                Cell(self.metric(label, g, key), self.interval(label, g, key), _fmt(self.metric(label, g, key)))
+                for g in self.generators
+            ]
             cells += [self._mean_cell(label, key, group) for group in self.groups]
             table.append([label, *cells])
         _bold_separated(table)
-        lines = [f"### {title} ({_condition(self.clean)})", "",
-                 _tabulate(_rendered(table), ["Detector", *self._header(), *self._mean_headers()]), ""]
+        lines = [
+            f"### {title} ({_condition(self.clean)})",
+            "",
+            _tabulate(_rendered(table), ["Detector", *self._header(), *self._mean_headers()]),
+            "",
+        ]
         lines += self._footnotes(table)
         if heatmap:
             lines += [f"![{title} heatmap](plots/{_slug(self.name)}-auc.png)", ""]
@@ -312,8 +369,12 @@ class ProtocolBoard:
         summary = []
         for label in self.labels:
             shown = self.policy_shown(label)
-            cells = [Cell(math.nan, text=NOT_MEANINGFUL) if key in metrics.THRESHOLD_METRICS and not shown
-                     else self._mean_cell(label, key, self.rank_group, interval=False) for key, _ in SUMMARY_COLUMNS]
+            cells = [
+                Cell(math.nan, text=NOT_MEANINGFUL)
+                if key in metrics.THRESHOLD_METRICS and not shown
+                else self._mean_cell(label, key, self.rank_group, interval=False)
+                for key, _ in SUMMARY_COLUMNS
+            ]
             row = next(r for r in self.ok if r["label"] == label)
             summary.append([label, *cells, _threshold_text(row)])
         per_generator = []
@@ -325,17 +386,27 @@ class ProtocolBoard:
                 if row is not None and not threshold_is_meaningful(row):
                     cells.append(NOT_MEANINGFUL)
                 else:
-                    cells.append(DASH if not math.isfinite(acc) else
-                                 f"{_fmt(acc)} ({_fmt(self.metric(label, g, 'real_acc'))} / "
-                                 f"{_fmt(self.metric(label, g, 'fake_acc'))})")
+                    cells.append(
+                        DASH
+                        if not math.isfinite(acc)
+                        else f"{_fmt(acc)} ({_fmt(self.metric(label, g, 'real_acc'))} / "
+                        f"{_fmt(self.metric(label, g, 'fake_acc'))})"
+                    )
             per_generator.append([label, *cells])
         scope = {UNSEEN: "unseen test generators", ALL_GENERATORS: "test generators"}[self.rank_group]
-        lines = [f"### Accuracy ({_condition(self.clean)}, mean over {scope})", "",
-                 _tabulate(_rendered(summary), ["Detector", *(name for _, name in SUMMARY_COLUMNS),
-                                                "threshold (policy)"]), ""]
+        lines = [
+            f"### Accuracy ({_condition(self.clean)}, mean over {scope})",
+            "",
+            _tabulate(_rendered(summary), ["Detector", *(name for _, name in SUMMARY_COLUMNS), "threshold (policy)"]),
+            "",
+        ]
         lines += self._footnotes(summary + per_generator)
-        lines += ["Accuracy at the detector's threshold per test generator, as overall (real / fake):", "",
-                  _tabulate(per_generator, ["Detector", *self._header()]), ""]
+        lines += [
+            "Accuracy at the detector's threshold per test generator, as overall (real / fake):",
+            "",
+            _tabulate(per_generator, ["Detector", *self._header()]),
+            "",
+        ]
         return lines
 
     def _footnotes(self, table: list[list[Any]]) -> list[str]:
@@ -361,9 +432,13 @@ class ProtocolBoard:
                 cells.append(Cell(cell.value, text=cell.text, suffix=change))
             table.append([label, *cells])
         scope = {UNSEEN: "mean ROC-AUC over unseen generators", ALL_GENERATORS: "mean ROC-AUC"}[self.rank_group]
-        return [f"### Robustness: {scope} per test perturbation (change from clean)", "",
-                _tabulate(_rendered(table), ["Detector", *(_condition(p) for p in self.perturbations)]), "",
-                *self._footnotes(table)]
+        return [
+            f"### Robustness: {scope} per test perturbation (change from clean)",
+            "",
+            _tabulate(_rendered(table), ["Detector", *(_condition(p) for p in self.perturbations)]),
+            "",
+            *self._footnotes(table),
+        ]
 
     def _roc_section(self) -> list[str]:
         return [f"![ROC curves](plots/{_slug(self.name)}-roc.png)", ""]
@@ -375,16 +450,31 @@ class ProtocolBoard:
             for g in self.generators:
                 value = self.metric(label, g, "auc")
                 low, high = self.interval(label, g, "auc")
-                cells.append(DASH if not math.isfinite(value) else
-                             f"{_fmt(value)} [{_fmt(low)}, {_fmt(high)}]" if math.isfinite(low) else _fmt(value))
+                cells.append(
+                    DASH
+                    if not math.isfinite(value)
+                    else f"{_fmt(value)} [{_fmt(low)}, {_fmt(high)}]"
+                    if math.isfinite(low)
+                    else _fmt(value)
+                )
             table.append([label, *cells])
-        return ["<details><summary>ROC-AUC per test generator with 95% bootstrap intervals</summary>", "",
-                _tabulate(table, ["Detector", *self._header()]), "", "</details>", ""]
+        return [
+            "<details><summary>ROC-AUC per test generator with 95% bootstrap intervals</summary>",
+            "",
+            _tabulate(table, ["Detector", *self._header()]),
+            "",
+            "</details>",
+            "",
+        ]
+
     def _extra_section(self) -> list[str]:
         lines: list[str] = []
         for label in self.labels:
-            per_generator = {g: self.cells[(label, g, self.clean)].get("extra") or {}
-                             for g in self.generators if (label, g, self.clean) in self.cells}
+            per_generator = {
+                g: self.cells[(label, g, self.clean)].get("extra") or {}
+                for g in self.generators
+                if (label, g, self.clean) in self.cells
+            }
             per_generator = {g: e for g, e in per_generator.items() if e}
             if not per_generator:
                 continue
@@ -412,19 +502,25 @@ class ProtocolBoard:
         for row in self.rows:
             if row.get("status") == OK:
                 if row.get("n_skipped"):
-                    reasons = ", ".join(f"{count} {reason}" for reason, count in (row.get("skipped_reasons") or {}).items())
+                    reasons = ", ".join(
+                        f"{count} {reason}" for reason, count in (row.get("skipped_reasons") or {}).items()
+                    )
                     key = (row.get("label"), "images not scored", f"{row['n_skipped']} NaN score(s): {reasons}")
                     seen.setdefault(key, []).append(f"{row.get('test_generator')}/{row.get('test_perturbation')}")
                 continue
             error = row.get("error") or {}
-            reason = row.get("reason") or f"{error.get('type', '?')} in {error.get('stage', '?')}: " \
-                                            f"{_one_line(error.get('message', ''))}"
+            reason = (
+                row.get("reason")
+                or f"{error.get('type', '?')} in {error.get('stage', '?')}: {_one_line(error.get('message', ''))}"
+            )
             key = (row.get("label"), row.get("status"), reason)
             seen.setdefault(key, []).append(f"{row.get('test_generator')}/{row.get('test_perturbation')}")
         if not seen:
             return []
-        table = [[label, status, _where(cells, len(self.generators) * len(self.perturbations)), reason]
-                 for (label, status, reason), cells in seen.items()]
+        table = [
+            [label, status, _where(cells, len(self.generators) * len(self.perturbations)), reason]
+            for (label, status, reason), cells in seen.items()
+        ]
         return ["### Skipped and failed", "", _tabulate(table, ["Detector", "Status", "Where", "Reason"]), ""]
 
     def _provenance_section(self) -> list[str]:
@@ -433,35 +529,58 @@ class ProtocolBoard:
             rows = [r for r in self.rows if r["label"] == label]
             row = next((r for r in rows if r.get("status") == OK), rows[0])
             describe = row.get("describe") or {}
-            table.append([label, f"`{row.get('params_hash', '')}`", _describe(describe) or DASH,
-                          _fmt(max(r.get("fit_seconds") or 0 for r in rows), 1),
-                          _fmt(sum(r.get("score_seconds") or 0 for r in rows), 1),
-                          "yes" if any(r.get("model_reused") for r in rows) else "no"])
+            table.append(
+                [
+                    label,
+                    f"`{row.get('params_hash', '')}`",
+                    _describe(describe) or DASH,
+                    _fmt(max(r.get("fit_seconds") or 0 for r in rows), 1),
+                    _fmt(sum(r.get("score_seconds") or 0 for r in rows), 1),
+                    "yes" if any(r.get("model_reused") for r in rows) else "no",
+                ]
+            )
         counts = self.first("counts", {})
         versions = self.first("versions", {})
         commits = sorted({str(r.get("commit", "unknown"))[:12] for r in self.rows})
         dataset = self.first("dataset", {})
-        return ["### Provenance", "",
-                _tabulate(table, ["Detector", "params hash", "describe (weights identity, ...)", "fit s", "score s",
-                                  "model reused"]), "",
-                f"- dataset `{dataset.get('name')}` (source `{dataset.get('source')}`, layout `{dataset.get('layout')}`,"
-                f" fingerprint `{dataset.get('fingerprint')}`); training set {counts.get('train_real', '?')} real + "
-                f"{counts.get('train_fake', '?')} fake; cap per class {self.first('cap_per_class') or 'none'}",
-                f"- preprocessing `{(self.first('preprocess') or {}).get('key')}`; test perturbations "
-                f"{', '.join(f'`{p}`' for p in self.perturbations)}",
-                "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
-                f"- dfzoo commit(s): {', '.join(f'`{c}`' for c in commits)}", ""]
+        return [
+            "### Provenance",
+            "",
+            _tabulate(
+                table,
+                ["Detector", "params hash", "describe (weights identity, ...)", "fit s", "score s", "model reused"],
+            ),
+            "",
+            f"- dataset `{dataset.get('name')}` (source `{dataset.get('source')}`, layout `{dataset.get('layout')}`,"
+            f" fingerprint `{dataset.get('fingerprint')}`); training set {counts.get('train_real', '?')} real + "
+            f"{counts.get('train_fake', '?')} fake; cap per class {self.first('cap_per_class') or 'none'}",
+            f"- preprocessing `{(self.first('preprocess') or {}).get('key')}`; test perturbations "
+            f"{', '.join(f'`{p}`' for p in self.perturbations)}",
+            "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+            f"- dfzoo commit(s): {', '.join(f'`{c}`' for c in commits)}",
+            "",
+        ]
 
     # -- plots ---------------------------------------------------------------------------------------------
     def plots(self, folder: Path) -> list[Path]:
         from . import plots
+
         if not self.labels:
             return []
         grid = np.array([[self.metric(label, g, "auc") for g in self.generators] for label in self.labels])
         means = [self.means[(label, self.clean, self.rank_group)]["auc"] for label in self.labels]
-        written = [plots.auc_heatmap(f"{self.name}: ROC-AUC ({_condition(self.clean)})", self.labels,
-                                     self.generators, grid, folder / f"{_slug(self.name)}-auc.png", self.seen, means,
-                                     mean_label=GROUP_TITLES[self.rank_group].lower())]
+        written = [
+            plots.auc_heatmap(
+                f"{self.name}: ROC-AUC ({_condition(self.clean)})",
+                self.labels,
+                self.generators,
+                grid,
+                folder / f"{_slug(self.name)}-auc.png",
+                self.seen,
+                means,
+                mean_label=GROUP_TITLES[self.rank_group].lower(),
+            )
+        ]
         curves: dict[str, list[tuple[str, np.ndarray, np.ndarray, float]]] = {}
         for generator in self.generators:
             for label in self.labels:
@@ -473,8 +592,14 @@ class ProtocolBoard:
                 if fpr.size:
                     curves.setdefault(generator, []).append((label, fpr, tpr, self.metric(label, generator, "auc")))
         if curves:
-            written.append(plots.roc_grid(f"{self.name}: ROC curves ({_condition(self.clean)})", curves,
-                                          folder / f"{_slug(self.name)}-roc.png", self.seen))
+            written.append(
+                plots.roc_grid(
+                    f"{self.name}: ROC curves ({_condition(self.clean)})",
+                    curves,
+                    folder / f"{_slug(self.name)}-roc.png",
+                    self.seen,
+                )
+            )
         return written
 
     def summary(self, intervals: bool = True) -> list[dict[str, Any]]:
@@ -483,14 +608,21 @@ class ProtocolBoard:
         ``rank_group`` names the group the ranking uses (``"unseen"`` or ``"all"``); undefined means are NaN.
         """
         out = []
-        for label in [*self.labels, *(name for name in OrderedDict.fromkeys(r["label"] for r in self.rows)
-                                      if name not in self.labels)]:
+        for label in [
+            *self.labels,
+            *(name for name in OrderedDict.fromkeys(r["label"] for r in self.rows) if name not in self.labels),
+        ]:
             rows = [r for r in self.rows if r["label"] == label]
-            entry = {"label": label, "detector": rows[0].get("detector"), "rank_group": self.rank_group,
-                     "status": {s: sum(r.get("status") == s for r in rows) for s in (OK, ERROR, SKIPPED)}}
+            entry = {
+                "label": label,
+                "detector": rows[0].get("detector"),
+                "rank_group": self.rank_group,
+                "status": {s: sum(r.get("status") == s for r in rows) for s in (OK, ERROR, SKIPPED)},
+            }
             if label in self.labels:
-                entry["mean"] = {p: {group: self.means[(label, p, group)] for group in self.groups}
-                                 for p in self.perturbations}
+                entry["mean"] = {
+                    p: {group: self.means[(label, p, group)] for group in self.groups} for p in self.perturbations
+                }
                 if intervals:
                     entry["mean_ci"] = {group: self.mean_ci(label, group) for group in self.groups}
             out.append(entry)
@@ -520,43 +652,82 @@ def image_ids(sidecars: Mapping[str, Sidecar]) -> list[np.ndarray]:
 
 
 # -- documents -------------------------------------------------------------------------------------------
-def _document(title: str, store_dir: str | Path, rows: list[dict[str, Any]], older: list[OlderConfiguration],
-              boards: list[ProtocolBoard]) -> str:
+def _document(
+    title: str,
+    store_dir: str | Path,
+    rows: list[dict[str, Any]],
+    older: list[OlderConfiguration],
+    boards: list[ProtocolBoard],
+) -> str:
     as_of = max((str(r.get("finished_at") or "") for r in rows), default="") or "no results"
     labels = {r.get("label") for r in rows}
     hidden = sum(o.rows for o in older)
-    lines = [f"# {title}", "",
-             f"{len(boards)} protocol(s), {len(labels)} detector configuration(s), {len(rows)} result rows"
-             + (f" ({hidden} older row(s) of earlier protocol configurations not shown)" if hidden else "")
-             + f"; latest result {as_of}. Regenerate with `dfzoo leaderboard --store {_relative(store_dir)} --out "
-             f"DIR`; check every number against the stored scores with `dfzoo leaderboard --check --store "
-             f"{_relative(store_dir)}`; every row shown is in `results.csv` / `results.json`.", ""]
+    lines = [
+        f"# {title}",
+        "",
+        f"{len(boards)} protocol(s), {len(labels)} detector configuration(s), {len(rows)} result rows"
+        + (f" ({hidden} older row(s) of earlier protocol configurations not shown)" if hidden else "")
+        + f"; latest result {as_of}. Regenerate with `dfzoo leaderboard --store {_relative(store_dir)} --out "
+        f"DIR`; check every number against the stored scores with `dfzoo leaderboard --check --store "
+        f"{_relative(store_dir)}`; every row shown is in `results.csv` / `results.json`.",
+        "",
+    ]
     if boards:
         lines += ["Protocols: " + ", ".join(f"[{b.name}](#{_anchor(b.name)})" for b in boards), ""]
-    lines += ["How to read: higher is better except EER. ROC-AUC and AP need no threshold. Accuracies use the "
-              "detector's threshold (a score at or above it means fake) and are shown only when that threshold "
-              "means something: the detector states it (`detector`), or it lets through a fixed share of the "
-              "training reals (`train_real_quantile`); a fixed 0.5 on scores that need not be probabilities "
-              "(`fixed`) gets no accuracy. \"best-thr acc\" picks the best threshold on the test set itself (an "
-              "oracle bound). Intervals are 95% stratified bootstrap percentiles. A detector has a mean only when "
-              "it has a value on every test generator of that mean. Where a protocol has test generators unseen "
-              "in training, detectors are ranked by the mean over those (undefined means last) and the seen "
-              "generators get a mean of their own. The test sets of a protocol share the same real images, so "
-              "the interval of a mean resamples those shared reals once per replicate for every generator (each "
-              "generator's fakes separately): the test sets are not independent, and resampling them as if they "
-              "were would give intervals that are too narrow. A value is in bold only when its interval lies "
-              "above the interval of every other detector in its column (no interval, no bold).", ""]
+    lines += [
+        "How to read: higher is better except EER. ROC-AUC and AP need no threshold. Accuracies use the "
+        "detector's threshold (a score at or above it means fake) and are shown only when that threshold "
+        "means something: the detector states it (`detector`), or it lets through a fixed share of the "
+        "training reals (`train_real_quantile`); a fixed 0.5 on scores that need not be probabilities "
+        '(`fixed`) gets no accuracy. "best-thr acc" picks the best threshold on the test set itself (an '
+        "oracle bound). Intervals are 95% stratified bootstrap percentiles. A detector has a mean only when "
+        "it has a value on every test generator of that mean. Where a protocol has test generators unseen "
+        "in training, detectors are ranked by the mean over those (undefined means last) and the seen "
+        "generators get a mean of their own. The test sets of a protocol share the same real images, so "
+        "the interval of a mean resamples those shared reals once per replicate for every generator (each "
+        "generator's fakes separately): the test sets are not independent, and resampling them as if they "
+        "were would give intervals that are too narrow. A value is in bold only when its interval lies "
+        "above the interval of every other detector in its column (no interval, no bold).",
+        "",
+    ]
     for board in boards:
         lines += [board.markdown(), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    columns = ["protocol", "protocol_hash", "label", "detector", "test_generator", "test_family", "seen_in_training",
-               "test_perturbation", "status", *CSV_METRICS, "auc_ci_low", "auc_ci_high", "ap_ci_low", "ap_ci_high",
-               "threshold", "threshold_policy", "threshold_fpr", "params_hash", "dataset", "dataset_fingerprint",
-               "preprocess", "train_perturbation", "train_generators", "seed", "commit", "fit_seconds",
-               "score_seconds", "finished_at", "reason", "row_id"]
+    columns = [
+        "protocol",
+        "protocol_hash",
+        "label",
+        "detector",
+        "test_generator",
+        "test_family",
+        "seen_in_training",
+        "test_perturbation",
+        "status",
+        *CSV_METRICS,
+        "auc_ci_low",
+        "auc_ci_high",
+        "ap_ci_low",
+        "ap_ci_high",
+        "threshold",
+        "threshold_policy",
+        "threshold_fpr",
+        "params_hash",
+        "dataset",
+        "dataset_fingerprint",
+        "preprocess",
+        "train_perturbation",
+        "train_generators",
+        "seed",
+        "commit",
+        "fit_seconds",
+        "score_seconds",
+        "finished_at",
+        "reason",
+        "row_id",
+    ]
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
@@ -568,21 +739,29 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
             for key in ("auc", "ap"):
                 ci = values.get(f"{key}_ci") or [None, None]
                 record[f"{key}_ci_low"], record[f"{key}_ci_high"] = ci
-            record.update({"test_family": family_label(row.get("test_family")),
-                           "dataset": (row.get("dataset") or {}).get("name"),
-                           "dataset_fingerprint": (row.get("dataset") or {}).get("fingerprint"),
-                           "preprocess": (row.get("preprocess") or {}).get("key"),
-                           "train_generators": ";".join(row.get("train_generators") or []),
-                           "reason": row.get("reason") or (f"{error.get('type')}: {_one_line(error.get('message', ''))}"
-                                                           if error else "")})
+            record.update(
+                {
+                    "test_family": family_label(row.get("test_family")),
+                    "dataset": (row.get("dataset") or {}).get("name"),
+                    "dataset_fingerprint": (row.get("dataset") or {}).get("fingerprint"),
+                    "preprocess": (row.get("preprocess") or {}).get("key"),
+                    "train_generators": ";".join(row.get("train_generators") or []),
+                    "reason": row.get("reason")
+                    or (f"{error.get('type')}: {_one_line(error.get('message', ''))}" if error else ""),
+                }
+            )
             writer.writerow(record)
     return path
 
 
-def _write_json(path: Path, rows: list[dict[str, Any]], older: list[OlderConfiguration],
-                boards: list[ProtocolBoard]) -> Path:
-    document = {"protocols": {b.name: b.summary() for b in boards}, "rows": rows,
-                "older_configurations": [vars(o) for o in older]}
+def _write_json(
+    path: Path, rows: list[dict[str, Any]], older: list[OlderConfiguration], boards: list[ProtocolBoard]
+) -> Path:
+    document = {
+        "protocols": {b.name: b.summary() for b in boards},
+        "rows": rows,
+        "older_configurations": [vars(o) for o in older],
+    }
     path.write_text(json.dumps(clean_json(document), indent=1, sort_keys=True) + "\n")
     return path
 
@@ -600,13 +779,24 @@ def summary_table(store_dir: str | Path, protocols: Sequence[str] | None = None)
             if mean is None:  # no result row: its errors are counted in the last column
                 values = [DASH] * 3
             else:
-                values = [_missing(mean, "auc"), _missing(mean, "ap"),
-                          _missing(mean, "acc") if board.policy_shown(entry["label"]) else NOT_MEANINGFUL]
+                values = [
+                    _missing(mean, "auc"),
+                    _missing(mean, "ap"),
+                    _missing(mean, "acc") if board.policy_shown(entry["label"]) else NOT_MEANINGFUL,
+                ]
             status = entry["status"]
-            table.append([board.name, entry["label"], board.rank_group, *values,
-                          ", ".join(f"{n} {s}" for s, n in status.items() if n)])
-    return _tabulate(table, ["protocol", "detector", "generators", "mean AUC", "mean AP", "mean acc", "rows"],
-                     fmt="simple")
+            table.append(
+                [
+                    board.name,
+                    entry["label"],
+                    board.rank_group,
+                    *values,
+                    ", ".join(f"{n} {s}" for s, n in status.items() if n),
+                ]
+            )
+    return _tabulate(
+        table, ["protocol", "detector", "generators", "mean AUC", "mean AP", "mean acc", "rows"], fmt="simple"
+    )
 
 
 # -- formatting helpers ----------------------------------------------------------------------------------
@@ -632,9 +822,13 @@ def flatten_extra(extra: Mapping[str, Any], prefix: str = "") -> tuple[dict[str,
 
 
 def _is_matrix(value: Any) -> bool:
-    return (isinstance(value, list) and len(value) > 0 and all(isinstance(r, list) and r for r in value)
-            and len({len(r) for r in value}) == 1
-            and all(isinstance(v, (int, float)) or v is None for r in value for v in r))
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(isinstance(r, list) and r for r in value)
+        and len({len(r) for r in value}) == 1
+        and all(isinstance(v, (int, float)) or v is None for r in value for v in r)
+    )
 
 
 def _matrix_table(value: Any) -> str:
@@ -651,6 +845,7 @@ def _matrix_table(value: Any) -> str:
 
 def _tabulate(table: list[list[Any]], headers: list[str], fmt: str = "github") -> str:
     from tabulate import tabulate
+
     cells = [[_fmt(v) if isinstance(v, float) else v for v in row] for row in table]
     if fmt == "github":  # a "|" inside a cell would end it
         cells = [[str(v).replace("|", "\\|") for v in row] for row in cells]
@@ -668,8 +863,11 @@ def _bold_separated(table: list[list[Any]]) -> None:
         cells.sort(key=lambda cell: -cell.value)
         best, others = cells[0], cells[1:]
         bounds = [best.interval[0], *(cell.interval[1] for cell in others)]
-        if others[0].value < best.value and all(math.isfinite(b) for b in bounds) and \
-                all(cell.interval[1] < best.interval[0] for cell in others):
+        if (
+            others[0].value < best.value
+            and all(math.isfinite(b) for b in bounds)
+            and all(cell.interval[1] < best.interval[0] for cell in others)
+        ):
             best.bold = True
 
 
@@ -716,8 +914,11 @@ def _cell(value: Any) -> str:
 
 
 def _finite(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value) else math.nan
+    return (
+        float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else math.nan
+    )
 
 
 def _condition(perturbation: str) -> str:
@@ -735,7 +936,7 @@ def _where(cells: list[str], total: int) -> str:
 
 def _one_line(text: str, limit: int = 160) -> str:
     text = " ".join(str(text).split()).replace("|", "/")
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _slug(name: str) -> str:

@@ -19,6 +19,7 @@ Conventions (recorded in every result row through :func:`threshold_policy`):
   false-positive rate on the training reals, :func:`threshold_from_reals`). Under ``"fixed"`` (0.5 on scores
   that may not be probabilities) they are computed but not to be shown.
 """
+
 from __future__ import annotations
 
 import math
@@ -98,6 +99,7 @@ def roc_points(labels: Any, scores: Any, *, full: bool = False) -> tuple[np.ndar
     ``full=True`` keeps every threshold (needed for exact operating points); plots use the reduced curve.
     """
     from sklearn.metrics import roc_curve
+
     labels, scores, _ = drop_nan(labels, scores)
     if not _both_classes(labels):
         empty = np.empty(0)
@@ -126,9 +128,15 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
     return float(tpr[allowed].max()) if allowed.any() else 0.0
 
 
-def binary_metrics(labels: Any, scores: Any, threshold: float = DEFAULT_THRESHOLD, *,
-                   n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0,
-                   confidence: float = CONFIDENCE) -> dict[str, Any]:
+def binary_metrics(
+    labels: Any,
+    scores: Any,
+    threshold: float = DEFAULT_THRESHOLD,
+    *,
+    n_bootstrap: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> dict[str, Any]:
     """Every metric of one test set (see the module docstring). Undefined values are NaN.
 
     Returns counts (``n``, ``n_real``, ``n_fake``, ``n_nan``), ``acc``/``real_acc``/``fake_acc`` at
@@ -137,11 +145,17 @@ def binary_metrics(labels: Any, scores: Any, threshold: float = DEFAULT_THRESHOL
     as ``[low, high]``.
     """
     from sklearn.metrics import average_precision_score, roc_auc_score
+
     raw = np.asarray(scores, dtype=np.float64).reshape(-1)
     labels, scores, kept = drop_nan(labels, raw)
     real, fake = scores[labels == 0], scores[labels == 1]
-    out: dict[str, Any] = {"n": int(labels.size), "n_real": int(real.size), "n_fake": int(fake.size),
-                           "n_nan": int((~kept).sum()), "threshold": float(threshold)}
+    out: dict[str, Any] = {
+        "n": int(labels.size),
+        "n_real": int(real.size),
+        "n_fake": int(fake.size),
+        "n_nan": int((~kept).sum()),
+        "threshold": float(threshold),
+    }
     out["real_acc"] = float(np.mean(real < threshold)) if real.size else math.nan
     out["fake_acc"] = float(np.mean(fake >= threshold)) if fake.size else math.nan
     out["acc"] = float(np.mean((scores >= threshold) == (labels == 1))) if labels.size else math.nan
@@ -163,8 +177,12 @@ def binary_metrics(labels: Any, scores: Any, threshold: float = DEFAULT_THRESHOL
         auc_reps, ap_reps = bootstrap_auc_ap(labels, scores, n_bootstrap, seed)
         out["auc_ci"] = percentile_interval(auc_reps, confidence)
         out["ap_ci"] = percentile_interval(ap_reps, confidence)
-        out["bootstrap"] = {"n": int(n_bootstrap), "seed": int(seed), "confidence": confidence,
-                            "method": "stratified percentile"}
+        out["bootstrap"] = {
+            "n": int(n_bootstrap),
+            "seed": int(seed),
+            "confidence": confidence,
+            "method": "stratified percentile",
+        }
     return out
 
 
@@ -188,8 +206,9 @@ def weighted_auc_ap(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray)
     """
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     levels, level_of = np.unique(scores, return_inverse=True)
-    positive_weight, negative_weight = (_per_level(weights[:, labels == value], level_of[labels == value],
-                                                   levels.size) for value in (1, 0))
+    positive_weight, negative_weight = (
+        _per_level(weights[:, labels == value], level_of[labels == value], levels.size) for value in (1, 0)
+    )
     total_positive = positive_weight.sum(axis=1)
     total_negative = negative_weight.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -221,8 +240,9 @@ def _resample_counts(rng: np.random.Generator, replicates: int, size: int) -> np
     return np.bincount(flat, minlength=replicates * size).reshape(replicates, size).astype(np.float64)
 
 
-def bootstrap_auc_ap(labels: Any, scores: Any, n_bootstrap: int = DEFAULT_BOOTSTRAP,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_auc_ap(
+    labels: Any, scores: Any, n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Stratified bootstrap replicates of (AUC, AP): reals and fakes are resampled separately.
 
     Vectorised: each block of replicates is a weight matrix evaluated by :func:`weighted_auc_ap`.
@@ -245,8 +265,13 @@ def bootstrap_auc_ap(labels: Any, scores: Any, n_bootstrap: int = DEFAULT_BOOTST
     return np.concatenate(aucs), np.concatenate(aps)
 
 
-def mean_intervals(test_sets: Sequence[tuple[Any, Any]], n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0,
-                   confidence: float = CONFIDENCE, ids: Sequence[Any] | None = None) -> dict[str, list[float]]:
+def mean_intervals(
+    test_sets: Sequence[tuple[Any, Any]],
+    n_bootstrap: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+    ids: Sequence[Any] | None = None,
+) -> dict[str, list[float]]:
     """Bootstrap intervals of the *mean* AUC and AP over several test sets (e.g. test generators).
 
     ``ids`` gives, per set, one identifier per image (same length as its labels). An image that appears in
@@ -290,12 +315,15 @@ def mean_intervals(test_sets: Sequence[tuple[Any, Any]], n_bootstrap: int = DEFA
         per_set = [weighted_auc_ap(labels, scores, w) for (labels, scores, _), w in zip(sets, weights, strict=True)]
         auc_blocks.append(np.mean([auc for auc, _ in per_set], axis=0))
         ap_blocks.append(np.mean([ap for _, ap in per_set], axis=0))
-    return {"auc_ci": percentile_interval(np.concatenate(auc_blocks), confidence),
-            "ap_ci": percentile_interval(np.concatenate(ap_blocks), confidence)}
+    return {
+        "auc_ci": percentile_interval(np.concatenate(auc_blocks), confidence),
+        "ap_ci": percentile_interval(np.concatenate(ap_blocks), confidence),
+    }
 
 
-def _shared_units(sets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], label: int
-                  ) -> list[tuple[list[tuple[int, np.ndarray, np.ndarray]], int]]:
+def _shared_units(
+    sets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], label: int
+) -> list[tuple[list[tuple[int, np.ndarray, np.ndarray]], int]]:
     """Group the sets whose images of class ``label`` overlap (by id) into pools resampled together.
 
     Returns ``[(members, pool_size)]``; each member ``(set index, positions in the set, index in the pool)``
@@ -318,8 +346,12 @@ def _shared_units(sets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], lab
         groups.setdefault(root(index), []).append(index)
     out = []
     for members in groups.values():
-        pool = {name: i for i, name in enumerate(dict.fromkeys(
-            name for index in members for name in sets[index][2][sets[index][0] == label]))}
+        pool = {
+            name: i
+            for i, name in enumerate(
+                dict.fromkeys(name for index in members for name in sets[index][2][sets[index][0] == label])
+            )
+        }
         entries = []
         for index in members:
             labels, _, names = sets[index]
@@ -356,9 +388,28 @@ def _number(value: Any) -> float:
 
 
 __all__ = [
-    "CONFIDENCE", "COUNT_METRICS", "DEFAULT_BOOTSTRAP", "DEFAULT_THRESHOLD", "DEFAULT_THRESHOLD_FPR", "DETECTOR_POLICY",
-    "FIXED_POLICY", "FPR_POINTS", "MEANINGFUL_THRESHOLD_POLICIES", "SCALAR_METRICS", "THRESHOLD_METRICS",
-    "TRAIN_REAL_QUANTILE_POLICY", "average_metrics", "binary_metrics", "bootstrap_auc_ap", "drop_nan",
-    "equal_error_rate", "mean_intervals", "percentile_interval", "roc_points", "threshold_from_reals",
-    "threshold_policy", "tpr_at_fpr", "weighted_auc_ap",
+    "CONFIDENCE",
+    "COUNT_METRICS",
+    "DEFAULT_BOOTSTRAP",
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_THRESHOLD_FPR",
+    "DETECTOR_POLICY",
+    "FIXED_POLICY",
+    "FPR_POINTS",
+    "MEANINGFUL_THRESHOLD_POLICIES",
+    "SCALAR_METRICS",
+    "THRESHOLD_METRICS",
+    "TRAIN_REAL_QUANTILE_POLICY",
+    "average_metrics",
+    "binary_metrics",
+    "bootstrap_auc_ap",
+    "drop_nan",
+    "equal_error_rate",
+    "mean_intervals",
+    "percentile_interval",
+    "roc_points",
+    "threshold_from_reals",
+    "threshold_policy",
+    "tpr_at_fpr",
+    "weighted_auc_ap",
 ]

@@ -2,6 +2,7 @@
 
 The figures only draw numbers computed by :mod:`dfzoo.benchmark.metrics`; nothing here reads scores.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,14 +14,23 @@ import numpy as np
 
 def _pyplot():
     import matplotlib
+
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+
     return plt
 
 
-def auc_heatmap(title: str, detectors: Sequence[str], generators: Sequence[str], values: np.ndarray,
-                path: Path, seen: Sequence[str] = (), mean: Sequence[float] | None = None,
-                mean_label: str = "mean") -> Path:
+def auc_heatmap(
+    title: str,
+    detectors: Sequence[str],
+    generators: Sequence[str],
+    values: np.ndarray,
+    path: Path,
+    seen: Sequence[str] = (),
+    mean: Sequence[float] | None = None,
+    mean_label: str = "mean",
+) -> Path:
     """Detectors x test generators, coloured red (0) - yellow (0.5, chance) - green (1), values written in.
 
     ``seen`` generators (used in training) get a marker in their column label; ``mean`` adds a last column
@@ -45,8 +55,15 @@ def auc_heatmap(title: str, detectors: Sequence[str], generators: Sequence[str],
         for j in range(grid.shape[1]):
             value = grid[i, j]
             text = "–" if not math.isfinite(value) else f"{value:.3f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                    color="black" if not math.isfinite(value) or 0.2 < value < 0.85 else "white")
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if not math.isfinite(value) or 0.2 < value < 0.85 else "white",
+            )
     if mean is not None:
         ax.axvline(grid.shape[1] - 1.5, color="white", linewidth=3)
     ax.set_title(title, fontsize=10, pad=12)
@@ -55,8 +72,12 @@ def auc_heatmap(title: str, detectors: Sequence[str], generators: Sequence[str],
     return _save(fig, path)
 
 
-def roc_grid(title: str, curves: Mapping[str, Sequence[tuple[str, np.ndarray, np.ndarray, float]]],
-             path: Path, seen: Sequence[str] = ()) -> Path:
+def roc_grid(
+    title: str,
+    curves: Mapping[str, Sequence[tuple[str, np.ndarray, np.ndarray, float]]],
+    path: Path,
+    seen: Sequence[str] = (),
+) -> Path:
     """One panel per test generator; in each, one ROC curve per detector ``(label, fpr, tpr, auc)``."""
     plt = _pyplot()
     panels = list(curves)
@@ -83,7 +104,7 @@ def roc_grid(title: str, curves: Mapping[str, Sequence[tuple[str, np.ndarray, np
         ax.set_ylabel("true positive rate", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.25)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     handles = [plt.Line2D([], [], color=colours[label], linewidth=2) for label in labels]
     fig.legend(handles, labels, loc="lower center", ncol=legend_columns, fontsize=8, frameon=False)
@@ -94,6 +115,7 @@ def roc_grid(title: str, curves: Mapping[str, Sequence[tuple[str, np.ndarray, np
 
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, metadata={"Software": None})
     plt.close(fig)

@@ -23,6 +23,7 @@ to detectors that declare those parameters.
 Detector entries are resolved against the registry in :mod:`dfzoo.benchmark.entries`; the splitting
 rules live in :mod:`dfzoo.benchmark.splits`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,10 +43,26 @@ from dfzoo.transforms import RESIZE, PreprocessPolicy, parse_perturbation
 log = logging.getLogger(__name__)
 ALL = "all"
 ANY_DETECTOR = "*"
-PROTOCOL_KEYS = ("name", "description", "dataset", "layout", "dataset_params", "train_generators",
-                 "test_generators", "preprocess", "seed", "cap_per_class", "perturbations",
-                 "train_perturbation", "detectors", "detector_params", "offline_only", "bootstrap", "batch_size",
-                 "allow_overlap")
+PROTOCOL_KEYS = (
+    "name",
+    "description",
+    "dataset",
+    "layout",
+    "dataset_params",
+    "train_generators",
+    "test_generators",
+    "preprocess",
+    "seed",
+    "cap_per_class",
+    "perturbations",
+    "train_perturbation",
+    "detectors",
+    "detector_params",
+    "offline_only",
+    "bootstrap",
+    "batch_size",
+    "allow_overlap",
+)
 DETECTOR_KEYS = ("name", "params", "label")
 PREPROCESS_KEYS = ("mode", "size")
 
@@ -94,15 +111,23 @@ class Protocol:
     def to_dict(self) -> dict[str, Any]:
         """The protocol as JSON-friendly data (recorded with results)."""
         return {
-            "name": self.name, "description": self.description, "dataset": self.dataset, "layout": self.layout,
-            "dataset_params": dict(self.dataset_params), "train_generators": _listed(self.train_generators),
+            "name": self.name,
+            "description": self.description,
+            "dataset": self.dataset,
+            "layout": self.layout,
+            "dataset_params": dict(self.dataset_params),
+            "train_generators": _listed(self.train_generators),
             "test_generators": _listed(self.test_generators),
-            "preprocess": {"mode": self.preprocess.mode, "size": self.preprocess.size}, "seed": self.seed,
-            "cap_per_class": self.cap_per_class, "perturbations": list(self.perturbations),
+            "preprocess": {"mode": self.preprocess.mode, "size": self.preprocess.size},
+            "seed": self.seed,
+            "cap_per_class": self.cap_per_class,
+            "perturbations": list(self.perturbations),
             "train_perturbation": self.train_perturbation,
             "detectors": [{"name": d.name, "params": dict(d.params), "label": d.label} for d in self.detectors],
             "detector_params": {k: dict(v) for k, v in self.detector_params.items()},
-            "offline_only": self.offline_only, "bootstrap": self.bootstrap, "batch_size": self.batch_size,
+            "offline_only": self.offline_only,
+            "bootstrap": self.bootstrap,
+            "batch_size": self.batch_size,
             "allow_overlap": self.allow_overlap,
         }
 
@@ -125,6 +150,7 @@ def load_protocol(path: str | Path) -> Protocol:
 
 def parse_protocol(data: Mapping[str, Any], *, source: str = "<protocol>", base_dir: str | None = None) -> Protocol:
     """Build and validate a :class:`Protocol` from a TOML-shaped mapping; errors name ``source``."""
+
     def fail(message: str) -> ProtocolError:
         return ProtocolError(f"{source}: {message}")
 
@@ -155,8 +181,10 @@ def parse_protocol(data: Mapping[str, Any], *, source: str = "<protocol>", base_
             raise fail(f"detectors[{index}] needs a 'name'")
         bad = sorted(set(entry) - set(DETECTOR_KEYS))
         if bad:
-            raise fail(f"detectors[{index}] ({entry['name']}): unknown key(s) {', '.join(bad)}; "
-                       f"known: {', '.join(DETECTOR_KEYS)}")
+            raise fail(
+                f"detectors[{index}] ({entry['name']}): unknown key(s) {', '.join(bad)}; "
+                f"known: {', '.join(DETECTOR_KEYS)}"
+            )
         if not isinstance(entry.get("params", {}), Mapping):
             raise fail(f"detectors[{index}] ({entry['name']}): 'params' must be a table")
         entries.append(DetectorEntry(str(entry["name"]), dict(entry.get("params", {})), entry.get("label")))
@@ -165,16 +193,26 @@ def parse_protocol(data: Mapping[str, Any], *, source: str = "<protocol>", base_
         raise fail("'detector_params' must hold one table per detector: [detector_params.<name>]")
     try:
         protocol = Protocol(
-            name=str(data["name"]), description=str(data.get("description", "")), dataset=str(data["dataset"]),
-            layout=data.get("layout"), dataset_params=dict(data.get("dataset_params", {})),
+            name=str(data["name"]),
+            description=str(data.get("description", "")),
+            dataset=str(data["dataset"]),
+            layout=data.get("layout"),
+            dataset_params=dict(data.get("dataset_params", {})),
             train_generators=parse_generators(data.get("train_generators", ALL), "train_generators"),
             test_generators=parse_generators(data.get("test_generators", ALL), "test_generators"),
-            preprocess=policy, seed=data.get("seed", 0), cap_per_class=data.get("cap_per_class"),
+            preprocess=policy,
+            seed=data.get("seed", 0),
+            cap_per_class=data.get("cap_per_class"),
             perturbations=tuple(data.get("perturbations", ("none",))),
-            train_perturbation=str(data.get("train_perturbation", "none")), detectors=tuple(entries),
+            train_perturbation=str(data.get("train_perturbation", "none")),
+            detectors=tuple(entries),
             detector_params={str(k): dict(v) for k, v in detector_params.items()},
-            offline_only=data.get("offline_only", False), bootstrap=data.get("bootstrap", 1000),
-            batch_size=data.get("batch_size"), allow_overlap=data.get("allow_overlap", False), base_dir=base_dir)
+            offline_only=data.get("offline_only", False),
+            bootstrap=data.get("bootstrap", 1000),
+            batch_size=data.get("batch_size"),
+            allow_overlap=data.get("allow_overlap", False),
+            base_dir=base_dir,
+        )
         return _validated(protocol)
     except ProtocolError as error:
         raise fail(str(error)) from None
@@ -210,14 +248,14 @@ def _validated(protocol: Protocol) -> Protocol:
     if size is not None and (not isinstance(size, int) or size < 1):
         raise ProtocolError(f"preprocess 'size' must be a positive integer, got {size!r}")
     if not protocol.perturbations or not all(isinstance(p, str) for p in protocol.perturbations):
-        raise ProtocolError("'perturbations' must be a non-empty list of keys like \"none\", \"jpeg:quality=75\"")
+        raise ProtocolError('\'perturbations\' must be a non-empty list of keys like "none", "jpeg:quality=75"')
     for key in (*protocol.perturbations, protocol.train_perturbation):
         try:
             parse_perturbation(key)
         except ValueError as error:
             raise ProtocolError(str(error)) from None
     if not protocol.detectors:
-        raise ProtocolError("no detectors: add [[detectors]] entries (name = \"*\" for all)")
+        raise ProtocolError('no detectors: add [[detectors]] entries (name = "*" for all)')
     if len(set(protocol.perturbations)) != len(protocol.perturbations):
         raise ProtocolError("'perturbations' lists the same key twice")
     return protocol
@@ -247,22 +285,38 @@ def parse_params(pairs: Iterable[str]) -> dict[str, Any]:
     return params
 
 
-def protocol_from_flags(*, dataset: str, name: str | None = None, layout: str | None = None,
-                        train: str | Sequence[str] = ALL, test: str | Sequence[str] = ALL,
-                        detectors: Sequence[str] = (), params: Mapping[str, Any] | None = None,
-                        preprocess: str = RESIZE, size: int | None = None, seed: int = 0, cap: int | None = None,
-                        perturbations: Sequence[str] = ("none",), train_perturbation: str = "none",
-                        offline_only: bool = False, bootstrap: int = 1000) -> Protocol:
+def protocol_from_flags(
+    *,
+    dataset: str,
+    name: str | None = None,
+    layout: str | None = None,
+    train: str | Sequence[str] = ALL,
+    test: str | Sequence[str] = ALL,
+    detectors: Sequence[str] = (),
+    params: Mapping[str, Any] | None = None,
+    preprocess: str = RESIZE,
+    size: int | None = None,
+    seed: int = 0,
+    cap: int | None = None,
+    perturbations: Sequence[str] = ("none",),
+    train_perturbation: str = "none",
+    offline_only: bool = False,
+    bootstrap: int = 1000,
+) -> Protocol:
     """A protocol from ``dfzoo run`` quick flags; ``params`` go to every chosen detector."""
     chosen = list(detectors) or [ANY_DETECTOR]
     data: dict[str, Any] = {
-        "name": name or f"cli-{_slug(Path(dataset).name or dataset)}", "dataset": dataset,
+        "name": name or f"cli-{_slug(Path(dataset).name or dataset)}",
+        "dataset": dataset,
         "train_generators": train if isinstance(train, str) else list(train),
         "test_generators": test if isinstance(test, str) else list(test),
-        "preprocess": {"mode": preprocess} | ({"size": size} if size else {}), "seed": seed,
-        "perturbations": list(perturbations) or ["none"], "train_perturbation": train_perturbation,
+        "preprocess": {"mode": preprocess} | ({"size": size} if size else {}),
+        "seed": seed,
+        "perturbations": list(perturbations) or ["none"],
+        "train_perturbation": train_perturbation,
         "detectors": [{"name": d, "params": dict(params or {})} for d in chosen],
-        "offline_only": offline_only, "bootstrap": bootstrap,
+        "offline_only": offline_only,
+        "bootstrap": bootstrap,
     }
     if layout:
         data["layout"] = layout
@@ -290,6 +344,7 @@ def _slug(text: str) -> str:
 def check_perturbations(protocol: Protocol, registry: Any) -> None:
     """Every perturbation key names a registered perturbation with parameters it accepts."""
     from dfzoo.transforms import make_perturbation
+
     for key in (*protocol.perturbations, protocol.train_perturbation):
         try:
             make_perturbation(key, registry)
@@ -299,18 +354,37 @@ def check_perturbations(protocol: Protocol, registry: Any) -> None:
 
 def settings_hash(protocol: Protocol, fingerprint: str) -> str:
     """Hash of every protocol setting that changes a result, except detectors and test conditions."""
-    settings = {"name": protocol.name, "dataset": protocol.dataset, "layout": protocol.layout,
-                "dataset_params": dict(protocol.dataset_params), "fingerprint": fingerprint,
-                "train": _listed(protocol.train_generators), "preprocess": protocol.preprocess.key,
-                "seed": protocol.seed, "cap": protocol.cap_per_class, "train_perturbation": protocol.train_perturbation,
-                "bootstrap": protocol.bootstrap}
+    settings = {
+        "name": protocol.name,
+        "dataset": protocol.dataset,
+        "layout": protocol.layout,
+        "dataset_params": dict(protocol.dataset_params),
+        "fingerprint": fingerprint,
+        "train": _listed(protocol.train_generators),
+        "preprocess": protocol.preprocess.key,
+        "seed": protocol.seed,
+        "cap": protocol.cap_per_class,
+        "train_perturbation": protocol.train_perturbation,
+        "bootstrap": protocol.bootstrap,
+    }
     if protocol.allow_overlap:  # only when set, so the hashes of existing results stay the same
         settings["allow_overlap"] = True
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 __all__ = [
-    "ALL", "ANY_DETECTOR", "DetectorEntry", "Protocol", "ProtocolError", "check_perturbations", "default_protocols",
-    "load_protocol", "parse_generators", "parse_params", "parse_protocol", "parse_value", "protocol_from_flags",
+    "ALL",
+    "ANY_DETECTOR",
+    "DetectorEntry",
+    "Protocol",
+    "ProtocolError",
+    "check_perturbations",
+    "default_protocols",
+    "load_protocol",
+    "parse_generators",
+    "parse_params",
+    "parse_protocol",
+    "parse_value",
+    "protocol_from_flags",
     "settings_hash",
 ]

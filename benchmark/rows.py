@@ -1,5 +1,6 @@
 """Result rows: the fields every row of a job shares (what makes its numbers comparable), one row per task,
 and the provenance they record (package versions, git commit)."""
+
 from __future__ import annotations
 
 import functools
@@ -19,47 +20,88 @@ from .executor import Job, RowTask
 from .splits import Split
 from .store import clean_json
 
-VERSION_PACKAGES = {"torch": "torch", "timm": "timm", "open_clip": "open_clip_torch", "diffusers": "diffusers",
-                    "sklearn": "scikit-learn", "numpy": "numpy", "dfzoo": "dfzoo"}
+VERSION_PACKAGES = {
+    "torch": "torch",
+    "timm": "timm",
+    "open_clip": "open_clip_torch",
+    "diffusers": "diffusers",
+    "sklearn": "scikit-learn",
+    "numpy": "numpy",
+    "dfzoo": "dfzoo",
+}
 
 
 def base_row(job: Job, dataset: DatasetIndex | None, split: Split | None) -> dict[str, Any]:
     """Fields every row of a job shares: what makes its numbers comparable."""
     protocol = job.protocol
     return {
-        "job_id": job.job_id, "protocol": protocol.name, "protocol_description": protocol.description,
-        "protocol_hash": job.settings_hash, "detector": job.detector, "label": job.label,
-        "params": job.params, "params_hash": job.params_hash, "describe": {},
-        "preprocess": {"mode": protocol.preprocess.mode, "size": protocol.preprocess.size,
-                       "key": protocol.preprocess.key},
+        "job_id": job.job_id,
+        "protocol": protocol.name,
+        "protocol_description": protocol.description,
+        "protocol_hash": job.settings_hash,
+        "detector": job.detector,
+        "label": job.label,
+        "params": job.params,
+        "params_hash": job.params_hash,
+        "describe": {},
+        "preprocess": {
+            "mode": protocol.preprocess.mode,
+            "size": protocol.preprocess.size,
+            "key": protocol.preprocess.key,
+        },
         "train_perturbation": protocol.train_perturbation,
-        "dataset": {"name": dataset.name if dataset else protocol.dataset, "source": protocol.dataset,
-                    "layout": dataset.layout if dataset else protocol.layout, "fingerprint": job.dataset_fingerprint},
+        "dataset": {
+            "name": dataset.name if dataset else protocol.dataset,
+            "source": protocol.dataset,
+            "layout": dataset.layout if dataset else protocol.layout,
+            "fingerprint": job.dataset_fingerprint,
+        },
         "train_generators": split.train_generators if split else list(protocol.train_generators),
-        "seed": protocol.seed, "cap_per_class": protocol.cap_per_class, "bootstrap": protocol.bootstrap,
-        "device": job.device or "auto", "versions": package_versions(), "commit": git_commit(),
-        "threshold": metrics.DEFAULT_THRESHOLD, "threshold_policy": "fixed",
+        "seed": protocol.seed,
+        "cap_per_class": protocol.cap_per_class,
+        "bootstrap": protocol.bootstrap,
+        "device": job.device or "auto",
+        "versions": package_versions(),
+        "commit": git_commit(),
+        "threshold": metrics.DEFAULT_THRESHOLD,
+        "threshold_policy": "fixed",
     }
 
 
 def task_row(base: dict[str, Any], task: RowTask, split: Split | None, status: str, **fields: Any) -> dict[str, Any]:
     """A full row for one task from the job's base fields (status, counts, timings, metrics or error)."""
     row = dict(base)
-    row.update({"row_id": uuid.uuid4().hex[:16], "key": task.key, "status": status,
-                "test_generator": task.test_generator, "test_perturbation": task.perturbation,
-                "test_family": split.families.get(task.test_generator, "") if split else "",
-                "seen_in_training": task.test_generator in (split.train_generators if split else []),
-                "counts": split.counts(task.test_generator) if split and task.test_generator in split.tests else {},
-                "metrics": {}, "n_skipped": 0, "skipped_reasons": {}, "extra": {}, "score_seconds": 0.0,
-                "started_at": fields.pop("started_at", None) or now(), "finished_at": now()})
+    row.update(
+        {
+            "row_id": uuid.uuid4().hex[:16],
+            "key": task.key,
+            "status": status,
+            "test_generator": task.test_generator,
+            "test_perturbation": task.perturbation,
+            "test_family": split.families.get(task.test_generator, "") if split else "",
+            "seen_in_training": task.test_generator in (split.train_generators if split else []),
+            "counts": split.counts(task.test_generator) if split and task.test_generator in split.tests else {},
+            "metrics": {},
+            "n_skipped": 0,
+            "skipped_reasons": {},
+            "extra": {},
+            "score_seconds": 0.0,
+            "started_at": fields.pop("started_at", None) or now(),
+            "finished_at": now(),
+        }
+    )
     row.update(fields)
     return clean_json(row)
 
 
 def error_record(error: BaseException, stage: str) -> dict[str, str]:
     lines = traceback.format_exception(type(error), error, error.__traceback__)
-    return {"stage": stage, "type": type(error).__name__, "message": str(error)[:2000],
-            "traceback": "".join(lines[-6:])[-3000:]}
+    return {
+        "stage": stage,
+        "type": type(error).__name__,
+        "message": str(error)[:2000],
+        "traceback": "".join(lines[-6:])[-3000:],
+    }
 
 
 def safe_dict(call: Any) -> dict[str, Any]:
@@ -91,9 +133,16 @@ def package_versions() -> dict[str, str]:
 def git_commit() -> str:
     """The commit of the dfzoo checkout the code runs from (``+dirty`` never computed: it is slow), or 'unknown'."""
     import dfzoo
+
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(dfzoo.__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(dfzoo.__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -10,6 +10,7 @@ Whatever a plugin raises becomes an error row; only a user's interrupt stops the
 Imports nothing from the harness: executors ship :class:`~dfzoo.benchmark.executor.Job` objects to
 :func:`run_job` and the harness alone writes the store.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,11 +36,13 @@ log = logging.getLogger(__name__)
 MAX_NAN_CHECKS = 200  # undecodable-image reasons are looked up for at most this many NaN scores per row
 
 
-def load_dataset(protocol: Protocol, registry: Any, cache: dict[Any, Any] | None = None
-                 ) -> tuple[DatasetIndex, str]:
+def load_dataset(protocol: Protocol, registry: Any, cache: dict[Any, Any] | None = None) -> tuple[DatasetIndex, str]:
     """The protocol's dataset and its fingerprint, memoised in ``cache`` for the duration of a run."""
-    key = (str(dataset_source(protocol, registry)), protocol.layout,
-           json.dumps(dict(protocol.dataset_params), sort_keys=True, default=str))
+    key = (
+        str(dataset_source(protocol, registry)),
+        protocol.layout,
+        json.dumps(dict(protocol.dataset_params), sort_keys=True, default=str),
+    )
     if cache is not None and key in cache:
         return cache[key]
     dataset = open_protocol_dataset(protocol, registry)
@@ -59,6 +62,7 @@ def run_job(job: Job, datasets: dict[Any, Any] | None = None) -> Iterator[JobEve
     from dfzoo.detector import META_FILE, RunContext
     from dfzoo.registry import current_registry
     from dfzoo.transforms import make_perturbation
+
     registry = current_registry()
     spec = registry.detector(job.detector)
     protocol = job.protocol
@@ -66,20 +70,29 @@ def run_job(job: Job, datasets: dict[Any, Any] | None = None) -> Iterator[JobEve
     try:
         dataset, fingerprint = load_dataset(protocol, registry, datasets)
         if fingerprint != job.dataset_fingerprint:
-            raise RuntimeError(f"dataset {dataset.name!r} changed since the run was planned "
-                               f"({job.dataset_fingerprint} -> {fingerprint})")
+            raise RuntimeError(
+                f"dataset {dataset.name!r} changed since the run was planned "
+                f"({job.dataset_fingerprint} -> {fingerprint})"
+            )
         split = split_dataset(protocol, dataset)
     except Exception as error:
         base = base_row(job, None, None)
         for task in job.tasks:
-            yield JobEvent("row", job.job_id, row=task_row(base, task, None, ERROR, error=error_record(error, "dataset")))
+            yield JobEvent(
+                "row", job.job_id, row=task_row(base, task, None, ERROR, error=error_record(error, "dataset"))
+            )
         yield JobEvent("finished", job.job_id)
         return
     base = base_row(job, dataset, split)
     model_dir = Path(job.model_dir)
-    context = RunContext(preprocess=protocol.preprocess, seed=protocol.seed, device=job.device,
-                         batch_size=protocol.batch_size, progress=job.progress,
-                         workdir=model_dir.with_name(f"{model_dir.name}.work"))
+    context = RunContext(
+        preprocess=protocol.preprocess,
+        seed=protocol.seed,
+        device=job.device,
+        batch_size=protocol.batch_size,
+        progress=job.progress,
+        workdir=model_dir.with_name(f"{model_dir.name}.work"),
+    )
     hide_path = not spec.reads_files
     fit_seconds, reused, save_error, stage = 0.0, False, "", "factory"
     try:
@@ -94,8 +107,9 @@ def run_job(job: Job, datasets: dict[Any, Any] | None = None) -> Iterator[JobEve
             detector = dfzoo.load_detector(job.detector, registry=registry, **job.params)
             stage = "fit"
             detector.setup(context)
-            train_views = views(split.train, make_perturbation(protocol.train_perturbation, registry),
-                                protocol.seed, hide_path)
+            train_views = views(
+                split.train, make_perturbation(protocol.train_perturbation, registry), protocol.seed, hide_path
+            )
             tick = time.perf_counter()
             detector.fit(train_views)
             fit_seconds = time.perf_counter() - tick
@@ -108,34 +122,54 @@ def run_job(job: Job, datasets: dict[Any, Any] | None = None) -> Iterator[JobEve
         detector.setup(context)
         train_skipped = dict(Counter(detector.skipped.values()))
         unused = Counter(s.label for s in split.train if s.display_name in detector.skipped)
-        train_used = {"train_real_used": sum(s.label == 0 for s in split.train) - unused[0],
-                      "train_fake_used": sum(s.label == 1 for s in split.train) - unused[1]}
+        train_used = {
+            "train_real_used": sum(s.label == 0 for s in split.train) - unused[0],
+            "train_fake_used": sum(s.label == 1 for s in split.train) - unused[1],
+        }
         describe = safe_dict(detector.describe)
         stage = "score"  # the training reals, for a threshold at a fixed FPR
         threshold, policy, threshold_fpr = decision_threshold(detector, describe, split, protocol.seed, hide_path)
     except PLUGIN_FAILURES as error:
         for task in job.tasks:
-            yield JobEvent("row", job.job_id, row=task_row(base, task, split, ERROR, error=error_record(error, stage),
-                                                            fit_seconds=fit_seconds))
+            yield JobEvent(
+                "row",
+                job.job_id,
+                row=task_row(base, task, split, ERROR, error=error_record(error, stage), fit_seconds=fit_seconds),
+            )
         yield JobEvent("finished", job.job_id)
         return
-    base |= {"describe": describe, "threshold": threshold, "threshold_policy": policy,
-             "threshold_fpr": threshold_fpr, "model_reused": reused, "train_skipped": train_skipped,
-             "train_used": train_used,
-             "fit_seconds": round(fit_seconds, 3), "model_saved": not save_error, "save_error": save_error}
+    base |= {
+        "describe": describe,
+        "threshold": threshold,
+        "threshold_policy": policy,
+        "threshold_fpr": threshold_fpr,
+        "model_reused": reused,
+        "train_skipped": train_skipped,
+        "train_used": train_used,
+        "fit_seconds": round(fit_seconds, 3),
+        "model_saved": not save_error,
+        "save_error": save_error,
+    }
     for perturbation in dict.fromkeys(task.perturbation for task in job.tasks):
         tasks = [t for t in job.tasks if t.perturbation == perturbation]
         try:
             transform = make_perturbation(perturbation, registry)
-            unreached = spec.reads_files and not transform.is_identity and not perturbation_reaches(
-                detector, split, transform, protocol.seed)
+            unreached = (
+                spec.reads_files
+                and not transform.is_identity
+                and not perturbation_reaches(detector, split, transform, protocol.seed)
+            )
         except PLUGIN_FAILURES as error:
             for task in tasks:
-                yield JobEvent("row", job.job_id, row=task_row(base, task, split, ERROR, error=error_record(error, "setup")))
+                yield JobEvent(
+                    "row", job.job_id, row=task_row(base, task, split, ERROR, error=error_record(error, "setup"))
+                )
             continue
         if unreached:
-            reason = (f"perturbation {perturbation!r} does not reach {job.detector} (it reads files itself and its "
-                      "scores on probe images did not change): no robustness row")
+            reason = (
+                f"perturbation {perturbation!r} does not reach {job.detector} (it reads files itself and its "
+                "scores on probe images did not change): no robustness row"
+            )
             for task in tasks:
                 yield JobEvent("row", job.job_id, row=task_row(base, task, split, SKIPPED, reason=reason))
             continue
@@ -146,8 +180,17 @@ def run_job(job: Job, datasets: dict[Any, Any] | None = None) -> Iterator[JobEve
             for sample in samples:
                 if id(sample) not in test_views:
                     test_views[id(sample)] = sample.view(transform, protocol.seed, hide_path=hide_path)
-            yield _score_task(detector, task, [test_views[id(s)] for s in samples], base, split, scored, protocol,
-                              threshold, job.job_id)
+            yield _score_task(
+                detector,
+                task,
+                [test_views[id(s)] for s in samples],
+                base,
+                split,
+                scored,
+                protocol,
+                threshold,
+                job.job_id,
+            )
     yield JobEvent("finished", job.job_id)
 
 
@@ -162,8 +205,9 @@ def views(samples: Sequence[Sample], perturbation: Any, seed: int, hide_path: bo
     return [sample.view(perturbation, seed, hide_path=hide_path) for sample in samples]
 
 
-def decision_threshold(detector: Any, describe: dict[str, Any], split: Split, seed: int,
-                       hide_path: bool) -> tuple[float, str, float | None]:
+def decision_threshold(
+    detector: Any, describe: dict[str, Any], split: Split, seed: int, hide_path: bool
+) -> tuple[float, str, float | None]:
     """``(threshold, policy, fpr)``: the detector's own threshold where it states one, else the score that
     puts :data:`metrics.DEFAULT_THRESHOLD_FPR` of (at most :data:`THRESHOLD_REALS`) clean training reals
     above it. A detector that cannot score its training reals gets the fixed policy (no accuracy shown)."""
@@ -174,8 +218,9 @@ def decision_threshold(detector: Any, describe: dict[str, Any], split: Split, se
     if not reals:
         return threshold, policy, None
     chosen = np.random.default_rng(seed).permutation(len(reals))[:THRESHOLD_REALS]
-    scores = np.asarray(detector.score(views([reals[i] for i in sorted(chosen)], None, seed, hide_path)),
-                        dtype=np.float64)
+    scores = np.asarray(
+        detector.score(views([reals[i] for i in sorted(chosen)], None, seed, hide_path)), dtype=np.float64
+    )
     if not np.isfinite(scores).any():
         return threshold, policy, None
     fpr = metrics.DEFAULT_THRESHOLD_FPR
@@ -192,8 +237,17 @@ def perturbation_reaches(detector: Any, split: Split, perturbation: Any, seed: i
     return not np.array_equal(clean, moved, equal_nan=True)
 
 
-def _score_task(detector: Any, task: RowTask, samples: list[Sample], base: dict[str, Any], split: Split,
-                scored: dict[int, float], protocol: Protocol, threshold: float, job_id: str) -> JobEvent:
+def _score_task(
+    detector: Any,
+    task: RowTask,
+    samples: list[Sample],
+    base: dict[str, Any],
+    split: Split,
+    scored: dict[int, float],
+    protocol: Protocol,
+    threshold: float,
+    job_id: str,
+) -> JobEvent:
     """Score one test set of views (reusing scores of views already scored) and turn it into a row event."""
     started_at = now()
     tick = time.perf_counter()
@@ -213,18 +267,30 @@ def _score_task(detector: Any, task: RowTask, samples: list[Sample], base: dict[
         return JobEvent("row", job_id, row=row)
     reasons = nan_reasons(samples, scores, detector.skipped)
     extra = safe_dict(lambda: detector.extra_metrics(samples))
-    row = task_row(base, task, split, OK, metrics=values, n_skipped=int(np.isnan(scores).sum()),
-                   skipped_reasons=reasons, extra=extra, score_seconds=round(score_seconds, 3), n_scored=len(todo),
-                   started_at=started_at)
+    row = task_row(
+        base,
+        task,
+        split,
+        OK,
+        metrics=values,
+        n_skipped=int(np.isnan(scores).sum()),
+        skipped_reasons=reasons,
+        extra=extra,
+        score_seconds=round(score_seconds, 3),
+        n_scored=len(todo),
+        started_at=started_at,
+    )
     ids = [s.display_name if s.file is not None else content_id(s) for s in samples]
     return JobEvent("row", job_id, row=row, labels=labels, scores=scores, ids=ids)
 
 
-def nan_reasons(samples: Sequence[Sample], scores: np.ndarray, recorded: dict[str, str] | None = None
-                ) -> dict[str, int]:
+def nan_reasons(
+    samples: Sequence[Sample], scores: np.ndarray, recorded: dict[str, str] | None = None
+) -> dict[str, int]:
     """Why samples got NaN scores: the reason the detector recorded, else the decoder's reason when the view
     does not load, else "detector returned NaN"."""
     from dfzoo.data.decode import ImageDecodeError
+
     recorded = recorded or {}
     reasons: Counter[str] = Counter()
     for checked, position in enumerate(np.flatnonzero(np.isnan(scores))):
@@ -243,7 +309,12 @@ def nan_reasons(samples: Sequence[Sample], scores: np.ndarray, recorded: dict[st
     return dict(reasons)
 
 
-
-
-__all__ = ["PLUGIN_FAILURES", "decision_threshold", "load_dataset", "nan_reasons", "perturbation_reaches", "run_job",
-           "views"]
+__all__ = [
+    "PLUGIN_FAILURES",
+    "decision_threshold",
+    "load_dataset",
+    "nan_reasons",
+    "perturbation_reaches",
+    "run_job",
+    "views",
+]

@@ -19,6 +19,7 @@ Splitting rules (no sample is ever on both sides):
   counts (``test_in_train``). The counts also give the number of distinct images per side and label
   (``train_real_distinct`` ...).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,8 +52,10 @@ def open_protocol_dataset(protocol: Protocol, registry: Any) -> DatasetIndex:
     source = dataset_source(protocol, registry)
     if isinstance(source, Path) and not source.exists() and not any(sep in protocol.dataset for sep in "/\\."):
         named = [n for n in registry.names("dataset") if not registry.dataset(n).needs_root]
-        raise ProtocolError(f"{protocol.name}: dataset {protocol.dataset!r} is neither an installed named dataset "
-                            f"({', '.join(named) or 'none installed'}) nor an existing path")
+        raise ProtocolError(
+            f"{protocol.name}: dataset {protocol.dataset!r} is neither an installed named dataset "
+            f"({', '.join(named) or 'none installed'}) nor an existing path"
+        )
     try:
         from dfzoo.data.layouts import open_dataset
     except ImportError:  # layouts not installed: only registered names or an explicit layout can load
@@ -111,7 +114,7 @@ def _relative(sample: Sample, root: Path | None, position: int) -> str:
 
 def _unit_hash(seed: int, text: str) -> float:
     digest = hashlib.blake2b(f"{seed}:{text}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") / 2.0 ** 64
+    return int.from_bytes(digest, "little") / 2.0**64
 
 
 def split_dataset(protocol: Protocol, dataset: DatasetIndex) -> Split:
@@ -125,8 +128,9 @@ def split_dataset(protocol: Protocol, dataset: DatasetIndex) -> Split:
     if splits and "train" not in splits:
         raise ProtocolError(f"{protocol.name}: dataset {dataset.name!r} has splits {sorted(splits)} but no 'train'")
     if splits and test_split not in splits:
-        raise ProtocolError(f"{protocol.name}: dataset {dataset.name!r} has splits {sorted(splits)} "
-                            "but neither 'test' nor 'val'")
+        raise ProtocolError(
+            f"{protocol.name}: dataset {dataset.name!r} has splits {sorted(splits)} but neither 'test' nor 'val'"
+        )
 
     by_group: dict[str, list[tuple[str, Sample]]] = {}
     for position, sample in enumerate(dataset.samples):
@@ -184,6 +188,7 @@ def split_dataset(protocol: Protocol, dataset: DatasetIndex) -> Split:
 def _check_overlap(split: Split, protocol: Protocol) -> None:
     """Fill ``split.distinct`` and ``split.overlap`` from content hashes; an overlap is an error unless allowed."""
     from dfzoo.data.duplicates import content_keys
+
     used = list({id(s): s for s in (*split.train, *(s for test in split.tests.values() for s in test))}.values())
     keys = {id(s): key for s, key in zip(used, content_keys(used), strict=True)}
     in_train: dict[str, Sample] = {}
@@ -201,8 +206,10 @@ def _check_overlap(split: Split, protocol: Protocol) -> None:
     examples = "; ".join(f"{test.display_name} = {train.display_name}" for test, train in list(pairs.values())[:3])
     message = f"{len(pairs)} test image(s) hold the same bytes as training images, e.g. {examples}"
     if not protocol.allow_overlap:
-        raise ProtocolError(f"{protocol.name}: {message}. Remove the copies (`dfzoo data inspect` lists every "
-                            f"duplicate) or set allow_overlap = true in the protocol to run anyway")
+        raise ProtocolError(
+            f"{protocol.name}: {message}. Remove the copies (`dfzoo data inspect` lists every "
+            f"duplicate) or set allow_overlap = true in the protocol to run anyway"
+        )
     split.notes.append(f"{message} (allow_overlap = true)")
 
 
@@ -211,8 +218,10 @@ def _choose(wanted: tuple[str, ...] | str, available: list[str], key: str, datas
         return list(available)
     unknown = [g for g in wanted if g not in available]
     if unknown:
-        raise ProtocolError(f"{key}: unknown generator(s) {', '.join(unknown)} in dataset {dataset.name!r}; "
-                            f"its generators: {', '.join(available) or '(none)'}")
+        raise ProtocolError(
+            f"{key}: unknown generator(s) {', '.join(unknown)} in dataset {dataset.name!r}; "
+            f"its generators: {', '.join(available) or '(none)'}"
+        )
     return list(wanted)
 
 
@@ -223,7 +232,7 @@ def _capped(groups: Mapping[str, list[tuple[str, Sample]]], protocol: Protocol) 
         for label in (REAL, FAKE):
             items = [(rel, s) for rel, s in groups[group] if s.label == label]
             if protocol.cap_per_class is not None and len(items) > protocol.cap_per_class:
-                items = sorted(items, key=lambda item: _unit_hash(protocol.seed + 1, item[0]))[:protocol.cap_per_class]
+                items = sorted(items, key=lambda item: _unit_hash(protocol.seed + 1, item[0]))[: protocol.cap_per_class]
                 items.sort(key=lambda item: item[0])
             out.extend(s for _, s in items)
     return out

@@ -10,6 +10,7 @@ Every row is flushed and fsynced as it is written, so an interrupted run keeps e
 truncated last line (the process died mid-write) is ignored when reading and never glued to the next row.
 Rows are never rewritten: a retried key gets a new row and readers take the latest (:func:`latest_rows`).
 """
+
 from __future__ import annotations
 
 import json
@@ -99,8 +100,14 @@ class ResultStore:
         return {row["key"]: row for row in self.iter_rows() if "key" in row}
 
     # -- sidecars --------------------------------------------------------------------------------------
-    def save_scores(self, row_id: str, labels: np.ndarray, scores: np.ndarray,
-                    generators: Iterable[str] | None = None, ids: Iterable[str] | None = None) -> Path:
+    def save_scores(
+        self,
+        row_id: str,
+        labels: np.ndarray,
+        scores: np.ndarray,
+        generators: Iterable[str] | None = None,
+        ids: Iterable[str] | None = None,
+    ) -> Path:
         """Raw labels and scores of a row (NaN kept) in ``scores/<row_id>.npz``; written atomically.
 
         ``ids`` names each image (unique within the dataset, e.g. its path relative to the dataset root): an
@@ -157,8 +164,16 @@ class Sidecar:
 # Fields that make two rows the same cell of the same configuration: the protocol's content hash (its settings
 # and the dataset fingerprint), the dataset fingerprint and training generators again (for rows written before
 # the hash covered them), the detector's label and parameters, and the test condition.
-ROW_IDENTITY = ("protocol", "protocol_hash", "dataset.fingerprint", "train_generators", "label", "params_hash",
-                "test_generator", "test_perturbation")
+ROW_IDENTITY = (
+    "protocol",
+    "protocol_hash",
+    "dataset.fingerprint",
+    "train_generators",
+    "label",
+    "params_hash",
+    "test_generator",
+    "test_perturbation",
+)
 
 
 def row_field(row: dict[str, Any], name: str) -> Any:
@@ -183,5 +198,15 @@ def latest_rows(rows: Iterable[dict[str, Any]], by: tuple[str, ...] = ROW_IDENTI
     return list(chosen.values())
 
 
-__all__ = ["ERROR", "OK", "RESULTS_FILE", "ROW_IDENTITY", "SKIPPED", "ResultStore", "Sidecar", "clean_json",
-           "latest_rows", "row_field"]
+__all__ = [
+    "ERROR",
+    "OK",
+    "RESULTS_FILE",
+    "ROW_IDENTITY",
+    "SKIPPED",
+    "ResultStore",
+    "Sidecar",
+    "clean_json",
+    "latest_rows",
+    "row_field",
+]

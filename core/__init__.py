@@ -7,6 +7,7 @@ The Python API is as short as the CLI::
     detector.fit(dfzoo.load_dataset("path/to/data").samples)
     scores = detector.score(dfzoo.samples_from("path/to/images"))
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,8 +38,10 @@ def load_detector(name: str, registry: Registry | None = None, **params: Any) ->
     with use_registry(registry):
         detector = spec.factory(**merged)
     if not isinstance(detector, Detector):
-        raise RegistryError(f"the factory of detector {name!r} ({registry.provider('detector', name)}) returned "
-                            f"{type(detector).__name__}, not a dfzoo.Detector")
+        raise RegistryError(
+            f"the factory of detector {name!r} ({registry.provider('detector', name)}) returned "
+            f"{type(detector).__name__}, not a dfzoo.Detector"
+        )
     detector.name = spec.name
     own = getattr(detector, "params", None)
     own = own if isinstance(own, dict) else {}
@@ -58,16 +61,19 @@ def load_fitted(path: str | Path, registry: Registry | None = None, **overrides:
     return detector
 
 
-def load_dataset(source: str | Path, layout: str | None = None, registry: Registry | None = None,
-                 **params: Any) -> DatasetIndex:
+def load_dataset(
+    source: str | Path, layout: str | None = None, registry: Registry | None = None, **params: Any
+) -> DatasetIndex:
     """A dataset by registered name (e.g. ``"zoo"``) or by folder/manifest path (layout detected)."""
     from .data.layouts import open_dataset
+
     return open_dataset(source, layout=layout, registry=registry or current_registry(), **params)
 
 
 def samples_from(path: str | Path) -> list[Sample]:
     """Unlabelled samples for every image file under ``path`` (a file or a folder), sorted by path."""
     from .data.layouts import scan_images
+
     path = Path(path)
     files = [path] if path.is_file() else scan_images(path)
     return [Sample(path=f, label=-1) for f in files]

@@ -3,6 +3,7 @@
 Plugins declare specs with :func:`timm_weights` / :func:`open_clip_weights` and build models with
 :func:`timm_backbone` / :func:`open_clip_backbone`; heavy libraries are imported only when a model is built.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,6 +33,7 @@ def hf_cached_file(repo_id: str, filenames: tuple[str, ...] = HF_FILES) -> Path 
 def hf_download(repo_id: str, filenames: tuple[str, ...] = HF_FILES) -> Path:
     """Download the first of ``filenames`` that ``repo_id`` has (online only)."""
     from huggingface_hub import hf_hub_download
+
     errors = []
     for filename in filenames:
         try:
@@ -45,61 +47,115 @@ def timm_weights(name: str, model: str, summary: str, licence: str = "") -> Weig
     """Weights of timm model ``arch.tag`` (e.g. ``resnet50.a1_in1k``), found in the HF cache or downloaded."""
     repo = f"timm/{model}"
     return WeightsSpec(
-        name=name, summary=summary, library="timm", source=repo, files=("model.safetensors", "pytorch_model.bin"),
-        find_local=lambda: hf_cached_file(repo), download=lambda: hf_download(repo),
+        name=name,
+        summary=summary,
+        library="timm",
+        source=repo,
+        files=("model.safetensors", "pytorch_model.bin"),
+        find_local=lambda: hf_cached_file(repo),
+        download=lambda: hf_download(repo),
         fetch_hint=f"python -c \"import timm; timm.create_model('{model}', pretrained=True)\" "
-                   f"(or put model.safetensors in $DFZOO_WEIGHTS_DIR/{name}/)",
-        licence=licence)
+        f"(or put model.safetensors in $DFZOO_WEIGHTS_DIR/{name}/)",
+        licence=licence,
+    )
 
 
 def open_clip_weights(name: str, model: str, tag: str, summary: str, licence: str = "") -> WeightsSpec:
     """open_clip weights ``(model, tag)``, found in the HF cache or downloaded."""
+
     def repo() -> str:
         import open_clip
+
         return open_clip.get_pretrained_cfg(model, tag)["hf_hub"].rstrip("/")
 
     return WeightsSpec(
-        name=name, summary=summary, library="open_clip", source=f"{model} / {tag}",
+        name=name,
+        summary=summary,
+        library="open_clip",
+        source=f"{model} / {tag}",
         files=("open_clip_pytorch_model.bin", "open_clip_model.safetensors", f"{model}.pt"),
-        find_local=lambda: hf_cached_file(repo()), download=lambda: hf_download(repo()),
+        find_local=lambda: hf_cached_file(repo()),
+        download=lambda: hf_download(repo()),
         fetch_hint=f"python -c \"import open_clip; open_clip.create_model('{model}', pretrained='{tag}')\" "
-                   f"(or put open_clip_pytorch_model.bin in $DFZOO_WEIGHTS_DIR/{name}/)",
-        licence=licence)
+        f"(or put open_clip_pytorch_model.bin in $DFZOO_WEIGHTS_DIR/{name}/)",
+        licence=licence,
+    )
 
 
-def timm_backbone(name: str, arch: str, weights: ResolvedWeights | None, device: Any = None,
-                  state_dict: dict | None = None, **create_kwargs: Any) -> TorchBackbone:
+def timm_backbone(
+    name: str,
+    arch: str,
+    weights: ResolvedWeights | None,
+    device: Any = None,
+    state_dict: dict | None = None,
+    **create_kwargs: Any,
+) -> TorchBackbone:
     """A timm model with its classifier removed (``num_classes=0``: pooled features out)."""
     import timm
+
     model = timm.create_model(arch, pretrained=False, num_classes=0, **create_kwargs)
     if state_dict is None and weights is not None:
         state_dict = load_state_dict(weights.path)
     if state_dict is not None:
-        model.load_state_dict({k: v for k, v in state_dict.items()
-                               if not k.startswith(model.pretrained_cfg.get("classifier", "fc") + ".")},
-                              strict=True)
+        model.load_state_dict(
+            {
+                k: v
+                for k, v in state_dict.items()
+                if not k.startswith(model.pretrained_cfg.get("classifier", "fc") + ".")
+            },
+            strict=True,
+        )
     cfg = model.pretrained_cfg
-    normalisation = Normalisation(size=cfg["input_size"][-1], mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
-                                  interpolation=cfg.get("interpolation", "bicubic"))
-    return TorchBackbone(name, model, normalisation, model.num_features,
-                         weights.identity if weights is not None else None, device,
-                         settings={"timm": arch, **create_kwargs})
+    normalisation = Normalisation(
+        size=cfg["input_size"][-1],
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        interpolation=cfg.get("interpolation", "bicubic"),
+    )
+    return TorchBackbone(
+        name,
+        model,
+        normalisation,
+        model.num_features,
+        weights.identity if weights is not None else None,
+        device,
+        settings={"timm": arch, **create_kwargs},
+    )
 
 
-def open_clip_backbone(name: str, model_name: str, weights: ResolvedWeights | None, device: Any = None,
-                       quick_gelu: bool = False, **create_kwargs: Any) -> TorchBackbone:
+def open_clip_backbone(
+    name: str,
+    model_name: str,
+    weights: ResolvedWeights | None,
+    device: Any = None,
+    quick_gelu: bool = False,
+    **create_kwargs: Any,
+) -> TorchBackbone:
     """The image tower of an open_clip model; features are the (unnormalised) image embeddings."""
     import open_clip
+
     model, _, _ = open_clip.create_model_and_transforms(
-        model_name, pretrained=str(weights.path) if weights is not None else None,
-        force_quick_gelu=quick_gelu, **create_kwargs)
+        model_name,
+        pretrained=str(weights.path) if weights is not None else None,
+        force_quick_gelu=quick_gelu,
+        **create_kwargs,
+    )
     visual = model.visual
     size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
-    normalisation = Normalisation(size=size, mean=tuple(visual.image_mean or open_clip.OPENAI_DATASET_MEAN),
-                                  std=tuple(visual.image_std or open_clip.OPENAI_DATASET_STD))
-    return TorchBackbone(name, visual, normalisation, visual.output_dim,
-                         weights.identity if weights is not None else None, device,
-                         settings={"open_clip": model_name, "quick_gelu": quick_gelu, **create_kwargs})
+    normalisation = Normalisation(
+        size=size,
+        mean=tuple(visual.image_mean or open_clip.OPENAI_DATASET_MEAN),
+        std=tuple(visual.image_std or open_clip.OPENAI_DATASET_STD),
+    )
+    return TorchBackbone(
+        name,
+        visual,
+        normalisation,
+        visual.output_dim,
+        weights.identity if weights is not None else None,
+        device,
+        settings={"open_clip": model_name, "quick_gelu": quick_gelu, **create_kwargs},
+    )
 
 
 def load_state_dict(path: Path) -> dict:
@@ -107,8 +163,10 @@ def load_state_dict(path: Path) -> dict:
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
+
         return load_file(str(path))
     import torch
+
     state = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model", "module"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):

@@ -6,6 +6,7 @@ exit code 2; ``--debug`` (or ``DFZOO_DEBUG=1``) shows the traceback instead. Com
 failed rows (``dfzoo run``) exit with 1. Commands check their output folders with :func:`writable_dir` /
 :func:`writable_file` before any compute.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ from .registry import Registry, RegistryError, current_registry
 
 DEFAULT_COMMAND = "run"
 DEBUG_ENV = "DFZOO_DEBUG"
-EXIT_ERROR = 2        # the command could not do its work
+EXIT_ERROR = 2  # the command could not do its work
 EXIT_ROWS_FAILED = 1  # it did, but some results are errors (``dfzoo run`` without ``--keep-going``)
 
 
@@ -92,6 +93,7 @@ def error_line(error: BaseException) -> str:
     their message; anything else is named by type, with a pointer to ``--debug``."""
     from .data.decode import ImageDecodeError
     from .registry import UnknownNameError
+
     if isinstance(error, OSError) and error.strerror and error.filename:  # not "[Errno 28] ..."
         text = f"{error.strerror}: {error.filename}" + (f" -> {error.filename2}" if error.filename2 else "")
     elif isinstance(error, (OSError, ValueError, RegistryError, UnknownNameError, ImageDecodeError)):

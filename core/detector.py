@@ -9,6 +9,7 @@ benchmark or which perturbation it runs under, and cannot skip one by reading fi
 Simple methods subclass :class:`ImageDetector` and write ``score_image(image) -> float``: decoding errors
 become NaN scores with their reason recorded, and the run's preprocessing geometry is applied for them.
 """
+
 from __future__ import annotations
 
 import json
@@ -120,8 +121,13 @@ class Detector(ABC):
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         self._save_state(folder)
-        meta = {"format": FORMAT_VERSION, "detector": self.name, "params": _jsonable(self.params),
-                "describe": _jsonable(self.describe()), "skipped": _jsonable(self.skipped)}
+        meta = {
+            "format": FORMAT_VERSION,
+            "detector": self.name,
+            "params": _jsonable(self.params),
+            "describe": _jsonable(self.describe()),
+            "skipped": _jsonable(self.skipped),
+        }
         (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         return folder
 
@@ -168,16 +174,20 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     """The metadata of a saved detector folder, once the folder is known to be safe to load: saved in this
     dfzoo's format and holding no pickle (refused before any of the method's state is read)."""
     from .safeio import refuse_pickles
+
     meta_file = Path(path) / META_FILE
     if not meta_file.exists():
         raise FileNotFoundError(f"{path} is not a saved dfzoo detector (no {META_FILE})")
     meta = json.loads(meta_file.read_text())
     saved = meta.get("format") if isinstance(meta, dict) else None
     if isinstance(saved, int) and saved > FORMAT_VERSION:
-        raise ValueError(f"{path} was saved by a newer dfzoo (format {saved}; this one reads format "
-                         f"{FORMAT_VERSION}): upgrade dfzoo")
+        raise ValueError(
+            f"{path} was saved by a newer dfzoo (format {saved}; this one reads format {FORMAT_VERSION}): upgrade dfzoo"
+        )
     if saved != FORMAT_VERSION:
-        raise ValueError(f"{path} was saved by an older dfzoo (format {saved}; this one reads format "
-                         f"{FORMAT_VERSION}, which holds no pickles): re-fit the detector and save it again")
+        raise ValueError(
+            f"{path} was saved by an older dfzoo (format {saved}; this one reads format "
+            f"{FORMAT_VERSION}, which holds no pickles): re-fit the detector and save it again"
+        )
     refuse_pickles(path)
     return meta

@@ -3,6 +3,7 @@
 :func:`pick_device` is also the up-front check: commands and the harness call it before any work, so an
 unknown device string or a device this machine lacks is one clear error, not a failure in every row.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,11 +36,14 @@ def pick_device(requested: str | torch.device | None = None) -> torch.device:
     device = torch.device(requested)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"{source} {requested!r} asked for, but CUDA is not available on this machine "
-                              "(use --device cpu, or leave it out to pick CUDA only where present)")
+            raise DeviceError(
+                f"{source} {requested!r} asked for, but CUDA is not available on this machine "
+                "(use --device cpu, or leave it out to pick CUDA only where present)"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(f"{source} {requested!r} asked for, but this machine has "
-                              f"{torch.cuda.device_count()} CUDA device(s)")
+            raise DeviceError(
+                f"{source} {requested!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise DeviceError(f"{source} {requested!r} asked for, but MPS is not available on this machine")
     return device
@@ -47,5 +51,4 @@ def pick_device(requested: str | torch.device | None = None) -> torch.device:
 
 def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
     """Mixed precision on CUDA (float16), a no-op context on the CPU."""
-    return torch.autocast(device_type=device.type, dtype=torch.float16,
-                          enabled=enabled and device.type == "cuda")
+    return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled and device.type == "cuda")

@@ -7,6 +7,7 @@ is the decoded image, with the map put back where the preprocessing took the mod
 image for ``resize``, the centre for ``center_crop``). A detector whose input is not the image itself (a
 spectrum) offers ``explain_view(samples) -> list of PIL images`` at its input size, and maps are drawn on it.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,6 +26,7 @@ from .transforms import CENTER_CROP, PreprocessPolicy
 def target_layer(model: Any) -> Any:
     """The layer Grad-CAM looks at: timm's last feature stage, else the model's last 2-D conv/norm layer."""
     import torch
+
     info = getattr(model, "feature_info", None)
     if info:
         last = info[-1] if isinstance(info, list) else None
@@ -45,6 +47,7 @@ def grad_cam(model: Any, inputs: Any, *, layer: Any = None, category: int = 0) -
     import torch
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     layer = layer if layer is not None else target_layer(model)
     was_training = model.training
     with torch.enable_grad(), GradCAM(model=model, target_layers=[layer]) as cam:
@@ -53,12 +56,21 @@ def grad_cam(model: Any, inputs: Any, *, layer: Any = None, category: int = 0) -
     return np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0)
 
 
-def explain_batches(model: Any, samples: Sequence[Sample], pipeline: Any, *, device: Any, batch_size: int = 16,
-                    category: int = 0, layer: Any = None) -> list[np.ndarray | None]:
+def explain_batches(
+    model: Any,
+    samples: Sequence[Sample],
+    pipeline: Any,
+    *,
+    device: Any,
+    batch_size: int = 16,
+    category: int = 0,
+    layer: Any = None,
+) -> list[np.ndarray | None]:
     """Grad-CAM maps for ``samples`` through a :class:`dfzoo.training.ImagePipeline` (``None`` if undecodable)."""
     import torch
 
     from .features import iter_batches
+
     maps: list[np.ndarray | None] = [None] * len(samples)
     model.eval()
     for batch in iter_batches(samples, pipeline.load, batch_size):
@@ -82,7 +94,7 @@ def map_to_image(cam: np.ndarray, size: tuple[int, int], policy: PreprocessPolic
     src_x, src_y = max(0, -left), max(0, -top)
     dst_x, dst_y = max(0, left), max(0, top)
     w, h = min(crop - src_x, width - dst_x), min(crop - src_y, height - dst_y)
-    full[dst_y:dst_y + h, dst_x:dst_x + w] = inner[src_y:src_y + h, src_x:src_x + w]
+    full[dst_y : dst_y + h, dst_x : dst_x + w] = inner[src_y : src_y + h, src_x : src_x + w]
     return full
 
 
@@ -94,6 +106,7 @@ def _resize_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def overlay(image: Image.Image, cam: np.ndarray, image_weight: float = 0.5) -> Image.Image:
     """The map as a JET heat map blended over ``image`` (same size as ``image``)."""
     from pytorch_grad_cam.utils.image import show_cam_on_image
+
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     if cam.shape != rgb.shape[:2]:
         cam = _resize_map(cam, image.size)

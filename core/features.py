@@ -3,6 +3,7 @@
 The cache is keyed by backbone, weights identity, preprocessing policy, perturbation and image content
 (sha256 of the file), so every detector and every run that needs the same features computes them once.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,14 @@ class Backbone:
     weights that change the vectors (architecture options, pooling, output), part of :attr:`cache_identity`.
     """
 
-    def __init__(self, name: str, normalisation: Normalisation, feature_dim: int, weights_identity: str,
-                 settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        normalisation: Normalisation,
+        feature_dim: int,
+        weights_identity: str,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         self.name = name
         self.normalisation = normalisation
         self.feature_dim = feature_dim
@@ -63,19 +70,26 @@ class Backbone:
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
-        return {"backbone": self.name, "backbone_weights": self.weights_identity,
-                "input_size": self.normalisation.size}
+        return {"backbone": self.name, "backbone_weights": self.weights_identity, "input_size": self.normalisation.size}
 
 
 class TorchBackbone(Backbone):
     """A torch module as a backbone: eval mode, no gradients, mixed precision on CUDA."""
 
-    def __init__(self, name: str, module: Any, normalisation: Normalisation, feature_dim: int,
-                 weights_identity: str | None = None, device: Any = None,
-                 settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        module: Any,
+        normalisation: Normalisation,
+        feature_dim: int,
+        weights_identity: str | None = None,
+        device: Any = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         import torch
 
         from .device import pick_device
+
         self.device = pick_device(device)
         self.module = module.eval().to(self.device)
         for parameter in self.module.parameters():
@@ -94,6 +108,7 @@ class TorchBackbone(Backbone):
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         from .device import autocast
+
         torch = self._torch
         with torch.inference_mode(), autocast(self.device):
             tensor = torch.from_numpy(batch).to(self.device, non_blocking=True)
@@ -110,11 +125,18 @@ def module_digest(module: Any) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_backbone(name: str, *, pretrained: bool = True, weights_path: str | Path | None = None,
-                  device: Any = None, registry: Any = None) -> Backbone:
+def load_backbone(
+    name: str,
+    *,
+    pretrained: bool = True,
+    weights_path: str | Path | None = None,
+    device: Any = None,
+    registry: Any = None,
+) -> Backbone:
     """Build a backbone by name with resolved weights (or randomly initialised when ``pretrained=False``)."""
     from .registry import current_registry
     from .weights import resolve
+
     registry = registry or current_registry()
     spec = registry.backbone(name)
     weights = None
@@ -131,16 +153,21 @@ def prepare_image(sample: Sample, policy: PreprocessPolicy, normalisation: Norma
 
 @dataclass
 class Batch:
-    indices: list[int]          # positions in the input sequence of the rows of ``array``
-    array: np.ndarray           # [len(indices), 3, S, S]
+    indices: list[int]  # positions in the input sequence of the rows of ``array``
+    array: np.ndarray  # [len(indices), 3, S, S]
     errors: dict[int, str] = field(default_factory=dict)  # position -> reason, for undecodable samples
 
 
-def iter_batches(samples: Sequence[Sample], prepare: Callable[[Sample], np.ndarray], batch_size: int,
-                 positions: Sequence[int] | None = None, workers: int = 2) -> Iterator[Batch]:
+def iter_batches(
+    samples: Sequence[Sample],
+    prepare: Callable[[Sample], np.ndarray],
+    batch_size: int,
+    positions: Sequence[int] | None = None,
+    workers: int = 2,
+) -> Iterator[Batch]:
     """Prepare batches on a thread pool, one batch ahead of the consumer (decoding overlaps compute)."""
     positions = list(range(len(samples))) if positions is None else list(positions)
-    chunks = [positions[i:i + batch_size] for i in range(0, len(positions), batch_size)]
+    chunks = [positions[i : i + batch_size] for i in range(0, len(positions), batch_size)]
 
     def build(chunk: list[int]) -> Batch:
         arrays, kept, errors = [], [], {}
@@ -188,17 +215,20 @@ class FeatureCache:
         unique = list(dict.fromkeys(ids))
         with self._lock:
             for start in range(0, len(unique), 500):
-                chunk = unique[start:start + 500]
+                chunk = unique[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 for content, blob in self._db.execute(
-                        f"SELECT content, vector FROM features WHERE content IN ({marks})", chunk):
+                    f"SELECT content, vector FROM features WHERE content IN ({marks})", chunk
+                ):
                     found[content] = np.frombuffer(blob, dtype=np.float32)
         return found
 
     def put_many(self, items: dict[str, np.ndarray]) -> None:
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?)",
-                                 [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO features VALUES (?, ?)",
+                [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()],
+            )
             self._db.commit()
 
     def __len__(self) -> int:
@@ -244,15 +274,23 @@ def cache_key(backbone: Backbone, policy: PreprocessPolicy) -> str:
     return "|".join([backbone.cache_identity, policy.key])
 
 
-def extract_features(samples: Sequence[Sample], backbone: Backbone, *,
-                     policy: PreprocessPolicy = PreprocessPolicy(), batch_size: int = 64,
-                     cache: bool | FeatureCache = True, progress: bool = True, desc: str | None = None) -> Features:
+def extract_features(
+    samples: Sequence[Sample],
+    backbone: Backbone,
+    *,
+    policy: PreprocessPolicy = PreprocessPolicy(),
+    batch_size: int = 64,
+    cache: bool | FeatureCache = True,
+    progress: bool = True,
+    desc: str | None = None,
+) -> Features:
     """Features of ``samples`` through ``backbone``: cached ones are read, the rest computed and stored.
 
     Each sample's view (the harness's perturbation) is applied by :meth:`Sample.load` and is part of its
     content id, so one cache file per (backbone, preprocessing) serves every perturbation.
     """
     from tqdm.auto import tqdm
+
     vectors = np.full((len(samples), backbone.feature_dim), np.nan, dtype=np.float32)
     errors: dict[int, str] = {}
     store: FeatureCache | None
@@ -273,8 +311,13 @@ def extract_features(samples: Sequence[Sample], backbone: Backbone, *,
     def prepare(sample: Sample) -> np.ndarray:
         return prepare_image(sample, policy, backbone.normalisation)
 
-    bar = tqdm(total=len(todo), desc=desc or f"features {backbone.name}", unit="img",
-               disable=not progress or not todo, leave=False)
+    bar = tqdm(
+        total=len(todo),
+        desc=desc or f"features {backbone.name}",
+        unit="img",
+        disable=not progress or not todo,
+        leave=False,
+    )
     for batch in iter_batches(samples, prepare, batch_size, todo):
         errors.update(batch.errors)
         if batch.indices:

@@ -4,6 +4,7 @@ It loads the backbone by name, extracts features through the shared cache with t
 perturbations, drops undecodable images, and leaves subclasses only the part that is theirs: what to learn
 from a feature matrix and how to score one.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -24,27 +25,43 @@ class FrozenFeatureDetector(Detector):
     (explicit weights file), ``batch_size``.
     """
 
-    def __init__(self, backbone: str | Backbone = "efficientnet_lite0", pretrained: bool = True,
-                 weights_path: str | None = None, batch_size: int = 64, **params: Any) -> None:
-        super().__init__(backbone=backbone, pretrained=pretrained, weights_path=weights_path,
-                         batch_size=batch_size, **params)
+    def __init__(
+        self,
+        backbone: str | Backbone = "efficientnet_lite0",
+        pretrained: bool = True,
+        weights_path: str | None = None,
+        batch_size: int = 64,
+        **params: Any,
+    ) -> None:
+        super().__init__(
+            backbone=backbone, pretrained=pretrained, weights_path=weights_path, batch_size=batch_size, **params
+        )
         self._backbone: Backbone | None = backbone if isinstance(backbone, Backbone) else None
         self.train_perturbation = "none"
 
     @property
     def backbone(self) -> Backbone:
         if self._backbone is None:
-            self._backbone = load_backbone(self.params["backbone"], pretrained=self.params["pretrained"],
-                                           weights_path=self.params["weights_path"], device=self.context.device)
+            self._backbone = load_backbone(
+                self.params["backbone"],
+                pretrained=self.params["pretrained"],
+                weights_path=self.params["weights_path"],
+                device=self.context.device,
+            )
         return self._backbone
 
     def features(self, samples: Sequence[Sample], *, training: bool) -> Features:
         """Features of ``samples`` with the run's preprocessing (each sample view carries its perturbation)."""
         context = self.context
-        result = extract_features(samples, self.backbone, policy=context.preprocess,
-                                  batch_size=context.batch_size or self.params["batch_size"],
-                                  cache=context.cache, progress=context.progress,
-                                  desc=f"{self.name} {'train' if training else 'score'} features")
+        result = extract_features(
+            samples,
+            self.backbone,
+            policy=context.preprocess,
+            batch_size=context.batch_size or self.params["batch_size"],
+            cache=context.cache,
+            progress=context.progress,
+            desc=f"{self.name} {'train' if training else 'score'} features",
+        )
         for position, reason in result.errors.items():
             self.record_skip(samples[position], reason)
         return result
@@ -52,8 +69,10 @@ class FrozenFeatureDetector(Detector):
     def fit(self, train: Sequence[Sample]) -> FrozenFeatureDetector:
         labels = np.asarray([s.label for s in train])
         if set(np.unique(labels)) - {0, 1} or len(np.unique(labels)) < 2:
-            raise ValueError(f"{self.name}: training needs both real (0) and fake (1) samples; "
-                             f"got labels {sorted(set(labels.tolist()))}")
+            raise ValueError(
+                f"{self.name}: training needs both real (0) and fake (1) samples; "
+                f"got labels {sorted(set(labels.tolist()))}"
+            )
         self.train_perturbation = perturbation_keys(train)
         result = self.features(train, training=True)
         ok = result.ok
@@ -76,8 +95,7 @@ class FrozenFeatureDetector(Detector):
 
     def describe(self) -> dict[str, Any]:
         backbone = self.backbone
-        return {**backbone.describe(), "pretrained": backbone.pretrained,
-                "preprocess": self.context.preprocess.key}
+        return {**backbone.describe(), "pretrained": backbone.pretrained, "preprocess": self.context.preprocess.key}
 
     def fit_features(self, features: np.ndarray, labels: np.ndarray) -> None:
         raise NotImplementedError

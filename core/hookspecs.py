@@ -3,6 +3,7 @@
 Each hook is called once per plugin manager, when the registry is first built, and returns an iterable of
 typed specs (see :mod:`dfzoo.spec`). Hooks describe; they do not build models or read data.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -1,4 +1,5 @@
 """The plugin manager factory: built-in plugin modules plus third-party entry points of group ``dfzoo``."""
+
 from __future__ import annotations
 
 import importlib
@@ -52,8 +53,9 @@ def builtin_plugin_modules() -> list[str]:
     )
 
 
-def get_plugin_manager(*, builtins: bool = True, autoload: bool | None = None,
-                       extra_plugins: tuple[object, ...] = ()) -> DfzooPluginManager:
+def get_plugin_manager(
+    *, builtins: bool = True, autoload: bool | None = None, extra_plugins: tuple[object, ...] = ()
+) -> DfzooPluginManager:
     """Build a fresh plugin manager.
 
     Built-in plugins are registered first, then entry points of group ``dfzoo`` (unless ``autoload`` is
@@ -99,9 +101,13 @@ def _load_entry_points(pm: DfzooPluginManager) -> None:
 
 def unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     """Names of the hooks ``plugin`` implements that have no hookspec (misspelled or from another version)."""
-    return sorted(name for name, caller in vars(pm.hook).items()
-                  if isinstance(caller, pluggy.HookCaller) and not caller.has_spec()
-                  and any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()))
+    return sorted(
+        name
+        for name, caller in vars(pm.hook).items()
+        if isinstance(caller, pluggy.HookCaller)
+        and not caller.has_spec()
+        and any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls())
+    )
 
 
 def _skip(pm: DfzooPluginManager, label: str, reason: str) -> None:

@@ -1,4 +1,5 @@
 """Where dfzoo keeps things: cache, weights, runs. Every location can be moved by an environment variable."""
+
 from __future__ import annotations
 
 import os
@@ -23,5 +24,6 @@ def features_dir() -> Path:
 
 def offline() -> bool:
     """True when downloads are off: ``DFZOO_OFFLINE``, ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` set."""
-    return any(os.environ.get(var, "") not in ("", "0") for var in
-               ("DFZOO_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(var, "") not in ("", "0") for var in ("DFZOO_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )

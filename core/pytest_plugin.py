@@ -2,6 +2,7 @@
 
 Loaded by pytest wherever dfzoo is installed; it imports nothing heavy until the fixture is used.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,4 +1,5 @@
 """Collects the specs every plugin offers, validates them and looks them up by name."""
+
 from __future__ import annotations
 
 import contextlib
@@ -71,7 +72,8 @@ class Registry:
         hook raises (or exits) offers nothing."""
         registered = [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
         offers: dict[str, list[tuple[str, Any]]] = {
-            name: [] for name in sorted(registered, key=lambda name: name not in builtins)}
+            name: [] for name in sorted(registered, key=lambda name: name not in builtins)
+        }
         failed: set[str] = set()
         for kind, (hook_name, _) in KINDS.items():
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
@@ -95,8 +97,10 @@ class Registry:
             if not isinstance(spec, spec_type):
                 raise RegistryError(f"plugin {provider} offered {spec!r} as a {kind}; expected {spec_type.__name__}")
             if not isinstance(spec.name, str) or not NAME_PATTERN.match(spec.name):
-                raise RegistryError(f"plugin {provider} offered {kind} name {spec.name!r}: names are lower-case "
-                                    f"letters, digits, '_', '-', '.'")
+                raise RegistryError(
+                    f"plugin {provider} offered {kind} name {spec.name!r}: names are lower-case "
+                    f"letters, digits, '_', '-', '.'"
+                )
             existing = self._entries[kind].get(spec.name)
             if existing is not None or (kind, spec.name) in new:
                 first = existing.provider if existing is not None else provider

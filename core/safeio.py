@@ -6,6 +6,7 @@ unpickles: numpy arrays load with ``allow_pickle=False``, torch checkpoints with
 scikit-learn models through skops against an explicit list of trusted types. Whatever cannot be loaded that
 way is refused with :class:`UnsafeFileError` before any of it is read.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -40,9 +41,11 @@ def refuse_pickles(folder: str | Path) -> None:
     root = Path(folder)
     found = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and looks_like_pickle(p))
     if found:
-        raise UnsafeFileError(f"{root}: refused to load: {', '.join(found)} "
-                              f"{'is a pickle' if len(found) == 1 else 'are pickles'}, which can run code when "
-                              "loaded; dfzoo saves without pickle: re-fit the detector and save it again")
+        raise UnsafeFileError(
+            f"{root}: refused to load: {', '.join(found)} "
+            f"{'is a pickle' if len(found) == 1 else 'are pickles'}, which can run code when "
+            "loaded; dfzoo saves without pickle: re-fit the detector and save it again"
+        )
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -60,12 +63,14 @@ def torch_load(path: str | Path) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU; a file holding anything but tensors and plain
     containers is refused with :class:`UnsafeFileError` (nothing of it is built)."""
     import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UnsafeFileError(f"{path}: refused: it holds objects other than tensors and plain containers "
-                              f"({reason})") from None
+        raise UnsafeFileError(
+            f"{path}: refused: it holds objects other than tensors and plain containers ({reason})"
+        ) from None
 
 
 def load_skops(path: str | Path, trusted: Iterable[str]) -> Any:
@@ -75,6 +80,7 @@ def load_skops(path: str | Path, trusted: Iterable[str]) -> Any:
 
     import skops.io
     from skops.io.exceptions import UntrustedTypesFoundException
+
     trusted = sorted(set(trusted))
     try:
         return skops.io.load(path, trusted=trusted)

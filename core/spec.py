@@ -3,6 +3,7 @@
 Hooks return *descriptions* (frozen, keyword-only dataclasses), never behaviour that runs at import time:
 the registry validates them centrally and the heavy work happens only when a factory is called.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -43,8 +44,7 @@ class Param:
     def check(self, name: str, value: Any) -> Any:
         """``value`` if accepted (``"none"``/``"null"`` become None where None is allowed and is not itself
         one of the choices), else a :class:`ParamError` naming parameter ``name`` and what is allowed."""
-        if (isinstance(value, str) and value.lower() in NONE_WORDS and self.optional
-                and value not in self.choices):
+        if isinstance(value, str) and value.lower() in NONE_WORDS and self.optional and value not in self.choices:
             return None
         if value is None:
             if self.optional:
@@ -129,8 +129,11 @@ class DetectorSpec:
         """What parameter ``name`` accepts: its declared :class:`Param`, types inferred from the default."""
         declared = self.param_schema.get(name, Param())
         default = self.params.get(name)
-        return Param(types=declared.types or default_types(default), choices=declared.choices,
-                     optional=declared.optional or default is None)
+        return Param(
+            types=declared.types or default_types(default),
+            choices=declared.choices,
+            optional=declared.optional or default is None,
+        )
 
     def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The defaults with ``params`` on top, every name and value checked (``"none"`` read as None where
@@ -139,8 +142,10 @@ class DetectorSpec:
             return dict(params)
         unknown = sorted(set(params) - set(self.params))
         if unknown:
-            raise ParamError(f"detector {self.name!r} has no parameter(s) {', '.join(unknown)}; "
-                             f"its parameters: {', '.join(sorted(self.params))}")
+            raise ParamError(
+                f"detector {self.name!r} has no parameter(s) {', '.join(unknown)}; "
+                f"its parameters: {', '.join(sorted(self.params))}"
+            )
         checked = {}
         for key, value in {**self.params, **params}.items():
             try:

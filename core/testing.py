@@ -11,6 +11,7 @@ fixture ``dfzoo_check_detector``::
     def test_my_detector(dfzoo_check_detector):
         dfzoo_check_detector("my_detector")
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,9 @@ def planted_fake(rng: np.random.Generator, size: int = 32, period: int = 2, ampl
     return np.clip(base + amplitude * pattern[..., None], 0, 255).astype(np.uint8)
 
 
-def write_folder_dataset(root: Path, generators: Mapping[str, int] | None = None, per_class: int = 12,
-                         size: int = 32, seed: int = 0) -> Path:
+def write_folder_dataset(
+    root: Path, generators: Mapping[str, int] | None = None, per_class: int = 12, size: int = 32, seed: int = 0
+) -> Path:
     """``root/<gen>/{0_real,1_fake}/*.png`` (ForenSynths layout); ``generators`` maps name -> grid period."""
     generators = generators or {"gan_a": 2, "gan_b": 4}
     rng = np.random.default_rng(seed)
@@ -85,14 +87,26 @@ def write_folder_dataset(root: Path, generators: Mapping[str, int] | None = None
 
 def labelled_samples(root: Path) -> list[Sample]:
     """The samples of a :func:`write_folder_dataset` tree, labelled from their folder names."""
-    return [Sample(path=p, label=int(p.parent.name == "1_fake"), generator=p.parent.parent.name,
-                   family="gan" if p.parent.name == "1_fake" else "real")
-            for p in sorted(root.rglob("*.png"))]
+    return [
+        Sample(
+            path=p,
+            label=int(p.parent.name == "1_fake"),
+            generator=p.parent.parent.name,
+            family="gan" if p.parent.name == "1_fake" else "real",
+        )
+        for p in sorted(root.rglob("*.png"))
+    ]
 
 
 # -- the check -------------------------------------------------------------------------------------------
-def check_detector(name_or_spec: str | DetectorSpec, workdir: str | Path, *, params: Mapping[str, Any] | None = None,
-                   registry: Any = None, raise_on_failure: bool = True) -> ContractReport:
+def check_detector(
+    name_or_spec: str | DetectorSpec,
+    workdir: str | Path,
+    *,
+    params: Mapping[str, Any] | None = None,
+    registry: Any = None,
+    raise_on_failure: bool = True,
+) -> ContractReport:
     """Run detector ``name_or_spec`` (with ``params``, default: its spec's ``smoke_params``) through every
     rule on generated 32 px images in ``workdir``; raise :class:`ContractError` listing the broken rules.
 
@@ -102,6 +116,7 @@ def check_detector(name_or_spec: str | DetectorSpec, workdir: str | Path, *, par
 
     from .registry import current_registry, use_registry
     from .transforms import make_perturbation
+
     registry = registry or current_registry()
     spec = registry.detector(name_or_spec.name if isinstance(name_or_spec, DetectorSpec) else name_or_spec)
     params = dict(spec.smoke_params if params is None else params)
@@ -168,8 +183,10 @@ def check_detector(name_or_spec: str | DetectorSpec, workdir: str | Path, *, par
                 moved = np.asarray(detector.score([s.view(perturbation, hide_path=hide) for s in test]))
                 if not np.array_equal(moved, clean):
                     return None
-            return (f"scores were bit-identical under {' and '.join(PERTURBATIONS)}: the detector does not see "
-                    "the harness's perturbations (read pixels with sample.load())")
+            return (
+                f"scores were bit-identical under {' and '.join(PERTURBATIONS)}: the detector does not see "
+                "the harness's perturbations (read pixels with sample.load())"
+            )
 
         def batch_invariant() -> str | None:
             alone = np.array([float(detector.score([s])[0]) for s in test[:BATCH_PROBES]])
@@ -194,8 +211,10 @@ def check_detector(name_or_spec: str | DetectorSpec, workdir: str | Path, *, par
             text = json.dumps(described)
             uses_weights = any(params.get(key, spec.params.get(key)) for key in spec.weight_params)
             if uses_weights and not any(marker in text for marker in WEIGHT_MARKERS):
-                return (f"describe() does not name the identity of its weights ({', '.join(spec.weight_params)}): "
-                        f"{text[:200]}")
+                return (
+                    f"describe() does not name the identity of its weights ({', '.join(spec.weight_params)}): "
+                    f"{text[:200]}"
+                )
             return None
 
         rule("an undecodable image is NaN, not an error", corrupt_is_nan)
@@ -213,5 +232,12 @@ def _finish(report: ContractReport, raise_on_failure: bool) -> ContractReport:
     return report
 
 
-__all__ = ["ContractError", "ContractReport", "check_detector", "labelled_samples", "planted_fake",
-           "smooth_image", "write_folder_dataset"]
+__all__ = [
+    "ContractError",
+    "ContractReport",
+    "check_detector",
+    "labelled_samples",
+    "planted_fake",
+    "smooth_image",
+    "write_folder_dataset",
+]

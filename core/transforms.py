@@ -4,6 +4,7 @@ Preprocessing brings any image to a model's input (the *policy* picks resize or 
 own normalisation always follows). Perturbations (blur, JPEG, colour jitter...) are named and parameterised
 so one spelling, e.g. ``jpeg:quality=75``, means the same thing in training, testing and in result rows.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,8 +47,9 @@ class PreprocessPolicy:
     def key(self) -> str:
         return f"{self.mode}:{self.size or 'model'}"
 
-    def geometry(self, image: Image.Image, default_size: int | None = None,
-                 interpolation: str = "bicubic") -> Image.Image:
+    def geometry(
+        self, image: Image.Image, default_size: int | None = None, interpolation: str = "bicubic"
+    ) -> Image.Image:
         """The policy's resize or centre crop to ``size`` (or ``default_size``); unchanged without either."""
         size = self.size or default_size
         if not size:
@@ -63,13 +65,13 @@ class PreprocessPolicy:
         if image.size != (normalisation.size, normalisation.size):
             image = image.resize((normalisation.size, normalisation.size), resample)
         array = np.asarray(image, dtype=np.float32) / 255.0
-        array = (array - np.asarray(normalisation.mean, dtype=np.float32)) / np.asarray(normalisation.std,
-                                                                                           dtype=np.float32)
+        array = (array - np.asarray(normalisation.mean, dtype=np.float32)) / np.asarray(
+            normalisation.std, dtype=np.float32
+        )
         return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-_RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST,
-             "lanczos": Image.LANCZOS}
+_RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "lanczos": Image.LANCZOS}
 
 
 def center_crop(image: Image.Image, size: int) -> Image.Image:
@@ -145,15 +147,18 @@ def _number(raw: str) -> Any:
 
 def gaussian_blur(sigma: float = 1.0, sigma_max: float | None = None) -> Perturbation:
     """Gaussian blur with ``sigma`` (or uniform in [sigma, sigma_max] when given, as CNNSpot augments)."""
+
     def fn(image: Image.Image, rng: np.random.Generator) -> Image.Image:
         s = sigma if sigma_max is None else float(rng.uniform(sigma, sigma_max))
         return image.filter(ImageFilter.GaussianBlur(radius=s))
+
     params = {"sigma": sigma} | ({"sigma_max": sigma_max} if sigma_max is not None else {})
     return Perturbation("blur", params, fn)
 
 
 def jpeg(quality: int = 75, quality_min: int | None = None) -> Perturbation:
     """JPEG re-compression at ``quality`` (or uniform in [quality_min, quality])."""
+
     def fn(image: Image.Image, rng: np.random.Generator) -> Image.Image:
         q = quality if quality_min is None else int(rng.integers(quality_min, quality + 1))
         buffer = io.BytesIO()
@@ -161,44 +166,56 @@ def jpeg(quality: int = 75, quality_min: int | None = None) -> Perturbation:
         buffer.seek(0)
         with Image.open(buffer) as decoded:
             return decoded.convert("RGB")
+
     params = {"quality": quality} | ({"quality_min": quality_min} if quality_min is not None else {})
     return Perturbation("jpeg", params, fn)
 
 
 def colour_jitter(brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2) -> Perturbation:
     """Random brightness, contrast and saturation factors in [1 - x, 1 + x]."""
+
     def fn(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-        for enhancer, amount in ((ImageEnhance.Brightness, brightness), (ImageEnhance.Contrast, contrast),
-                                 (ImageEnhance.Color, saturation)):
+        for enhancer, amount in (
+            (ImageEnhance.Brightness, brightness),
+            (ImageEnhance.Contrast, contrast),
+            (ImageEnhance.Color, saturation),
+        ):
             if amount:
                 image = enhancer(image).enhance(float(rng.uniform(1 - amount, 1 + amount)))
         return image
+
     return Perturbation("jitter", {"brightness": brightness, "contrast": contrast, "saturation": saturation}, fn)
 
 
-def blur_jitter(sigma: float = 1.0, brightness: float = 0.2, contrast: float = 0.2,
-                saturation: float = 0.2) -> Perturbation:
+def blur_jitter(
+    sigma: float = 1.0, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2
+) -> Perturbation:
     """Colour jitter followed by Gaussian blur."""
     parts = (colour_jitter(brightness, contrast, saturation), gaussian_blur(sigma))
-    return compose("blur_jitter", parts, {"sigma": sigma, "brightness": brightness, "contrast": contrast,
-                                          "saturation": saturation})
+    return compose(
+        "blur_jitter", parts, {"sigma": sigma, "brightness": brightness, "contrast": contrast, "saturation": saturation}
+    )
 
 
 def downscale(scale: float = 0.5) -> Perturbation:
     """Downscale by ``scale`` and back up (bicubic): destroys high-frequency traces."""
+
     def fn(image: Image.Image, rng: np.random.Generator) -> Image.Image:
         width, height = image.size
         small = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC)
         return small.resize((width, height), Image.BICUBIC)
+
     return Perturbation("resize", {"scale": scale}, fn)
 
 
 def gaussian_noise(std: float = 0.02) -> Perturbation:
     """Additive Gaussian noise with ``std`` in [0, 1] intensity units."""
+
     def fn(image: Image.Image, rng: np.random.Generator) -> Image.Image:
         array = np.asarray(image, dtype=np.float32) / 255.0
         array = np.clip(array + rng.normal(0.0, std, array.shape), 0.0, 1.0)
         return Image.fromarray((array * 255.0 + 0.5).astype(np.uint8))
+
     return Perturbation("noise", {"std": std}, fn)
 
 
@@ -208,6 +225,7 @@ def compose(name: str, parts: Sequence[Perturbation], params: Mapping[str, Any])
             if part.fn is not None:
                 image = part.fn(image, rng)
         return image
+
     return Perturbation(name, dict(params), fn)
 
 
@@ -216,6 +234,7 @@ def make_perturbation(text: str | None, registry: Any = None) -> Perturbation:
     if not text or text == "none":
         return IDENTITY
     from .registry import current_registry
+
     registry = registry or current_registry()
     name, params = parse_perturbation(text)
     spec = registry.perturbation(name)

@@ -5,6 +5,7 @@ in an installed package (``WeightsSpec.find_local``), then a download where the 
 weights raise :class:`WeightsNotFound` naming the path we looked in and how to fetch them: a pretrained
 model is never silently replaced by a random one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +41,9 @@ class ResolvedWeights:
         return f"{self.name}@sha256:{self.sha256[:16]}"
 
 
-def resolve(spec: WeightsSpec, explicit: str | Path | None = None, *, allow_download: bool | None = None
-            ) -> ResolvedWeights:
+def resolve(
+    spec: WeightsSpec, explicit: str | Path | None = None, *, allow_download: bool | None = None
+) -> ResolvedWeights:
     """Walk the resolution chain for ``spec``; see the module docstring."""
     if explicit:
         path = Path(explicit).expanduser()
@@ -65,8 +67,9 @@ def resolve(spec: WeightsSpec, explicit: str | Path | None = None, *, allow_down
         try:
             return ResolvedWeights(spec.name, Path(spec.download()), DOWNLOAD)
         except Exception as error:
-            raise WeightsNotFound(_missing_message(spec, folder, f"download failed: {type(error).__name__}: "
-                                                                 f"{error}")) from error
+            raise WeightsNotFound(
+                _missing_message(spec, folder, f"download failed: {type(error).__name__}: {error}")
+            ) from error
     raise WeightsNotFound(_missing_message(spec, folder, "downloads are off" if not allow_download else ""))
 
 
@@ -81,8 +84,10 @@ def can_resolve(spec: WeightsSpec) -> bool:
 
 def _missing_message(spec: WeightsSpec, folder: Path, detail: str) -> str:
     expected = folder / spec.files[0] if spec.files else folder
-    lines = [f"weights {spec.name!r} ({spec.summary}) not found.",
-             f"  looked for: {expected}  (set DFZOO_WEIGHTS_DIR to move {weights_dir()})"]
+    lines = [
+        f"weights {spec.name!r} ({spec.summary}) not found.",
+        f"  looked for: {expected}  (set DFZOO_WEIGHTS_DIR to move {weights_dir()})",
+    ]
     if spec.source:
         lines.append(f"  source: {spec.library} {spec.source}")
     if spec.fetch_hint:

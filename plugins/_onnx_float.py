@@ -8,6 +8,7 @@ twin) into a float ``MatMul``/``Conv`` on the un-quantised input with the weight
 ``W = (Wq - Wz) * Ws``: the int8-rounded weights stay, the per-batch activation rounding goes. The rewrite
 works on the in-memory model and never touches the file.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -41,8 +42,9 @@ class FloatRewrite:
 
 def per_batch_ops(model: onnx.ModelProto) -> tuple[str, ...]:
     """Names (``op_type:name``) of the nodes whose output depends on the batch, subgraphs included."""
-    return tuple(f"{node.op_type}:{node.name or '?'}" for node in _all_nodes(model.graph)
-                 if node.op_type in PER_BATCH_OPS)
+    return tuple(
+        f"{node.op_type}:{node.name or '?'}" for node in _all_nodes(model.graph) if node.op_type in PER_BATCH_OPS
+    )
 
 
 def float_activations(model: onnx.ModelProto) -> FloatRewrite:
@@ -85,11 +87,11 @@ def _inputs(nodes: Iterable[onnx.NodeProto]) -> set[str]:
 class _Match:
     """One quantised op: the nodes it replaces, the float node that replaces it, its dequantised weight."""
 
-    replaced: list[onnx.NodeProto]     # integer op, Cast, output Mul
-    maybe_dead: list[onnx.NodeProto]   # DynamicQuantizeLinear, scale Mul, Constant weights: removed if unused
+    replaced: list[onnx.NodeProto]  # integer op, Cast, output Mul
+    maybe_dead: list[onnx.NodeProto]  # DynamicQuantizeLinear, scale Mul, Constant weights: removed if unused
     node: onnx.NodeProto
     weight: onnx.TensorProto
-    sources: list[str]                 # the quantised weight's tensors, dropped when nothing uses them
+    sources: list[str]  # the quantised weight's tensors, dropped when nothing uses them
 
 
 class _Graph:
@@ -122,8 +124,13 @@ class _Graph:
         return users[0]
 
     def rewrite(self) -> int:
-        matches = [m for node in list(self.graph.node) if node.op_type in INTEGER_OPS
-                   for m in [self.match(node)] if m is not None]
+        matches = [
+            m
+            for node in list(self.graph.node)
+            if node.op_type in INTEGER_OPS
+            for m in [self.match(node)]
+            if m is not None
+        ]
         if not matches:
             return 0
         replaced = {id(node) for m in matches for node in m.replaced}
@@ -146,8 +153,12 @@ class _Graph:
         inputs = list(integer.input) + [""] * (4 - len(integer.input))
         quantised_x, quantised_w, x_zero, w_zero = inputs[:4]
         quantise = self.producer.get(quantised_x)
-        if quantise is None or quantise.op_type != "DynamicQuantizeLinear" or quantise.output[0] != quantised_x \
-                or x_zero != quantise.output[2]:
+        if (
+            quantise is None
+            or quantise.op_type != "DynamicQuantizeLinear"
+            or quantise.output[0] != quantised_x
+            or x_zero != quantise.output[2]
+        ):
             return None
         weight = self.constant(quantised_w)
         if weight is None or weight.dtype not in (np.int8, np.uint8):
@@ -173,13 +184,24 @@ class _Graph:
             return None
         name = f"{quantised_w}_dequantised"
         tensor = numpy_helper.from_array(dequantised.astype(FLOAT_TYPES[to]), name)
-        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in integer.attribute
-                      if a.name in CONV_ATTRIBUTES}
-        node = onnx.helper.make_node(INTEGER_OPS[integer.op_type], [quantise.input[0], name], [mul.output[0]],
-                                     name=f"{integer.name or mul.output[0]}_float", **attributes)
+        attributes = {
+            a.name: onnx.helper.get_attribute_value(a) for a in integer.attribute if a.name in CONV_ATTRIBUTES
+        }
+        node = onnx.helper.make_node(
+            INTEGER_OPS[integer.op_type],
+            [quantise.input[0], name],
+            [mul.output[0]],
+            name=f"{integer.name or mul.output[0]}_float",
+            **attributes,
+        )
         constants = [self.producer[n] for n in (quantised_w, w_zero, w_scales[0]) if n in self.producer]
-        return _Match([integer, cast, mul], [quantise, scale_mul, *constants], node, tensor,
-                      [n for n in (quantised_w, w_zero, w_scales[0]) if n])
+        return _Match(
+            [integer, cast, mul],
+            [quantise, scale_mul, *constants],
+            node,
+            tensor,
+            [n for n in (quantised_w, w_zero, w_scales[0]) if n],
+        )
 
     def without_dead(self, nodes: list[onnx.NodeProto], candidates: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
         """``nodes`` minus the candidates nothing uses any more (repeated: removing one can free another)."""
@@ -214,7 +236,7 @@ def _dequantise(op_type: str, weight: np.ndarray, zero: np.ndarray, scale: np.nd
     scale_tail = (channels,) if matmul else (channels,) + (1,) * (weight.ndim - 2)
     if zero.size != 1 and zero.shape != (channels,):
         return None
-    if scale.size != 1 and (scale.size != channels or scale.shape[-len(scale_tail):] != scale_tail):
+    if scale.size != 1 and (scale.size != channels or scale.shape[-len(scale_tail) :] != scale_tail):
         return None
     per_channel = (-1,) if matmul else (-1,) + (1,) * (weight.ndim - 1)
     zero, scale = (a.reshape(per_channel if a.size != 1 else ()).astype(np.float64) for a in (zero, scale))

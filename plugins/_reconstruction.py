@@ -8,6 +8,7 @@
 
 Private to the built-in plugins (the leading underscore keeps it out of the plugin registry).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,17 +51,24 @@ def hub_diffusers_weights(name: str, repo: str, summary: str, subfolder: str = "
     patterns = (f"{prefix}config.json", *(prefix + f for f in WEIGHT_FILES), *SCHEDULER_FILES)
     where = f"{repo}" + (f" (subfolder {subfolder})" if subfolder else "")
     return WeightsSpec(
-        name=name, summary=summary, library="diffusers", source=where,
+        name=name,
+        summary=summary,
+        library="diffusers",
+        source=where,
         find_local=lambda: _hf_folder(repo, subfolder, patterns, local_only=True),
         download=lambda: _hf_folder(repo, subfolder, patterns, local_only=False),
-        fetch_hint=(f"python -c \"from huggingface_hub import snapshot_download; snapshot_download("
-                    f"'{repo}', allow_patterns={list(patterns)!r})\"  (or save_pretrained the model into "
-                    f"$DFZOO_WEIGHTS_DIR/{name}/)"),
-        licence=licence)
+        fetch_hint=(
+            f'python -c "from huggingface_hub import snapshot_download; snapshot_download('
+            f"'{repo}', allow_patterns={list(patterns)!r})\"  (or save_pretrained the model into "
+            f"$DFZOO_WEIGHTS_DIR/{name}/)"
+        ),
+        licence=licence,
+    )
 
 
 def _hf_folder(repo: str, subfolder: str, patterns: tuple[str, ...], *, local_only: bool) -> Path | None:
     from huggingface_hub import snapshot_download
+
     try:
         root = Path(snapshot_download(repo, allow_patterns=list(patterns), local_files_only=local_only))
     except Exception:
@@ -81,25 +89,51 @@ def is_model_folder(folder: Path) -> bool:
 
 
 RANDOM = "random:"
-_KL_BLOCKS = {"down_block_types": ("DownEncoderBlock2D",) * 2, "up_block_types": ("UpDecoderBlock2D",) * 2,
-              "block_out_channels": (8, 16), "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 4,
-              "sample_size": 32}
+_KL_BLOCKS = {
+    "down_block_types": ("DownEncoderBlock2D",) * 2,
+    "up_block_types": ("UpDecoderBlock2D",) * 2,
+    "block_out_channels": (8, 16),
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_num_groups": 4,
+    "sample_size": 32,
+}
 #: Architectures that ``random:<name>`` builds randomly initialised (smoke tests, cost benchmarks).
 ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {
     "tiny_kl": ("AutoencoderKL", _KL_BLOCKS),
     "tiny_vq": ("VQModel", {**_KL_BLOCKS, "num_vq_embeddings": 16, "vq_embed_dim": 4}),
-    "sd_kl_f8": ("AutoencoderKL", {"down_block_types": ("DownEncoderBlock2D",) * 4,
-                                   "up_block_types": ("UpDecoderBlock2D",) * 4,
-                                   "block_out_channels": (128, 256, 512, 512), "layers_per_block": 2,
-                                   "latent_channels": 4, "sample_size": 512}),
-    "tiny_unet": ("UNet2DModel", {"sample_size": 32, "block_out_channels": (8, 16), "layers_per_block": 1,
-                                  "down_block_types": ("DownBlock2D",) * 2, "up_block_types": ("UpBlock2D",) * 2,
-                                  "norm_num_groups": 4}),
-    "ddpm_cifar10_32": ("UNet2DModel", {"sample_size": 32, "block_out_channels": (128, 256, 256, 256),
-                                        "layers_per_block": 2,
-                                        "down_block_types": ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D",
-                                                             "DownBlock2D"),
-                                        "up_block_types": ("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D")}),
+    "sd_kl_f8": (
+        "AutoencoderKL",
+        {
+            "down_block_types": ("DownEncoderBlock2D",) * 4,
+            "up_block_types": ("UpDecoderBlock2D",) * 4,
+            "block_out_channels": (128, 256, 512, 512),
+            "layers_per_block": 2,
+            "latent_channels": 4,
+            "sample_size": 512,
+        },
+    ),
+    "tiny_unet": (
+        "UNet2DModel",
+        {
+            "sample_size": 32,
+            "block_out_channels": (8, 16),
+            "layers_per_block": 1,
+            "down_block_types": ("DownBlock2D",) * 2,
+            "up_block_types": ("UpBlock2D",) * 2,
+            "norm_num_groups": 4,
+        },
+    ),
+    "ddpm_cifar10_32": (
+        "UNet2DModel",
+        {
+            "sample_size": 32,
+            "block_out_channels": (128, 256, 256, 256),
+            "layers_per_block": 2,
+            "down_block_types": ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+            "up_block_types": ("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+        },
+    ),
 }
 
 
@@ -125,11 +159,13 @@ class RandomModel:
     @property
     def identity(self) -> str:
         from importlib.metadata import version
+
         return f"random-init:{self.arch}:seed={self.seed}:diffusers={version('diffusers')}"
 
     def build(self) -> Any:
         import diffusers
         import torch
+
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             model = getattr(diffusers, self.class_name)(**ARCHITECTURES[self.arch][1])
@@ -140,8 +176,9 @@ def resolve_model(ref: str, registry: Any = None) -> ResolvedWeights | RandomMod
     """A model by weights name (e.g. ``"zoo_vae"``, ``"sd1_vae"``), local folder, hub id ``org/repo[/sub]``,
     or ``random:<arch>`` (one of :data:`ARCHITECTURES`, randomly initialised)."""
     from dfzoo.registry import current_registry
+
     if ref.startswith(RANDOM):
-        arch = ref[len(RANDOM):]
+        arch = ref[len(RANDOM) :]
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {arch!r} in {ref!r}; known: {', '.join(ARCHITECTURES)}")
         return RandomModel(arch)
@@ -155,8 +192,10 @@ def resolve_model(ref: str, registry: Any = None) -> ResolvedWeights | RandomMod
         parts = ref.split("/")
         repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
         return resolve(hub_diffusers_weights(_slug(ref), repo, f"hub model {ref}", sub))
-    raise WeightsNotFound(f"model {ref!r} is neither weights known to dfzoo, an existing folder, nor a Hugging Face "
-                          f"repo id (org/name[/subfolder]); known weights: {', '.join(registry.names('weights'))}")
+    raise WeightsNotFound(
+        f"model {ref!r} is neither weights known to dfzoo, an existing folder, nor a Hugging Face "
+        f"repo id (org/name[/subfolder]); known weights: {', '.join(registry.names('weights'))}"
+    )
 
 
 def _slug(text: str) -> str:
@@ -180,9 +219,11 @@ def load_diffusers_model(path: Path, allowed: Sequence[str], subfolders: Sequenc
     folder = model_folder(path, subfolders)
     class_name = json.loads((folder / "config.json").read_text()).get("_class_name", "")
     if class_name not in allowed:
-        raise ValueError(f"{folder} holds a {class_name or 'model of unknown class'}; expected one of "
-                         f"{', '.join(allowed)}")
+        raise ValueError(
+            f"{folder} holds a {class_name or 'model of unknown class'}; expected one of {', '.join(allowed)}"
+        )
     import diffusers
+
     model = getattr(diffusers, class_name).from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False)
     return model.eval().requires_grad_(False), folder
 
@@ -203,11 +244,16 @@ def load_ddim_scheduler(folder: Path | None) -> tuple[Any, SchedulerInfo]:
     """A DDIM scheduler from the model's own config (``scheduler/`` beside or inside, or
     ``scheduler_config.json``), else diffusers' default DDIM with 1000 training steps, and say which."""
     from diffusers import DDIMScheduler
+
     candidates = []
     if folder is not None:
         folder = Path(folder)
-        candidates = [folder / "scheduler" / "scheduler_config.json", folder / "scheduler_config.json",
-                      folder.parent / "scheduler" / "scheduler_config.json", folder.parent / "scheduler_config.json"]
+        candidates = [
+            folder / "scheduler" / "scheduler_config.json",
+            folder / "scheduler_config.json",
+            folder.parent / "scheduler" / "scheduler_config.json",
+            folder.parent / "scheduler_config.json",
+        ]
     for candidate in candidates:
         if candidate.is_file():
             config = json.loads(candidate.read_text())
@@ -224,6 +270,7 @@ def load_ddim_scheduler(folder: Path | None) -> tuple[Any, SchedulerInfo]:
 def _quiet(build: Callable[[], Any]) -> Any:
     """diffusers logs every config key a scheduler class does not use (e.g. DDPM's ``variance_type``)."""
     from diffusers.utils import logging as dlogging
+
     level = dlogging.get_verbosity()
     dlogging.set_verbosity_error()
     try:
@@ -246,8 +293,12 @@ def prepare_for_model(sample: Sample, *, policy: PreprocessPolicy, factor: int, 
     if target:
         if target % factor:
             raise ValueError(f"preprocess size {target} is not a multiple of the model's factor {factor}")
-        return policy.apply(image, Normalisation(size=target, mean=MINUS_ONE_ONE.mean, std=MINUS_ONE_ONE.std,
-                                                 interpolation=MINUS_ONE_ONE.interpolation))
+        return policy.apply(
+            image,
+            Normalisation(
+                size=target, mean=MINUS_ONE_ONE.mean, std=MINUS_ONE_ONE.std, interpolation=MINUS_ONE_ONE.interpolation
+            ),
+        )
     return to_minus_one_one(native_crop(image, factor))
 
 
@@ -278,15 +329,20 @@ def quantise(tensor: Any) -> Any:
     return ((tensor.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
 
 
-def iter_shape_batches(samples: Sequence[Sample], prepare: Callable[[Sample], np.ndarray], batch_size: int,
-                       positions: Sequence[int] | None = None, workers: int = 2) -> Iterator[Batch]:
+def iter_shape_batches(
+    samples: Sequence[Sample],
+    prepare: Callable[[Sample], np.ndarray],
+    batch_size: int,
+    positions: Sequence[int] | None = None,
+    workers: int = 2,
+) -> Iterator[Batch]:
     """Batches of same-shape images (native sizes differ), decoded on a thread pool one window ahead.
 
     Undecodable samples are reported in ``Batch.errors`` (possibly on a batch with no rows).
     """
     positions = list(range(len(samples))) if positions is None else list(positions)
     window = max(1, batch_size) * 4
-    windows = [positions[i:i + window] for i in range(0, len(positions), window)]
+    windows = [positions[i : i + window] for i in range(0, len(positions), window)]
     if not windows:
         return
 
@@ -297,6 +353,7 @@ def iter_shape_batches(samples: Sequence[Sample], prepare: Callable[[Sample], np
             return position, None, error.reason
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+
         def submit(chunk: list[int]) -> list[Future]:
             return [pool.submit(decode, p) for p in chunk]
 
@@ -311,7 +368,7 @@ def iter_shape_batches(samples: Sequence[Sample], prepare: Callable[[Sample], np
                     errors[position] = reason
                 else:
                     groups.setdefault(array.shape, []).append((position, array))
-            batches = [rows[i:i + batch_size] for rows in groups.values() for i in range(0, len(rows), batch_size)]
+            batches = [rows[i : i + batch_size] for rows in groups.values() for i in range(0, len(rows), batch_size)]
             if not batches:
                 yield Batch([], np.empty((0,), dtype=np.float32), errors)
             for number, rows in enumerate(batches):
@@ -320,9 +377,19 @@ def iter_shape_batches(samples: Sequence[Sample], prepare: Callable[[Sample], np
 
 
 # -- cached per-sample computation -----------------------------------------------------------------------
-def compute_cached(samples: Sequence[Sample], *, key: str, dim: int, dtype: Any = np.float32,
-                   prepare: Callable[[Sample], np.ndarray], compute: Callable[[np.ndarray], np.ndarray],
-                   batch_size: int, cache: bool, progress: bool = False, desc: str = "") -> Features:
+def compute_cached(
+    samples: Sequence[Sample],
+    *,
+    key: str,
+    dim: int,
+    dtype: Any = np.float32,
+    prepare: Callable[[Sample], np.ndarray],
+    compute: Callable[[np.ndarray], np.ndarray],
+    batch_size: int,
+    cache: bool,
+    progress: bool = False,
+    desc: str = "",
+) -> Features:
     """``compute(batch) -> [B, dim]`` for every sample, reading and filling the shared feature cache.
 
     ``dtype`` is how rows are kept and stored: ``np.uint8`` rows (integers in [0, 255]) are returned as a
@@ -331,13 +398,17 @@ def compute_cached(samples: Sequence[Sample], *, key: str, dim: int, dtype: Any 
     a sample's label or file format can reach the stored encoding.
     """
     from tqdm.auto import tqdm
+
     dtype = np.dtype(dtype)
     if dtype not in (np.dtype(np.float32), np.dtype(np.uint8)):
         raise ValueError(f"unsupported cache dtype {dtype}")
     if dtype == np.uint8 and dim % 4:
         raise ValueError(f"uint8 rows are cached 4 bytes per slot; dim {dim} is not a multiple of 4")
-    out = np.zeros((len(samples), dim), dtype=dtype) if dtype == np.uint8 else \
-        np.full((len(samples), dim), np.nan, dtype=np.float32)
+    out = (
+        np.zeros((len(samples), dim), dtype=dtype)
+        if dtype == np.uint8
+        else np.full((len(samples), dim), np.nan, dtype=np.float32)
+    )
     errors: dict[int, str] = {}
     ids = content_ids(samples, errors)
     store = FeatureCache(f"{key}|store={dtype.name}") if cache else None

@@ -1,4 +1,5 @@
 """The two UnivFD detectors, on :class:`dfzoo.frozen.FrozenFeatureDetector`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,6 +21,7 @@ class LinearProbe(FrozenFeatureDetector):
 
     def fit_features(self, features: np.ndarray, labels: np.ndarray) -> None:
         from sklearn.linear_model import LogisticRegression
+
         x = l2_normalise(features) if self.params["normalize"] else features
         model = LogisticRegression(C=self.params["C"], max_iter=self.params["max_iter"])
         model.fit(x, labels)
@@ -54,20 +56,19 @@ class NearestNeighbourCosine(FrozenFeatureDetector):
 
     def score_features(self, features: np.ndarray) -> np.ndarray:
         queries = l2_normalise(features.astype(np.float32))
-        return (self._top_similarity(queries, self.fake_bank) - self._top_similarity(queries, self.real_bank))
+        return self._top_similarity(queries, self.fake_bank) - self._top_similarity(queries, self.real_bank)
 
     def _top_similarity(self, queries: np.ndarray, bank: np.ndarray, chunk: int = 4096) -> np.ndarray:
         k = max(1, min(int(self.params["k"]), len(bank)))
         best = np.empty(len(queries), dtype=np.float64)
         for start in range(0, len(queries), chunk):
-            sims = queries[start:start + chunk] @ bank.T
+            sims = queries[start : start + chunk] @ bank.T
             top = np.partition(sims, -k, axis=1)[:, -k:] if k < sims.shape[1] else sims
-            best[start:start + chunk] = top.mean(axis=1)
+            best[start : start + chunk] = top.mean(axis=1)
         return best
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "classifier": f"nearest_neighbour_cosine_k{self.params['k']}",
-                "threshold": 0.0}
+        return {**super().describe(), "classifier": f"nearest_neighbour_cosine_k{self.params['k']}", "threshold": 0.0}
 
     def _save_state(self, folder: Path) -> None:
         np.savez(folder / "banks.npz", real=self.real_bank, fake=self.fake_bank)

@@ -7,6 +7,7 @@ The score is ``-min_over_autoencoders distance(x, AE^k(x))``: higher = more like
 is the paper's LPIPS_2 (LPIPS restricted to VGG16's second block) unless that cannot be had; then a named
 fallback is used and recorded in ``describe()`` and thus in every result row.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,7 @@ from ._reconstruction import (
     quantise,
 )
 
-LPIPS_VGG = "lpips_vgg_"          # lpips_vgg_0 = full LPIPS (sum of the five blocks), lpips_vgg_k = block k only
+LPIPS_VGG = "lpips_vgg_"  # lpips_vgg_0 = full LPIPS (sum of the five blocks), lpips_vgg_k = block k only
 EFFNET = "effnet_lite0_s2"
 L2 = "l2"
 VGG_BLOCK_ENDS = (4, 9, 16, 23, 30)  # torchvision vgg16.features indices ending LPIPS's five slices
@@ -56,27 +57,49 @@ DISTANCES = (*(f"{LPIPS_VGG}{block}" for block in range(len(VGG_BLOCK_ENDS) + 1)
 
 @hookimpl
 def dfzoo_weights():
-    yield hub_diffusers_weights("sd1_vae", "CompVis/stable-diffusion-v1-1",
-                                "Stable Diffusion 1.x autoencoder (KL-f8; the same weights in SD1.1-1.5)",
-                                subfolder="vae", licence="CreativeML OpenRAIL-M")
-    yield hub_diffusers_weights("sd2_vae", "stabilityai/stable-diffusion-2-base",
-                                "Stable Diffusion 2.x autoencoder (KL-f8)", subfolder="vae",
-                                licence="CreativeML OpenRAIL++-M")
-    yield hub_diffusers_weights("kandinsky21_movq", "kandinsky-community/kandinsky-2-1",
-                                "Kandinsky 2.1 MoVQ autoencoder (diffusers VQModel)", subfolder="movq",
-                                licence="Apache-2.0")
+    yield hub_diffusers_weights(
+        "sd1_vae",
+        "CompVis/stable-diffusion-v1-1",
+        "Stable Diffusion 1.x autoencoder (KL-f8; the same weights in SD1.1-1.5)",
+        subfolder="vae",
+        licence="CreativeML OpenRAIL-M",
+    )
+    yield hub_diffusers_weights(
+        "sd2_vae",
+        "stabilityai/stable-diffusion-2-base",
+        "Stable Diffusion 2.x autoencoder (KL-f8)",
+        subfolder="vae",
+        licence="CreativeML OpenRAIL++-M",
+    )
+    yield hub_diffusers_weights(
+        "kandinsky21_movq",
+        "kandinsky-community/kandinsky-2-1",
+        "Kandinsky 2.1 MoVQ autoencoder (diffusers VQModel)",
+        subfolder="movq",
+        licence="Apache-2.0",
+    )
 
 
 @hookimpl
 def dfzoo_detectors():
     yield DetectorSpec(
-        name="aeroblade", factory=_make, trainable=False, paper="arXiv:2401.17879",
+        name="aeroblade",
+        factory=_make,
+        trainable=False,
+        paper="arXiv:2401.17879",
         summary="AEROBLADE: -LPIPS_2 distance to the best latent-diffusion autoencoder reconstruction (training-free)",
-        params=DEFAULTS, weight_params=("vaes",), tags=("training-free", "reconstruction", "latent-diffusion"),
+        params=DEFAULTS,
+        weight_params=("vaes",),
+        tags=("training-free", "reconstruction", "latent-diffusion"),
         smoke_params={"vaes": ["random:tiny_kl"], "distance": "l2", "batch_size": 8},
-        param_schema={"vaes": Param(types=(list, tuple, str)), "distance": Param(choices=DISTANCES),
-                      "fallback": Param(choices=DISTANCES, optional=True), "spatial": Param(choices=("mean", "max")),
-                      "latent": Param(choices=("sample", "mode"))})
+        param_schema={
+            "vaes": Param(types=(list, tuple, str)),
+            "distance": Param(choices=DISTANCES),
+            "fallback": Param(choices=DISTANCES, optional=True),
+            "spatial": Param(choices=("mean", "max")),
+            "latent": Param(choices=("sample", "mode")),
+        },
+    )
 
 
 def _make(**params: Any) -> Aeroblade:
@@ -116,12 +139,13 @@ class _Distance:
 
     def __init__(self, name: str, weights: list[ResolvedWeights], device: Any, registry: Any) -> None:
         import torch
+
         self.name = name
         self.device = device
         self._torch = torch
         self.entry: Any = None  # the module every features() call runs first (hooks on it count passes)
         if name.startswith(LPIPS_VGG):
-            self._build_lpips(int(name[len(LPIPS_VGG):]), *weights)
+            self._build_lpips(int(name[len(LPIPS_VGG) :]), *weights)
         elif name == EFFNET:
             self._build_effnet(registry)
         else:
@@ -133,10 +157,11 @@ class _Distance:
         from torchvision.models.vgg import cfgs, make_layers
 
         from dfzoo.backbones import load_state_dict
+
         if not 0 <= block <= 5:
             raise ValueError(f"LPIPS-VGG has blocks 1..5 (0 = all); got {block}")
         self.layers = list(range(5)) if block == 0 else [block - 1]
-        trunk = make_layers(cfgs["D"], batch_norm=False)[:VGG_BLOCK_ENDS[max(self.layers)]]
+        trunk = make_layers(cfgs["D"], batch_norm=False)[: VGG_BLOCK_ENDS[max(self.layers)]]
         state = load_state_dict(vgg.path)
         wanted = {}
         for key in trunk.state_dict():
@@ -150,7 +175,7 @@ class _Distance:
         self.scaling = lpips.ScalingLayer().eval().to(self.device)
         self.trunk = trunk.eval().requires_grad_(False).to(self.device)
         starts = (0, *VGG_BLOCK_ENDS)
-        self.slices = [self.trunk[starts[k]:VGG_BLOCK_ENDS[k]] for k in range(max(self.layers) + 1)]
+        self.slices = [self.trunk[starts[k] : VGG_BLOCK_ENDS[k]] for k in range(max(self.layers) + 1)]
         self.entry = self.slices[0]
         self._normalise = lpips.normalize_tensor
 
@@ -162,6 +187,7 @@ class _Distance:
         import lpips
 
         from dfzoo.features import load_backbone
+
         backbone = load_backbone("efficientnet_lite0", pretrained=True, device=self.device, registry=registry)
         net = backbone.module
         self.trunk = self._torch.nn.Sequential(net.conv_stem, net.bn1, net.blocks[0]).eval().to(self.device)
@@ -193,13 +219,16 @@ class _Distance:
             return [(fa[0] - fb[0]).pow(2).mean(1, keepdim=True)]
         if self.name == EFFNET:
             return [(fa[0] - fb[0]).pow(2).sum(1, keepdim=True)]
-        return [torch.nn.functional.conv2d((a - b).pow(2), self.heads[k].float())
-                for k, a, b in zip(self.layers, fa, fb, strict=True)]
+        return [
+            torch.nn.functional.conv2d((a - b).pow(2), self.heads[k].float())
+            for k, a, b in zip(self.layers, fa, fb, strict=True)
+        ]
 
 
 def _reduce(maps: list[Any], size: tuple[int, int], spatial: str, patch: int) -> Any:
     """Mean over space (LPIPS's spatial average), or the largest mean over non-overlapping patches."""
     import torch.nn.functional as F
+
     if spatial == "mean":
         return sum(m.mean(dim=(1, 2, 3)) for m in maps)
     full = sum(F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps)
@@ -217,6 +246,7 @@ class _Autoencoder:
 
     def __init__(self, source: ResolvedWeights | RandomModel, device: Any, latent: str) -> None:
         from ._reconstruction import load_diffusers_model
+
         if isinstance(source, RandomModel):
             if source.class_name not in AUTOENCODER_CLASSES:
                 raise ValueError(f"random:{source.arch} is a {source.class_name}, not an autoencoder")
@@ -231,6 +261,7 @@ class _Autoencoder:
 
     def __call__(self, x: Any, seed: int, repeat: int) -> Any:
         import torch
+
         dtype = next(self.model.parameters()).dtype
         x = x.to(dtype)
         if self.kind == "VQModel":
@@ -292,6 +323,7 @@ class Aeroblade(Detector):
         from dfzoo.registry import current_registry
 
         from ._reconstruction import resolve_model
+
         registry = current_registry()
         vaes = [(ref, resolve_model(ref, registry)) for ref in self.params["vaes"]]
         requested, fallback = self.params["distance"], self.params["fallback"]
@@ -324,7 +356,8 @@ class Aeroblade(Detector):
             "repeats": int(self.params["repeats"]),
             "latent": self.params["latent"],
             "score": "-min over vaes of distance(x, AE^repeats(x))",
-            "preprocess": self.context.preprocess.key if self.context.preprocess.size
+            "preprocess": self.context.preprocess.key
+            if self.context.preprocess.size
             else "native size, centre-cropped to a multiple of the autoencoder's downsampling factor",
         }
         if self.params["spatial"] == "max":
@@ -339,6 +372,7 @@ class Aeroblade(Detector):
         if self._built is None:
             from dfzoo.device import pick_device
             from dfzoo.registry import current_registry
+
             plan = self.plan()
             device = pick_device(self.context.device)
             autoencoders = [_Autoencoder(w, device, self.params["latent"]) for _, w in plan.vaes]
@@ -349,11 +383,17 @@ class Aeroblade(Detector):
     def _cache_key(self) -> str:
         plan = self.plan()
         context = self.context
-        parts = ["aeroblade", *(w.identity for _, w in plan.vaes), plan.distance,
-                 *(w.identity for w in plan.distance_weights), f"spatial={self.params['spatial']}",
-                 f"patch={self.params['patch_size']}" if self.params["spatial"] == "max" else "",
-                 f"repeats={self.params['repeats']}", f"latent={self.params['latent']}",
-                 context.preprocess.key if context.preprocess.size else "native"]
+        parts = [
+            "aeroblade",
+            *(w.identity for _, w in plan.vaes),
+            plan.distance,
+            *(w.identity for w in plan.distance_weights),
+            f"spatial={self.params['spatial']}",
+            f"patch={self.params['patch_size']}" if self.params["spatial"] == "max" else "",
+            f"repeats={self.params['repeats']}",
+            f"latent={self.params['latent']}",
+            context.preprocess.key if context.preprocess.size else "native",
+        ]
         if self.params["latent"] == "sample":
             parts.append(f"seed={context.seed}")
         return "|".join(parts)
@@ -362,6 +402,7 @@ class Aeroblade(Detector):
         import torch
 
         from dfzoo.device import autocast
+
         device, autoencoders, distance = self._build()
         repeats, seed = int(self.params["repeats"]), int(self.context.seed)
         with torch.inference_mode(), autocast(device):
@@ -373,8 +414,14 @@ class Aeroblade(Detector):
                 for k in range(repeats):
                     reconstruction = autoencoder(reconstruction, seed, k)
                 maps = distance.maps(original, distance.features(reconstruction))
-                columns.append(_reduce([m.float() for m in maps], tuple(x.shape[-2:]), self.params["spatial"],
-                                       int(self.params["patch_size"])))
+                columns.append(
+                    _reduce(
+                        [m.float() for m in maps],
+                        tuple(x.shape[-2:]),
+                        self.params["spatial"],
+                        int(self.params["patch_size"]),
+                    )
+                )
         return torch.stack(columns, dim=1).float().cpu().numpy()
 
     def distances(self, samples: Sequence[Sample]) -> np.ndarray:
@@ -384,9 +431,16 @@ class Aeroblade(Detector):
         context = self.context
         prepare = partial(prepare_for_model, policy=context.preprocess, factor=factor, size=None)
         computed = compute_cached(
-            samples, key=self._cache_key(), dim=len(autoencoders), prepare=prepare, compute=self._distances_batch,
-            batch_size=int(context.batch_size or self.params["batch_size"]), cache=context.cache,
-            progress=context.progress, desc="aeroblade")
+            samples,
+            key=self._cache_key(),
+            dim=len(autoencoders),
+            prepare=prepare,
+            compute=self._distances_batch,
+            batch_size=int(context.batch_size or self.params["batch_size"]),
+            cache=context.cache,
+            progress=context.progress,
+            desc="aeroblade",
+        )
         self.last_errors = computed.errors
         for position, reason in computed.errors.items():
             self.record_skip(samples[position], reason)

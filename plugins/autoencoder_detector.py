@@ -15,6 +15,7 @@ training errors (for this score a tighter bottleneck, e.g. ``latent_channels=4``
 suit best). Both are always available through
 :meth:`AutoencoderDetector.scores`.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,16 @@ from dfzoo.data.sample import Sample
 from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, TrainedImageDetector
 
 DEFAULTS: dict[str, Any] = {
-    "latent_channels": 16, "width": 32, "latent_grid": 1, "ae_data": "all", "score": "classifier", "C": 1.0,
-    "augment": "flip", **TRAIN_PARAMS, "lr": 1e-3, "epochs": 5,
+    "latent_channels": 16,
+    "width": 32,
+    "latent_grid": 1,
+    "ae_data": "all",
+    "score": "classifier",
+    "C": 1.0,
+    "augment": "flip",
+    **TRAIN_PARAMS,
+    "lr": 1e-3,
+    "epochs": 5,
 }
 DOWNSAMPLE = 4  # two stride-2 convolutions: inputs are rounded up to a multiple of 4 pixels
 
@@ -44,19 +53,28 @@ def build_autoencoder(width: int, latent_channels: int, latent_grid: int) -> Any
         return nn.Sequential(nn.Conv2d(cin, cout, bias=False, **kw), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
     def up(cin: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False),
-                             nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        return nn.Sequential(
+            nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
 
     class ConvAutoencoder(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.encoder = nn.Sequential(block(3, width, kernel_size=3, padding=1),
-                                         block(width, 2 * width, kernel_size=4, stride=2, padding=1),
-                                         block(2 * width, 4 * width, kernel_size=4, stride=2, padding=1),
-                                         nn.Conv2d(4 * width, latent_channels, 3, padding=1))
-            self.decoder = nn.Sequential(block(latent_channels, 4 * width, kernel_size=3, padding=1),
-                                         up(4 * width, 2 * width), up(2 * width, width),
-                                         nn.Conv2d(width, 3, 3, padding=1), nn.Tanh())
+            self.encoder = nn.Sequential(
+                block(3, width, kernel_size=3, padding=1),
+                block(width, 2 * width, kernel_size=4, stride=2, padding=1),
+                block(2 * width, 4 * width, kernel_size=4, stride=2, padding=1),
+                nn.Conv2d(4 * width, latent_channels, 3, padding=1),
+            )
+            self.decoder = nn.Sequential(
+                block(latent_channels, 4 * width, kernel_size=3, padding=1),
+                up(4 * width, 2 * width),
+                up(2 * width, width),
+                nn.Conv2d(width, 3, 3, padding=1),
+                nn.Tanh(),
+            )
             self.pool = nn.AdaptiveAvgPool2d(latent_grid)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,6 +127,7 @@ class AutoencoderDetector(TrainedImageDetector):
 
     def _build(self) -> Any:
         import torch
+
         p = self.params
         torch.manual_seed(self.context.seed)
         return build_autoencoder(int(p["width"]), int(p["latent_channels"]), int(p["latent_grid"]))
@@ -116,6 +135,7 @@ class AutoencoderDetector(TrainedImageDetector):
     def _pipeline(self, training: bool):
         from dfzoo.training import augment_preset
         from dfzoo.transforms import Normalisation
+
         norm = Normalisation(size=int(self.image_size or 0), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
         return self.pipeline(norm, training=training, augment=augment_preset(self.params["augment"]))
 
@@ -126,19 +146,28 @@ class AutoencoderDetector(TrainedImageDetector):
         pipeline = self._pipeline(False)
         if training:  # the train perturbation, no augmentation: codes as the classifier will see them
             pipeline = self.pipeline(pipeline.normalisation, training=True)
-        return self.run_model(self.model.code_and_error, samples, pipeline, width=width,
-                              desc="train codes" if training else "codes")
+        return self.run_model(
+            self.model.code_and_error, samples, pipeline, width=width, desc="train codes" if training else "codes"
+        )
 
     def fit(self, train: Sequence[Sample]) -> AutoencoderDetector:
         from sklearn.linear_model import LogisticRegression
 
         from dfzoo.training import binary_labels
+
         labels = np.asarray(binary_labels(train, self.name))
         self.image_size = self.resolve_image_size(train, multiple=DOWNSAMPLE)
         self.model = self._build()
         ae_train = [s for s in train if s.label == 0] if self.params["ae_data"] == "real" else list(train)
-        self.train_stage("autoencoder", self.model, ae_train, [s.label for s in ae_train], self._pipeline(True),
-                         self._pipeline(False), reconstruction_loss)
+        self.train_stage(
+            "autoencoder",
+            self.model,
+            ae_train,
+            [s.label for s in ae_train],
+            self._pipeline(True),
+            self._pipeline(False),
+            reconstruction_loss,
+        )
         self.model.eval()
         out = self._codes(train, training=True)
         codes, errors = out[:, :-1], out[:, -1]
@@ -150,9 +179,13 @@ class AutoencoderDetector(TrainedImageDetector):
         scale[scale < 1e-8] = 1.0
         classifier = LogisticRegression(C=float(self.params["C"]), max_iter=5000)
         classifier.fit((x - mean) / scale, labels[ok])
-        self.head = {"mean": mean, "scale": scale, "coef": classifier.coef_.ravel().astype(np.float64),
-                     "intercept": np.asarray(classifier.intercept_, dtype=np.float64),
-                     "error_threshold": np.asarray(balanced_threshold(errors[ok], labels[ok]))}
+        self.head = {
+            "mean": mean,
+            "scale": scale,
+            "coef": classifier.coef_.ravel().astype(np.float64),
+            "intercept": np.asarray(classifier.intercept_, dtype=np.float64),
+            "error_threshold": np.asarray(balanced_threshold(errors[ok], labels[ok])),
+        }
         self.fitted = True
         return self
 
@@ -170,18 +203,33 @@ class AutoencoderDetector(TrainedImageDetector):
 
     def describe(self) -> dict[str, Any]:
         p = self.params
-        return {"arch": f"conv_autoencoder(width={p['width']}, latent_channels={p['latent_channels']}, "
-                        f"downsample={DOWNSAMPLE})",
-                "init_weights": "random-init", "image_size": self.image_size, "ae_data": p["ae_data"],
-                "code": f"latent avg-pooled to {p['latent_grid']}x{p['latent_grid']} + per-channel std",
-                "classifier": f"standardised logistic regression (C={p['C']})", "score": p["score"],
-                "threshold": 0.5 if p["score"] == "classifier" else
-                float(self.head["error_threshold"]) if self.head else None, "preprocess": self.context.preprocess.key,
-                "augment": p["augment"], "optimiser": p["optimiser"], "lr": p["lr"], "batch_size": p["batch_size"],
-                "epochs": p["epochs"], "training": self.training_summary(), "train_skipped": len(self.skipped)}
+        return {
+            "arch": f"conv_autoencoder(width={p['width']}, latent_channels={p['latent_channels']}, "
+            f"downsample={DOWNSAMPLE})",
+            "init_weights": "random-init",
+            "image_size": self.image_size,
+            "ae_data": p["ae_data"],
+            "code": f"latent avg-pooled to {p['latent_grid']}x{p['latent_grid']} + per-channel std",
+            "classifier": f"standardised logistic regression (C={p['C']})",
+            "score": p["score"],
+            "threshold": 0.5
+            if p["score"] == "classifier"
+            else float(self.head["error_threshold"])
+            if self.head
+            else None,
+            "preprocess": self.context.preprocess.key,
+            "augment": p["augment"],
+            "optimiser": p["optimiser"],
+            "lr": p["lr"],
+            "batch_size": p["batch_size"],
+            "epochs": p["epochs"],
+            "training": self.training_summary(),
+            "train_skipped": len(self.skipped),
+        }
 
     def _save_state(self, folder: Path) -> None:
         from dfzoo.training import save_module
+
         save_module(self.model, folder / "autoencoder.safetensors")
         np.savez(folder / "head.npz", **self.head)
         state = {"image_size": self.image_size, "training": self.training_summary()}
@@ -190,6 +238,7 @@ class AutoencoderDetector(TrainedImageDetector):
     def _load_state(self, folder: Path) -> None:
         from dfzoo.safeio import load_npz
         from dfzoo.training import load_module
+
         state = json.loads((folder / "state.json").read_text())
         self.image_size = state["image_size"]
         self.model = self._build()
@@ -206,10 +255,25 @@ def _make(**params: Any) -> AutoencoderDetector:
 @hookimpl
 def dfzoo_detectors():
     yield DetectorSpec(
-        name="autoencoder", factory=_make, trainable=True,
+        name="autoencoder",
+        factory=_make,
+        trainable=True,
         summary="Convolutional autoencoder; logistic regression on its latent codes (or reconstruction error)",
-        params=DEFAULTS, weight_params=(), tags=("trained", "autoencoder"),
-        smoke_params={"width": 8, "latent_channels": 4, "image_size": 32, "epochs": 1, "batch_size": 16,
-                      "augment": "none", "val_fraction": 0.0},
-        param_schema={**TRAIN_SCHEMA, "score": Param(choices=("classifier", "reconstruction")),
-                      "ae_data": Param(choices=("all", "real"))})
+        params=DEFAULTS,
+        weight_params=(),
+        tags=("trained", "autoencoder"),
+        smoke_params={
+            "width": 8,
+            "latent_channels": 4,
+            "image_size": 32,
+            "epochs": 1,
+            "batch_size": 16,
+            "augment": "none",
+            "val_fraction": 0.0,
+        },
+        param_schema={
+            **TRAIN_SCHEMA,
+            "score": Param(choices=("classifier", "reconstruction")),
+            "ae_data": Param(choices=("all", "real")),
+        },
+    )

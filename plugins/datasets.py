@@ -3,6 +3,7 @@
 Layouts are ordinary :class:`~dfzoo.DatasetSpec` plugins: ``detect`` recognises a folder from a few folder
 names and ``load`` reads it; :func:`dfzoo.load_dataset` asks them in descending ``priority``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,36 +18,57 @@ from dfzoo.data.manifest import detect_manifest, load_manifest
 @hookimpl
 def dfzoo_datasets():
     yield DatasetSpec(
-        name="manifest", summary="a CSV (with header) or JSONL file: path,label,generator[,family][,split]; "
-                                 "paths relative to the file, labels 0/1/real/fake",
-        load=load_manifest, detect=detect_manifest, priority=30)
+        name="manifest",
+        summary="a CSV (with header) or JSONL file: path,label,generator[,family][,split]; "
+        "paths relative to the file, labels 0/1/real/fake",
+        load=load_manifest,
+        detect=detect_manifest,
+        priority=30,
+    )
     yield DatasetSpec(
-        name="forensynths", summary="<root>/[{train,val,test}/]<gen>/[<class>/]{0_real,1_fake}/ "
-                                    "(CNNDetection / UniversalFakeDetect); reals belong to their generator",
-        load=layouts.load_forensynths, detect=layouts.detect_forensynths, priority=20,
-        params={"families": {}, "generator": ""})
+        name="forensynths",
+        summary="<root>/[{train,val,test}/]<gen>/[<class>/]{0_real,1_fake}/ "
+        "(CNNDetection / UniversalFakeDetect); reals belong to their generator",
+        load=layouts.load_forensynths,
+        detect=layouts.detect_forensynths,
+        priority=20,
+        params={"families": {}, "generator": ""},
+    )
     yield DatasetSpec(
-        name="genimage", summary="<root>/<gen>/[<subset>/]{train,val}/{nature,ai}/ (GenImage); "
-                                 "split kept as train/val",
-        load=layouts.load_genimage, detect=layouts.detect_genimage, priority=15, params={"families": {}})
+        name="genimage",
+        summary="<root>/<gen>/[<subset>/]{train,val}/{nature,ai}/ (GenImage); split kept as train/val",
+        load=layouts.load_genimage,
+        detect=layouts.detect_genimage,
+        priority=15,
+        params={"families": {}},
+    )
     yield DatasetSpec(
-        name="cifake", summary="<root>/[<one folder>/][{train,test}/]{REAL,FAKE}/ (CIFAKE; any case); "
-                               "one generator of fakes, reals shared",
-        load=layouts.load_cifake, detect=layouts.detect_cifake, priority=10,
-        params={"generator": "sd14", "family": "diffusion"})
+        name="cifake",
+        summary="<root>/[<one folder>/][{train,test}/]{REAL,FAKE}/ (CIFAKE; any case); "
+        "one generator of fakes, reals shared",
+        load=layouts.load_cifake,
+        detect=layouts.detect_cifake,
+        priority=10,
+        params={"generator": "sd14", "family": "diffusion"},
+    )
 
 
 def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="dataset folder, CSV/JSONL manifest, or a named dataset")
     parser.add_argument("--layout", default=None, help="layout name (default: detect it)")
-    parser.add_argument("--decode", action=argparse.BooleanOptionalAction, default=True,
-                        help="decode every image (default) or read headers only (--no-decode, fast)")
+    parser.add_argument(
+        "--decode",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="decode every image (default) or read headers only (--no-decode, fast)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--limit", type=int, default=50, help="files listed per section in text output")
 
 
 def _inspect(args: argparse.Namespace) -> int:
     from dfzoo.data.inspect import inspect_dataset, render_text
+
     report = inspect_dataset(args.path, layout=args.layout, decode=args.decode, progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -57,6 +79,9 @@ def _inspect(args: argparse.Namespace) -> int:
 
 @hookimpl
 def dfzoo_commands():
-    yield CommandSpec(name="data inspect",
-                      summary="Count, check and decode every image of a dataset; list duplicates by path and content",
-                      add_arguments=_inspect_arguments, run=_inspect)
+    yield CommandSpec(
+        name="data inspect",
+        summary="Count, check and decode every image of a dataset; list duplicates by path and content",
+        add_arguments=_inspect_arguments,
+        run=_inspect,
+    )

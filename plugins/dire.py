@@ -9,6 +9,7 @@ Encoding fairness: the published DIRE data stored real DIRE maps as JPEG and fak
 classifiers learned the file format. Here every DIRE map, whatever its label, is kept and cached through
 one lossless path (uint8 values, raw bytes in the shared feature cache, keyed by image content only).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,14 @@ from ._reconstruction import compute_cached, prepare_for_model
 log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {
-    "unet": "zoo_unet", "steps": 20, "dire_batch_size": 16,
-    "arch": "resnet50", "pretrained": True, "weights": "", "weights_path": None, "augment": "flip",
+    "unet": "zoo_unet",
+    "steps": 20,
+    "dire_batch_size": 16,
+    "arch": "resnet50",
+    "pretrained": True,
+    "weights": "",
+    "weights_path": None,
+    "augment": "flip",
     **TRAIN_PARAMS,
 }
 DIRE_ENCODING = "uint8 |x - DDIM(DDIM^-1(x))| on the 8-bit grid, cached losslessly for every image whatever its label"
@@ -40,12 +47,25 @@ DIRE_ENCODING = "uint8 |x - DDIM(DDIM^-1(x))| on the 8-bit grid, cached lossless
 @hookimpl
 def dfzoo_detectors():
     yield DetectorSpec(
-        name="dire", factory=_make, trainable=True, paper="arXiv:2303.09295",
+        name="dire",
+        factory=_make,
+        trainable=True,
+        paper="arXiv:2303.09295",
         summary="DIRE: a CNN on DDIM inversion-reconstruction error maps of a diffusion UNet",
-        params=DEFAULTS, weight_params=("unet", "arch", "weights"), tags=("reconstruction", "diffusion"),
-        smoke_params={"unet": "random:tiny_unet", "steps": 2, "arch": "test_resnet", "pretrained": False,
-                      "epochs": 1, "batch_size": 16, "val_fraction": 0.0},
-        param_schema=TRAIN_SCHEMA)
+        params=DEFAULTS,
+        weight_params=("unet", "arch", "weights"),
+        tags=("reconstruction", "diffusion"),
+        smoke_params={
+            "unet": "random:tiny_unet",
+            "steps": 2,
+            "arch": "test_resnet",
+            "pretrained": False,
+            "epochs": 1,
+            "batch_size": 16,
+            "val_fraction": 0.0,
+        },
+        param_schema=TRAIN_SCHEMA,
+    )
 
 
 def _make(**params: Any) -> Dire:
@@ -65,6 +85,7 @@ class DdimReconstructor:
         from diffusers import DDIMInverseScheduler
 
         from ._reconstruction import RandomModel, _quiet, load_ddim_scheduler, model_folder
+
         self.weights = weights
         self.device = device
         if isinstance(weights, RandomModel):
@@ -89,6 +110,7 @@ class DdimReconstructor:
         """The UNet, loaded on first use (identities and sizes come from its config alone)."""
         if self._unet is None:
             from ._reconstruction import load_diffusers_model
+
             if self.folder is None:
                 self._unet = self.weights.build()
             else:
@@ -98,7 +120,7 @@ class DdimReconstructor:
 
     def _eps(self, x: Any, t: Any) -> Any:
         out = self.unet(x, t).sample
-        return out[:, :self.channels] if out.shape[1] == 2 * self.channels else out  # learned-variance UNets
+        return out[:, : self.channels] if out.shape[1] == 2 * self.channels else out  # learned-variance UNets
 
     def invert(self, x: Any, steps: int) -> Any:
         self.inverse.set_timesteps(steps, device=x.device)
@@ -118,6 +140,7 @@ class DdimReconstructor:
         import torch
 
         from dfzoo.device import autocast
+
         with torch.inference_mode(), autocast(self.device):
             x = torch.from_numpy(batch).to(self.device)
             reconstruction = self.generate(self.invert(x, steps), steps).float()
@@ -131,7 +154,7 @@ class DireMapPipeline:
     the sample's map scaled to [0, 1] and normalised as the classifier expects (flip augmentation when an
     ``rng`` is given). A sample whose DIRE map could not be computed raises :class:`ImageDecodeError`."""
 
-    maps: Mapping[Sample, np.ndarray]   # uint8 [3, S, S], by sample identity
+    maps: Mapping[Sample, np.ndarray]  # uint8 [3, S, S], by sample identity
     errors: Mapping[Sample, str]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -177,6 +200,7 @@ class Dire(SingleModelDetector):
     def unet_weights(self) -> Any:
         if self._resolved is None:
             from ._reconstruction import resolve_model
+
             self._resolved = resolve_model(str(self.params["unet"]))
         return self._resolved
 
@@ -190,14 +214,24 @@ class Dire(SingleModelDetector):
     def map_size(self) -> int:
         """DIRE maps (and classifier inputs) are at the UNet's resolution unless a size is asked for; a fitted
         detector keeps the size it was trained at."""
-        return int(self.image_size or self.params.get("image_size") or self.context.preprocess.size
-                   or self.engine().sample_size)
+        return int(
+            self.image_size
+            or self.params.get("image_size")
+            or self.context.preprocess.size
+            or self.engine().sample_size
+        )
 
     def _cache_key(self) -> str:
         """Everything but the image that changes a DIRE map (the sample view's perturbation is in its id)."""
         engine, context = self.engine(), self.context
-        parts = ["dire", engine.weights.identity, engine.scheduler_info.identity, f"steps={int(self.params['steps'])}",
-                 f"size={self.map_size()}", context.preprocess.key]
+        parts = [
+            "dire",
+            engine.weights.identity,
+            engine.scheduler_info.identity,
+            f"steps={int(self.params['steps'])}",
+            f"size={self.map_size()}",
+            context.preprocess.key,
+        ]
         return "|".join(parts)
 
     def dire_maps(self, samples: Sequence[Sample]) -> tuple[np.ndarray, dict[int, str]]:
@@ -210,42 +244,75 @@ class Dire(SingleModelDetector):
         size = self.map_size()
         prepare = partial(prepare_for_model, policy=context.preprocess, factor=engine.factor, size=size)
         computed = compute_cached(
-            samples, key=self._cache_key(), dim=3 * size * size, dtype=np.uint8, prepare=prepare,
+            samples,
+            key=self._cache_key(),
+            dim=3 * size * size,
+            dtype=np.uint8,
+            prepare=prepare,
             compute=partial(engine.dire, steps=int(self.params["steps"])),
-            batch_size=int(self.params["dire_batch_size"]), cache=context.cache, progress=context.progress,
-            desc="dire maps")
+            batch_size=int(self.params["dire_batch_size"]),
+            cache=context.cache,
+            progress=context.progress,
+            desc="dire maps",
+        )
         return computed.vectors.reshape(len(samples), 3, size, size), computed.errors
 
     # -- classifier ----------------------------------------------------------------------------------
     def _build(self, pretrained: bool) -> Any:
         from dfzoo.training import create_timm_model
-        model, init = create_timm_model(self.params["arch"], 1, pretrained=pretrained, weights=self.params["weights"],
-                                        weights_path=self.params["weights_path"], seed=self.context.seed)
+
+        model, init = create_timm_model(
+            self.params["arch"],
+            1,
+            pretrained=pretrained,
+            weights=self.params["weights"],
+            weights_path=self.params["weights_path"],
+            seed=self.context.seed,
+        )
         self.init_weights = init.identity
         return model
 
-    def _pipeline(self, samples: Sequence[Sample], maps: np.ndarray, errors: dict[int, str],
-                  augment: Augment = Augment()) -> DireMapPipeline:
+    def _pipeline(
+        self, samples: Sequence[Sample], maps: np.ndarray, errors: dict[int, str], augment: Augment = Augment()
+    ) -> DireMapPipeline:
         from dfzoo.training import timm_normalisation
+
         norm = timm_normalisation(self.model, self.map_size())
-        return DireMapPipeline({s: maps[i] for i, s in enumerate(samples) if i not in errors},
-                               {samples[i]: reason for i, reason in errors.items()}, norm.mean, norm.std, augment)
+        return DireMapPipeline(
+            {s: maps[i] for i, s in enumerate(samples) if i not in errors},
+            {samples[i]: reason for i, reason in errors.items()},
+            norm.mean,
+            norm.std,
+            augment,
+        )
 
     def _identity(self) -> dict[str, Any]:
         engine = self.engine()
-        return {"unet": engine.weights.identity, "scheduler": engine.scheduler_info.identity,
-                "steps": int(self.params["steps"]), "image_size": self.map_size()}
+        return {
+            "unet": engine.weights.identity,
+            "scheduler": engine.scheduler_info.identity,
+            "steps": int(self.params["steps"]),
+            "image_size": self.map_size(),
+        }
 
     def fit(self, train: Sequence[Sample]) -> Dire:
         from dfzoo.training import augment_preset, bce_loss, binary_labels
+
         labels = binary_labels(train, self.name)
         self.model = self._build(bool(self.params["pretrained"]))  # fails fast when weights are missing
         self.image_size = None
         maps, errors = self.dire_maps(train)
         self.image_size = self.map_size()
         augment = augment_preset(self.params["augment"])
-        self.train_stage("classifier", self.model, train, labels, self._pipeline(train, maps, errors, augment),
-                         self._pipeline(train, maps, errors), bce_loss)
+        self.train_stage(
+            "classifier",
+            self.model,
+            train,
+            labels,
+            self._pipeline(train, maps, errors, augment),
+            self._pipeline(train, maps, errors),
+            bce_loss,
+        )
         self.model.eval()
         self.trained_with = self._identity()
         self.fitted = True

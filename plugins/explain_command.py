@@ -1,4 +1,5 @@
 """``dfzoo explain SAVED_DETECTOR IMAGES... --out DIR``: Grad-CAM overlays (PNG) for a saved detector."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,9 +21,12 @@ def _run(args: argparse.Namespace) -> int:
     import dfzoo
     from dfzoo.detector import META_FILE, RunContext
     from dfzoo.explain import write_overlays
+
     if not (Path(args.detector) / META_FILE).exists():
-        raise ValueError(f"{args.detector} is not a saved detector folder (no {META_FILE}); "
-                         "train one with `dfzoo fit NAME --dataset ... --out DIR`")
+        raise ValueError(
+            f"{args.detector} is not a saved detector folder (no {META_FILE}); "
+            "train one with `dfzoo fit NAME --dataset ... --out DIR`"
+        )
     detector = dfzoo.load_fitted(args.detector)
     if not callable(getattr(detector, "explain", None)):
         raise ValueError(f"detector {detector.name} has no Grad-CAM explanation (explain())")
@@ -44,5 +48,9 @@ def _run(args: argparse.Namespace) -> int:
 
 @hookimpl
 def dfzoo_commands():
-    yield CommandSpec(name="explain", summary="Write Grad-CAM overlays (PNG) of a saved detector for images",
-                      add_arguments=_arguments, run=_run)
+    yield CommandSpec(
+        name="explain",
+        summary="Write Grad-CAM overlays (PNG) of a saved detector for images",
+        add_arguments=_arguments,
+        run=_run,
+    )

@@ -12,6 +12,7 @@ command line). Random initialisation by
 default (spectra are not ImageNet photographs); ``pretrained=True`` loads ImageNet weights with the first
 convolution summed over RGB. Score = sigmoid probability of fake.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,8 +29,15 @@ from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, SingleModelDetector
 LUMA = np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
 
 DEFAULTS: dict[str, Any] = {
-    "arch": "densenet121", "growth_rate": None, "block_config": None, "pretrained": False, "weights": "",
-    "weights_path": None, "augment": "flip", **TRAIN_PARAMS, "lr": 1e-3,
+    "arch": "densenet121",
+    "growth_rate": None,
+    "block_config": None,
+    "pretrained": False,
+    "weights": "",
+    "weights_path": None,
+    "augment": "flip",
+    **TRAIN_PARAMS,
+    "lr": 1e-3,
 }
 
 
@@ -57,34 +65,42 @@ class FFTDenseNet(SingleModelDetector):
             kwargs["growth_rate"] = int(p["growth_rate"])
         blocks = p["block_config"]
         if blocks:  # a list, or a string such as "3-6-12-8" (what a command line can pass)
-            kwargs["block_config"] = tuple(int(b) for b in (re.findall(r"\d+", blocks) if isinstance(blocks, str)
-                                                            else blocks))
+            kwargs["block_config"] = tuple(
+                int(b) for b in (re.findall(r"\d+", blocks) if isinstance(blocks, str) else blocks)
+            )
         return kwargs
 
     def _build(self, pretrained: bool) -> Any:
         from dfzoo.training import create_timm_model
+
         p = self.params
-        model, init = create_timm_model(p["arch"], 1, pretrained=pretrained, weights=p["weights"],
-                                        weights_path=p["weights_path"], seed=self.context.seed,
-                                        **self._create_kwargs())
+        model, init = create_timm_model(
+            p["arch"],
+            1,
+            pretrained=pretrained,
+            weights=p["weights"],
+            weights_path=p["weights_path"],
+            seed=self.context.seed,
+            **self._create_kwargs(),
+        )
         self.init_weights = init.identity
         return model
 
     def _pipeline(self, training: bool):
         from dfzoo.training import augment_preset
         from dfzoo.transforms import Normalisation
+
         size = int(self.image_size or 0)
         raw = Normalisation(size=size, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-        return self.pipeline(raw, training=training, augment=augment_preset(self.params["augment"]),
-                             post=log_spectrum)
+        return self.pipeline(raw, training=training, augment=augment_preset(self.params["augment"]), post=log_spectrum)
 
     def fit(self, train: Sequence[Sample]) -> FFTDenseNet:
         from dfzoo.training import bce_loss, binary_labels
+
         labels = binary_labels(train, self.name)
         self.image_size = self.resolve_image_size(train)
         self.model = self._build(bool(self.params["pretrained"]))
-        self.train_stage("classifier", self.model, train, labels, self._pipeline(True), self._pipeline(False),
-                         bce_loss)
+        self.train_stage("classifier", self.model, train, labels, self._pipeline(True), self._pipeline(False), bce_loss)
         self.model.eval()
         self.fitted = True
         return self
@@ -96,14 +112,21 @@ class FFTDenseNet(SingleModelDetector):
         """Grad-CAM of the fake logit over the *spectrum* (see :meth:`explain_view`)."""
         self._require_fitted()
         from dfzoo.explain import explain_batches
-        return explain_batches(self.model.to(self.device), samples, self._pipeline(False), device=self.device,
-                               batch_size=self.context.batch_size or 16)
+
+        return explain_batches(
+            self.model.to(self.device),
+            samples,
+            self._pipeline(False),
+            device=self.device,
+            batch_size=self.context.batch_size or 16,
+        )
 
     def explain_view(self, samples: Sequence[Sample]) -> list[Any]:
         """The spectra the maps refer to, as grey images at the model's input size (None if undecodable)."""
         from PIL import Image
 
         from dfzoo.data.decode import ImageDecodeError
+
         pipe = self._pipeline(False)
         views: list[Any] = []
         for sample in samples:
@@ -118,8 +141,11 @@ class FFTDenseNet(SingleModelDetector):
         return views
 
     def describe(self) -> dict[str, Any]:
-        return {**self.describe_training(), "arch_kwargs": self._create_kwargs(),
-                "input": "grey fftshift log|F| standardised per image"}
+        return {
+            **self.describe_training(),
+            "arch_kwargs": self._create_kwargs(),
+            "input": "grey fftshift log|F| standardised per image",
+        }
 
 
 def _make(**params: Any) -> FFTDenseNet:
@@ -128,17 +154,34 @@ def _make(**params: Any) -> FFTDenseNet:
 
 @hookimpl
 def dfzoo_weights():
-    yield timm_weights("densenet121_in1k", "densenet121.tv_in1k", "timm DenseNet-121 ImageNet-1k (torchvision)",
-                       "BSD-3-Clause")
+    yield timm_weights(
+        "densenet121_in1k", "densenet121.tv_in1k", "timm DenseNet-121 ImageNet-1k (torchvision)", "BSD-3-Clause"
+    )
 
 
 @hookimpl
 def dfzoo_detectors():
     yield DetectorSpec(
-        name="fft_densenet", factory=_make, trainable=True, paper="after Frank et al. 2020 (arXiv:2003.08685)",
+        name="fft_densenet",
+        factory=_make,
+        trainable=True,
+        paper="after Frank et al. 2020 (arXiv:2003.08685)",
         summary="DenseNet on standardised log Fourier spectra of grey images (frequency artefacts)",
-        params=DEFAULTS, weight_params=("weights",), tags=("trained", "cnn", "frequency"),
-        smoke_params={"growth_rate": 8, "block_config": [2, 2, 2, 2], "image_size": 32, "epochs": 1,
-                      "batch_size": 16, "augment": "none", "val_fraction": 0.0},
-        param_schema={**TRAIN_SCHEMA, "growth_rate": Param(types=(int,), optional=True),
-                      "block_config": Param(types=(list, tuple, str), optional=True)})
+        params=DEFAULTS,
+        weight_params=("weights",),
+        tags=("trained", "cnn", "frequency"),
+        smoke_params={
+            "growth_rate": 8,
+            "block_config": [2, 2, 2, 2],
+            "image_size": 32,
+            "epochs": 1,
+            "batch_size": 16,
+            "augment": "none",
+            "val_fraction": 0.0,
+        },
+        param_schema={
+            **TRAIN_SCHEMA,
+            "growth_rate": Param(types=(int,), optional=True),
+            "block_config": Param(types=(list, tuple, str), optional=True),
+        },
+    )

@@ -1,5 +1,6 @@
 """``dfzoo grid``: run a frozen-feature grid (backbones x reductions x classifiers x transforms x set pairs)
 through the benchmark harness, then render the leaderboard, the grid summary and feature plots."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +18,11 @@ DEFAULT_OUT = Path("grid-report")
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Expand a grid TOML file (default: the built-in zoo grid) into benchmark protocols of "
-                          "`probe` cells, run them into a result store (resumable), and write the leaderboard, "
-                          "grid.md with summary plots, and t-SNE/PCA feature plots.")
+    parser.description = (
+        "Expand a grid TOML file (default: the built-in zoo grid) into benchmark protocols of "
+        "`probe` cells, run them into a result store (resumable), and write the leaderboard, "
+        "grid.md with summary plots, and t-SNE/PCA feature plots."
+    )
     parser.add_argument("grid", nargs="?", type=Path, help="grid TOML file (default: benchmark/grids/default.toml)")
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"result store (default {DEFAULT_STORE})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
@@ -36,18 +39,27 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plots", action="store_true", help="no PNG plots at all")
     parser.add_argument("--no-feature-plots", action="store_true", help="skip the t-SNE / PCA feature plots")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    parser.add_argument("--keep-going", action="store_true",
-                        help="exit 0 even when some cells fail (batch use); by default such a run exits 1")
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="exit 0 even when some cells fail (batch use); by default such a run exits 1",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_grid(args: argparse.Namespace) -> Any:
     """The grid file (or the default grid) with the command line's axis overrides, re-validated."""
     from dfzoo.benchmark.grid import default_grid, load_grid, parse_grid
+
     grid = load_grid(args.grid) if args.grid else default_grid()
     overrides: dict[str, Any] = {}
-    for flag, key in (("backbone", "backbones"), ("reduction", "reductions"), ("classifier", "classifiers"),
-                      ("train_transform", "train_transforms"), ("test_transform", "test_transforms")):
+    for flag, key in (
+        ("backbone", "backbones"),
+        ("reduction", "reductions"),
+        ("classifier", "classifiers"),
+        ("train_transform", "train_transforms"),
+        ("test_transform", "test_transforms"),
+    ):
         values = getattr(args, flag)
         if values:
             overrides[key] = "all" if values == ["all"] else list(dict.fromkeys(values))
@@ -61,16 +73,23 @@ def build_grid(args: argparse.Namespace) -> Any:
     for axis, key in (("reductions", "reduction_options"), ("classifiers", "classifier_options")):
         if isinstance(data[axis], list):  # options of parts the command line left out are not an error
             data[key] = {k: v for k, v in data[key].items() if k in data[axis]}
-    return parse_grid(data, source=str(args.grid or "default grid") + " (with command-line overrides)",
-                      base_dir=grid.base_dir)
+    return parse_grid(
+        data, source=str(args.grid or "default grid") + " (with command-line overrides)", base_dir=grid.base_dir
+    )
 
 
 def _grid_data(grid: Any) -> dict[str, Any]:
     """A parsed grid back as TOML-shaped data (so overrides go through the same validation)."""
     data = {f.name: getattr(grid, f.name) for f in dataclasses.fields(grid) if f.name not in ("base_dir",)}
-    data["sets"] = {name: {"dataset": s.dataset, "generators": s.generators if isinstance(s.generators, str)
-                           else list(s.generators), "dataset_params": dict(s.dataset_params)}
-                    | ({"layout": s.layout} if s.layout else {}) for name, s in grid.sets.items()}
+    data["sets"] = {
+        name: {
+            "dataset": s.dataset,
+            "generators": s.generators if isinstance(s.generators, str) else list(s.generators),
+            "dataset_params": dict(s.dataset_params),
+        }
+        | ({"layout": s.layout} if s.layout else {})
+        for name, s in grid.sets.items()
+    }
     data["pairs"] = [list(p) for p in grid.pairs]
     size = grid.preprocess.size
     data["preprocess"] = {"mode": grid.preprocess.mode} | ({"size": size} if size else {})
@@ -81,6 +100,7 @@ def _grid_data(grid: Any) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     from dfzoo.benchmark.grid import expand_grid, run_grid
+
     grid = build_grid(args)
     if args.dry_run:
         cells, notes = expand_grid(grid, workdir=args.store / "grid-manifests")
@@ -88,27 +108,37 @@ def _run(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         for cell in cells:
             p = cell.protocol
-            print(f"{p.name}: dataset {p.dataset}; train {_names(p.train_generators)} "
-                  f"({p.train_perturbation}); test {_names(p.test_generators)} under {', '.join(p.perturbations)}; "
-                  f"{len(p.detectors)} probes")
+            print(
+                f"{p.name}: dataset {p.dataset}; train {_names(p.train_generators)} "
+                f"({p.train_perturbation}); test {_names(p.test_generators)} under {', '.join(p.perturbations)}; "
+                f"{len(p.detectors)} probes"
+            )
         probes = len(cells[0].protocol.detectors) if cells else 0
-        print(f"{len(cells)} protocol(s) x {probes} probe(s) = {len(cells) * probes} fits; "
-              f"{len(cells) * probes * len(grid.test_transforms)} (cell, test transform) results per test generator")
+        print(
+            f"{len(cells)} protocol(s) x {probes} probe(s) = {len(cells) * probes} fits; "
+            f"{len(cells) * probes * len(grid.test_transforms)} (cell, test transform) results per test generator"
+        )
         return 0
     from dfzoo.cli import writable_dir
     from dfzoo.device import pick_device
+
     pick_device(args.device)
     writable_dir(args.store, "--store")
     writable_dir(args.out, "--out")
-    print(f"grid {grid.name}: {len(grid.pairs)} pair(s) x {len(grid.train_transforms)} train transform(s) x "
-          f"{len(grid.backbones)} backbone(s) x {len(grid.reductions)} reduction(s) x {len(grid.classifiers)} "
-          f"classifier(s) x {len(grid.test_transforms)} test transform(s) into {args.store}", file=sys.stderr)
+    print(
+        f"grid {grid.name}: {len(grid.pairs)} pair(s) x {len(grid.train_transforms)} train transform(s) x "
+        f"{len(grid.backbones)} backbone(s) x {len(grid.reductions)} reduction(s) x {len(grid.classifiers)} "
+        f"classifier(s) x {len(grid.test_transforms)} test transform(s) into {args.store}",
+        file=sys.stderr,
+    )
     summary, notes = run_grid(grid, args.store, progress=not args.quiet, device=args.device)
     for note in [*notes, *summary.notes]:
         print(f"note: {note}", file=sys.stderr)
-    print(f"{summary.jobs_run} job(s) run, {summary.jobs_complete} already complete; rows written: "
-          f"{summary.rows_ok} ok, {summary.rows_error} error, {summary.rows_skipped} skipped "
-          f"({summary.seconds:.1f} s). Store: {args.store}")
+    print(
+        f"{summary.jobs_run} job(s) run, {summary.jobs_complete} already complete; rows written: "
+        f"{summary.rows_ok} ok, {summary.rows_error} error, {summary.rows_skipped} skipped "
+        f"({summary.seconds:.1f} s). Store: {args.store}"
+    )
     _report(args, grid)
     return report_errors(summary.rows, args.keep_going)
 
@@ -116,6 +146,7 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace, grid: Any) -> None:
     from dfzoo.benchmark.grid_plots import grid_feature_plots, grid_report
     from dfzoo.benchmark.leaderboard import render_leaderboard
+
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.no_leaderboard:
         written = render_leaderboard(args.store, args.out, title=f"dfzoo grid {grid.name}", plots=not args.no_plots)
@@ -134,6 +165,10 @@ def _names(value: Any) -> str:
 
 @hookimpl
 def dfzoo_commands():
-    yield CommandSpec(name="grid", summary="Run a frozen-feature probe grid (backbones x reductions x classifiers x "
-                                           "transforms x dataset pairs) and report it",
-                      add_arguments=_arguments, run=_run)
+    yield CommandSpec(
+        name="grid",
+        summary="Run a frozen-feature probe grid (backbones x reductions x classifiers x "
+        "transforms x dataset pairs) and report it",
+        add_arguments=_arguments,
+        run=_run,
+    )

@@ -4,6 +4,7 @@ The general cell of the frozen-feature grid (``dfzoo grid``): backbone x reducti
 run's train/test perturbations applied to the images before the backbone. Labels read like
 ``probe[backbone=efficientnet_lite0,reduction=pca,classifier=svm]``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,34 +16,43 @@ from ._probe.reductions import REDUCTIONS
 
 PARAMS: dict[str, Any] = {
     "backbone": "efficientnet_lite0",  # a backbone name, or "a+b" / ["a", "b"] to concatenate features
-    "pretrained": True,                 # False: random-init backbone (tests; results say random-init)
-    "weights_path": None,               # explicit weights file for a single backbone (e.g. an ONNX model)
-    "backbone_options": {},             # passed to factories that take options (onnx: size, mean, std, output)
-    "standardise": True,                # z-score features on the training set before reduction
-    "reduction": "none",                # none | pca | ae
-    "n_components": 64,                 # pca
-    "latent_dim": 32,                   # ae
-    "reduction_options": {},            # any other option of the reduction (pca whiten; ae epochs, hidden_dim)
-    "classifier": "logreg",             # bagging tree forest lda qda knn1 knn3 knn5 logreg svm gboost nb
-    "classifier_options": {},           # keyword arguments of the scikit-learn estimator
-    "batch_size": 32,                   # feature-extraction batch (the run's batch_size wins when set)
+    "pretrained": True,  # False: random-init backbone (tests; results say random-init)
+    "weights_path": None,  # explicit weights file for a single backbone (e.g. an ONNX model)
+    "backbone_options": {},  # passed to factories that take options (onnx: size, mean, std, output)
+    "standardise": True,  # z-score features on the training set before reduction
+    "reduction": "none",  # none | pca | ae
+    "n_components": 64,  # pca
+    "latent_dim": 32,  # ae
+    "reduction_options": {},  # any other option of the reduction (pca whiten; ae epochs, hidden_dim)
+    "classifier": "logreg",  # bagging tree forest lda qda knn1 knn3 knn5 logreg svm gboost nb
+    "classifier_options": {},  # keyword arguments of the scikit-learn estimator
+    "batch_size": 32,  # feature-extraction batch (the run's batch_size wins when set)
 }
 
 
 def _make(**params: Any):
     from dfzoo.plugins._probe.detector import ProbeDetector
+
     return ProbeDetector(**params)
 
 
 @hookimpl
 def dfzoo_detectors():
     yield DetectorSpec(
-        name="probe", factory=_make, trainable=True, params=PARAMS, weight_params=("backbone",),
+        name="probe",
+        factory=_make,
+        trainable=True,
+        params=PARAMS,
+        weight_params=("backbone",),
         smoke_params={"backbone": "tiny_cnn", "reduction": "pca", "n_components": 8, "classifier": "logreg"},
         summary="Classifier (12 scikit-learn models) on frozen backbone features, with none/PCA/autoencoder "
-                "reduction; backbones can be concatenated (a+b)",
+        "reduction; backbones can be concatenated (a+b)",
         tags=("frozen-features", "grid"),
-        param_schema={"backbone": Param(types=(str, list, tuple)), "reduction": Param(choices=tuple(REDUCTIONS)),
-                      "classifier": Param(choices=tuple(CLASSIFIERS)),
-                      "n_components": Param(types=(int,), optional=True),
-                      "latent_dim": Param(types=(int,), optional=True)})
+        param_schema={
+            "backbone": Param(types=(str, list, tuple)),
+            "reduction": Param(choices=tuple(REDUCTIONS)),
+            "classifier": Param(choices=tuple(CLASSIFIERS)),
+            "n_components": Param(types=(int,), optional=True),
+            "latent_dim": Param(types=(int,), optional=True),
+        },
+    )

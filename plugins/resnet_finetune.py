@@ -14,6 +14,7 @@ configuration is small enough for a CPU: the dataset's native size (or the run's
 Adam lr 1e-4, 3 epochs, and batch-norm statistics frozen when pretrained (``freeze_norm``; without it a
 pretrained net fine-tunes unreliably on small batches).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -28,19 +29,35 @@ from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, SingleModelDetector
 PAPER = "Wang et al., CNN-generated images are surprisingly easy to spot... for now, CVPR 2020 (arXiv:1912.11035)"
 
 DEFAULTS: dict[str, Any] = {
-    "arch": "resnet50", "pretrained": True, "weights": "", "weights_path": None, "augment": "blur_jpeg_0.1",
-    "preset": None, **TRAIN_PARAMS,
+    "arch": "resnet50",
+    "pretrained": True,
+    "weights": "",
+    "weights_path": None,
+    "augment": "blur_jpeg_0.1",
+    "preset": None,
+    **TRAIN_PARAMS,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "cnnspot": {"arch": "resnet50", "pretrained": True, "optimiser": "sgd", "momentum": 0.9, "lr": 1e-5,
-                "batch_size": 128, "image_size": 256, "augment": "blur_jpeg_0.5", "epochs": 30, "patience": 5,
-                "freeze_norm": False},
+    "cnnspot": {
+        "arch": "resnet50",
+        "pretrained": True,
+        "optimiser": "sgd",
+        "momentum": 0.9,
+        "lr": 1e-5,
+        "batch_size": 128,
+        "image_size": 256,
+        "augment": "blur_jpeg_0.5",
+        "epochs": 30,
+        "patience": 5,
+        "freeze_norm": False,
+    },
 }
 
 
-def apply_preset(params: dict[str, Any], defaults: dict[str, Any], presets: dict[str, dict[str, Any]]
-                 ) -> dict[str, Any]:
+def apply_preset(
+    params: dict[str, Any], defaults: dict[str, Any], presets: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """``params`` with the named preset filling every parameter still at its default value."""
     name = params.get("preset")
     if not name:
@@ -65,28 +82,43 @@ class ResNetFinetune(SingleModelDetector):
     # -- model -------------------------------------------------------------------------------------------
     def _build(self, pretrained: bool) -> Any:
         from dfzoo.training import create_timm_model
+
         opts = self.options
-        model, init = create_timm_model(opts["arch"], 1, pretrained=pretrained, weights=opts["weights"],
-                                        weights_path=opts["weights_path"], seed=self.context.seed)
+        model, init = create_timm_model(
+            opts["arch"],
+            1,
+            pretrained=pretrained,
+            weights=opts["weights"],
+            weights_path=opts["weights_path"],
+            seed=self.context.seed,
+        )
         self.init_weights = init.identity
         return model
 
     def _normalisation(self):
         from dfzoo.training import timm_normalisation
+
         return timm_normalisation(self.model, int(self.image_size))  # type: ignore[arg-type]
 
     # -- contract ----------------------------------------------------------------------------------------
     def fit(self, train: Sequence[Sample]) -> ResNetFinetune:
         from dfzoo.training import augment_preset, bce_loss, binary_labels
+
         labels = binary_labels(train, self.name)
         opts = self.options
         self.image_size = self.resolve_image_size(train)
         self.model = self._build(bool(opts["pretrained"]))
         norm = self._normalisation()
         augment = augment_preset(opts["augment"])
-        self.train_stage("classifier", self.model, train, labels,
-                         self.pipeline(norm, training=True, augment=augment), self.pipeline(norm, training=False),
-                         bce_loss)
+        self.train_stage(
+            "classifier",
+            self.model,
+            train,
+            labels,
+            self.pipeline(norm, training=True, augment=augment),
+            self.pipeline(norm, training=False),
+            bce_loss,
+        )
         self.model.eval()
         self.fitted = True
         return self
@@ -98,8 +130,14 @@ class ResNetFinetune(SingleModelDetector):
         """Grad-CAM of the fake logit at the last feature stage (maps at the model's input size)."""
         self._require_fitted()
         from dfzoo.explain import explain_batches
-        return explain_batches(self.model, samples, self.pipeline(self._normalisation(), training=False),
-                               device=self.device, batch_size=self.context.batch_size or 16)
+
+        return explain_batches(
+            self.model,
+            samples,
+            self.pipeline(self._normalisation(), training=False),
+            device=self.device,
+            batch_size=self.context.batch_size or 16,
+        )
 
     def describe(self) -> dict[str, Any]:
         return {**self.describe_training(), "preset": self.options["preset"]}
@@ -112,9 +150,22 @@ def _make(**params: Any) -> ResNetFinetune:
 @hookimpl
 def dfzoo_detectors():
     yield DetectorSpec(
-        name="resnet_finetune", factory=_make, paper=PAPER, trainable=True,
+        name="resnet_finetune",
+        factory=_make,
+        paper=PAPER,
+        trainable=True,
         summary="CNNSpot: fine-tune an ImageNet CNN (timm arch, default ResNet-50) with blur+JPEG augmentation",
-        params=DEFAULTS, weight_params=("arch", "weights"), tags=("trained", "cnn"),
-        smoke_params={"arch": "resnet18", "pretrained": False, "image_size": 32, "epochs": 1, "batch_size": 16,
-                      "augment": "none", "val_fraction": 0.0},
-        param_schema={**TRAIN_SCHEMA, "preset": Param(types=(str,), choices=tuple(PRESETS), optional=True)})
+        params=DEFAULTS,
+        weight_params=("arch", "weights"),
+        tags=("trained", "cnn"),
+        smoke_params={
+            "arch": "resnet18",
+            "pretrained": False,
+            "image_size": 32,
+            "epochs": 1,
+            "batch_size": 16,
+            "augment": "none",
+            "val_fraction": 0.0,
+        },
+        param_schema={**TRAIN_SCHEMA, "preset": Param(types=(str,), choices=tuple(PRESETS), optional=True)},
+    )

@@ -1,4 +1,5 @@
 """Shared fixtures: an isolated cache per test, a tiny random backbone, and small generated datasets."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,12 +35,14 @@ class TinyBackbonePlugin:
 
             from dfzoo.features import TorchBackbone
             from dfzoo.transforms import Normalisation
+
             torch.manual_seed(0)
             model = timm.create_model("resnet10t", pretrained=False, num_classes=0)
             return TorchBackbone("tiny_cnn", model, Normalisation(size=32), model.num_features, None, device)
 
-        yield dfzoo.BackboneSpec(name="tiny_cnn", summary="random-init timm resnet10t at 32 px (tests)",
-                                 factory=factory, feature_dim=512)
+        yield dfzoo.BackboneSpec(
+            name="tiny_cnn", summary="random-init timm resnet10t at 32 px (tests)", factory=factory, feature_dim=512
+        )
 
 
 @pytest.fixture
@@ -54,6 +57,7 @@ def registry() -> Registry:
 def folder_dataset(tmp_path: Path) -> Path:
     """Two generators in the ForenSynths layout, 12 real + 12 fake 32 px PNGs each."""
     from tests.synthetic import write_folder_dataset
+
     return write_folder_dataset(tmp_path / "data")
 
 

@@ -4,6 +4,7 @@ Random initialisation is enough for the central property (checked, not assumed):
 every latent into a narrow range of images, so an image already in that range (``decode(encode(x))``) is
 reconstructed far more closely than the image it came from, which is exactly the paper's premise.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,10 +26,19 @@ def tiny_autoencoder(folder: Path, seed: int = 0, kind: str = "kl") -> Path:
     """A random-init 2-level diffusers AutoencoderKL (or VQModel) saved with ``save_pretrained``."""
     import torch
     from diffusers import AutoencoderKL, VQModel
+
     torch.manual_seed(seed)
-    common = dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-                  latent_channels=4, norm_num_groups=4, sample_size=SIZE)
+    common = dict(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=SIZE,
+    )
     model = AutoencoderKL(**common) if kind == "kl" else VQModel(**common, num_vq_embeddings=16, vq_embed_dim=4)
     model.save_pretrained(folder)
     return folder
@@ -38,6 +48,7 @@ def reconstruct_files(vae_folder: Path, sources: list[Path], out: Path) -> list[
     """``decode(encode(x))`` of each file (posterior mean), saved as 8-bit PNG: images "generated" by the AE."""
     import torch
     from diffusers import AutoencoderKL
+
     vae = AutoencoderKL.from_pretrained(vae_folder).eval()
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -96,6 +107,7 @@ def test_hub_autoencoder_missing_offline_fails_cleanly(registry):
         det.describe()
     assert "snapshot_download" in str(error.value) and "CompVis/stable-diffusion-v1-1" in str(error.value)
     from dfzoo.plugins._reconstruction import resolve_model
+
     with pytest.raises(WeightsNotFound, match=r"CompVis/stable-diffusion-v1-4 \(subfolder vae\)"):
         resolve_model("CompVis/stable-diffusion-v1-4/vae", registry)
     with pytest.raises(WeightsNotFound, match="neither weights known to dfzoo"):
@@ -135,6 +147,7 @@ def partial_vgg16(path: Path, seed: int = 0) -> dict:
     enough to check our LPIPS_2 against the lpips package without a 528 MB file."""
     import torch
     from torchvision.models.vgg import cfgs, make_layers
+
     torch.manual_seed(seed)
     features = make_layers(cfgs["D"])[:9]
     state = {f"features.{k}": v for k, v in features.state_dict().items()}
@@ -148,6 +161,7 @@ def test_lpips2_matches_the_lpips_package(registry, vae_dir, tmp_path, monkeypat
     import torch
 
     from dfzoo.plugins.aeroblade import _Distance
+
     weights_dir = tmp_path / "weights"
     monkeypatch.setenv("DFZOO_WEIGHTS_DIR", str(weights_dir))
     state = partial_vgg16(weights_dir / "vgg16_imagenet" / "vgg16-397923af.pth")
@@ -159,8 +173,9 @@ def test_lpips2_matches_the_lpips_package(registry, vae_dir, tmp_path, monkeypat
 
     ours = _Distance("lpips_vgg_2", plan.distance_weights, torch.device("cpu"), registry)
     reference = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval()
-    reference.net.load_state_dict({f"slice{1 if int(k.split('.')[1]) < 4 else 2}.{k.split('.', 1)[1]}": v
-                                   for k, v in state.items()}, strict=False)
+    reference.net.load_state_dict(
+        {f"slice{1 if int(k.split('.')[1]) < 4 else 2}.{k.split('.', 1)[1]}": v for k, v in state.items()}, strict=False
+    )
     rng = np.random.default_rng(1)
     a, b = (torch.from_numpy(rng.uniform(-1, 1, (2, 3, SIZE, SIZE)).astype(np.float32)) for _ in range(2))
     with torch.no_grad():
@@ -186,6 +201,7 @@ def test_multiple_autoencoders_take_the_minimum(registry, vae_dir, tmp_path):
 def test_repeats_and_latent_mode_match_a_direct_computation(registry, vae_dir, tmp_path):
     import torch
     from diffusers import AutoencoderKL
+
     paths = write_images(tmp_path / "img", 2)
     vae = AutoencoderKL.from_pretrained(vae_dir).eval()
 
@@ -193,8 +209,9 @@ def test_repeats_and_latent_mode_match_a_direct_computation(registry, vae_dir, t
         y = vae.decode(vae.encode(x).latent_dist.mean).sample
         return ((y.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
 
-    x = torch.stack([torch.from_numpy(np.asarray(Image.open(p), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
-                     for p in paths])
+    x = torch.stack(
+        [torch.from_numpy(np.asarray(Image.open(p), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1) for p in paths]
+    )
     with torch.no_grad():
         once, twice = ae(x), ae(ae(x))
     for repeats, reconstruction in ((1, once), (2, twice)):
@@ -207,6 +224,7 @@ def test_patch_max_matches_a_direct_computation_and_sees_local_edits(registry, v
     import torch
     import torch.nn.functional as F
     from diffusers import AutoencoderKL
+
     originals = write_images(tmp_path / "orig", 4, seed=3)
     passed = reconstruct_files(vae_dir, originals, tmp_path / "rec")
     spliced = []
@@ -222,8 +240,9 @@ def test_patch_max_matches_a_direct_computation_and_sees_local_edits(registry, v
     mean = detector(registry, **common)
 
     vae = AutoencoderKL.from_pretrained(vae_dir).eval()
-    x = torch.stack([torch.from_numpy(np.asarray(Image.open(p), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
-                     for p in spliced])
+    x = torch.stack(
+        [torch.from_numpy(np.asarray(Image.open(p), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1) for p in spliced]
+    )
     with torch.no_grad():
         y = vae.decode(vae.encode(x).latent_dist.mean).sample
     y = ((y.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
@@ -254,6 +273,7 @@ def test_undecodable_is_nan_and_native_sizes_mix(registry, vae_dir, tmp_path):
 def test_native_crop_and_policy_sizes():
     from dfzoo.plugins._reconstruction import native_crop, prepare_for_model
     from dfzoo.transforms import PreprocessPolicy
+
     image = Image.fromarray(smooth_image(np.random.default_rng(0), 64)).crop((0, 0, 50, 37))
     assert native_crop(image, 8).size == (48, 32)
     assert native_crop(image.crop((0, 0, 5, 37)), 8).size == (8, 32)
@@ -269,6 +289,7 @@ def test_native_crop_and_policy_sizes():
 
 def test_perturbation_and_cache(registry, vae_dir, tmp_path, monkeypatch):
     from dfzoo.plugins.aeroblade import Aeroblade
+
     samples = as_samples(write_images(tmp_path / "img", 3))
     det = dfzoo.load_detector("aeroblade", registry=registry, vaes=[str(vae_dir)], distance="l2")
     det.setup(dfzoo.RunContext(progress=False, device="cpu"))

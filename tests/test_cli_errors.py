@@ -1,5 +1,6 @@
 """Loud, short failure: every command error is one `dfzoo <cmd>: error:` line and exit 2, before any work
 where it can be; `dfzoo run` exits 1 when rows error (0 with --keep-going); broken plugins are skipped."""
+
 from __future__ import annotations
 
 import errno
@@ -36,37 +37,66 @@ def error_lines(err: str) -> list[str]:
 
 
 def run_args(tmp_path: Path, dataset: Path, *extra: str) -> list[str]:
-    return ["run", "--dataset", str(dataset), "--layout", "forensynths", "--train", "gan_a", "--store",
-            str(tmp_path / "store"), "--no-leaderboard", "--quiet", "--bootstrap", "0", *extra]
+    return [
+        "run",
+        "--dataset",
+        str(dataset),
+        "--layout",
+        "forensynths",
+        "--train",
+        "gan_a",
+        "--store",
+        str(tmp_path / "store"),
+        "--no-leaderboard",
+        "--quiet",
+        "--bootstrap",
+        "0",
+        *extra,
+    ]
 
 
 # -- up-front checks of `dfzoo run` ----------------------------------------------------------------------
-def test_run_with_an_invalid_param_value_fails_before_opening_any_dataset(registry, folder_dataset, tmp_path,
-                                                                          capsys, no_dataset_opened):
-    code = main(run_args(tmp_path, folder_dataset, "--detector", "probe", "--param", "classifier=svn",
-                         "--param", "backbone=tiny_cnn"))
+def test_run_with_an_invalid_param_value_fails_before_opening_any_dataset(
+    registry, folder_dataset, tmp_path, capsys, no_dataset_opened
+):
+    code = main(
+        run_args(
+            tmp_path, folder_dataset, "--detector", "probe", "--param", "classifier=svn", "--param", "backbone=tiny_cnn"
+        )
+    )
     assert code == 2 and no_dataset_opened == []
     [line] = error_lines(capsys.readouterr().err)
     assert line.startswith("dfzoo run: error: ") and "unknown classifier 'svn'" in line and "did you mean svm" in line
     assert not (tmp_path / "store" / "results.jsonl").exists()
 
 
-@pytest.mark.parametrize("device, message", [
-    ("gpu", "unknown device 'gpu'"),
-    pytest.param("cuda", "CUDA is not available", marks=pytest.mark.skipif(torch.cuda.is_available(),
-                                                                         reason="this machine has CUDA")),
-])
-def test_run_with_a_bad_device_fails_before_any_work(registry, folder_dataset, tmp_path, capsys, no_dataset_opened,
-                                                     device, message):
-    code = main(run_args(tmp_path, folder_dataset, "--detector", "nn_cosine", "--param", "backbone=tiny_cnn",
-                         "--device", device))
+@pytest.mark.parametrize(
+    "device, message",
+    [
+        ("gpu", "unknown device 'gpu'"),
+        pytest.param(
+            "cuda",
+            "CUDA is not available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
+        ),
+    ],
+)
+def test_run_with_a_bad_device_fails_before_any_work(
+    registry, folder_dataset, tmp_path, capsys, no_dataset_opened, device, message
+):
+    code = main(
+        run_args(
+            tmp_path, folder_dataset, "--detector", "nn_cosine", "--param", "backbone=tiny_cnn", "--device", device
+        )
+    )
     assert code == 2 and no_dataset_opened == []
     [line] = error_lines(capsys.readouterr().err)
     assert line.startswith("dfzoo run: error: ") and message in line
 
 
-def test_run_into_an_unwritable_store_fails_before_any_work(registry, folder_dataset, tmp_path, capsys,
-                                                            no_dataset_opened):
+def test_run_into_an_unwritable_store_fails_before_any_work(
+    registry, folder_dataset, tmp_path, capsys, no_dataset_opened
+):
     blocker = tmp_path / "file.txt"
     blocker.write_text("a file, not a folder")
     assert main(run_args(tmp_path, folder_dataset, "--store", str(blocker / "out"))) == 2
@@ -103,8 +133,9 @@ def bench_cli_registry():
 
 
 def test_run_exits_1_when_rows_error_and_says_where(bench_cli_registry, failing_protocol, tmp_path, capsys):
-    code = main(["run", "--protocol", str(failing_protocol), "--store", str(tmp_path / "s1"), "--no-leaderboard",
-                 "--quiet"])
+    code = main(
+        ["run", "--protocol", str(failing_protocol), "--store", str(tmp_path / "s1"), "--no-leaderboard", "--quiet"]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "3 error row(s) from 1 detector(s)" in err
@@ -112,26 +143,61 @@ def test_run_exits_1_when_rows_error_and_says_where(bench_cli_registry, failing_
 
 
 def test_keep_going_exits_0_with_error_rows(bench_cli_registry, failing_protocol, tmp_path, capsys):
-    code = main(["run", "--protocol", str(failing_protocol), "--store", str(tmp_path / "s2"), "--no-leaderboard",
-                 "--quiet", "--keep-going"])
+    code = main(
+        [
+            "run",
+            "--protocol",
+            str(failing_protocol),
+            "--store",
+            str(tmp_path / "s2"),
+            "--no-leaderboard",
+            "--quiet",
+            "--keep-going",
+        ]
+    )
     assert code == 0 and "hf_energy[fail=fit]" in capsys.readouterr().err
 
 
 # -- fit and predict -------------------------------------------------------------------------------------
-def test_fit_into_an_unwritable_folder_fails_before_reading_data(registry, folder_dataset, tmp_path, capsys,
-                                                                 no_dataset_opened):
+def test_fit_into_an_unwritable_folder_fails_before_reading_data(
+    registry, folder_dataset, tmp_path, capsys, no_dataset_opened
+):
     (tmp_path / "file.txt").write_text("x")
-    code = main(["fit", "nn_cosine", "--dataset", str(folder_dataset), "--param", "backbone=tiny_cnn",
-                 "--out", str(tmp_path / "file.txt" / "out")])
+    code = main(
+        [
+            "fit",
+            "nn_cosine",
+            "--dataset",
+            str(folder_dataset),
+            "--param",
+            "backbone=tiny_cnn",
+            "--out",
+            str(tmp_path / "file.txt" / "out"),
+        ]
+    )
     assert code == 2 and no_dataset_opened == []
     [line] = error_lines(capsys.readouterr().err)
     assert line.startswith("dfzoo fit: error: --out ") and "is not a folder" in line
 
 
-def test_fit_with_a_bad_value_or_name_fails_before_reading_data(registry, folder_dataset, tmp_path, capsys,
-                                                                no_dataset_opened):
-    assert main(["fit", "probe", "--dataset", str(folder_dataset), "--param", "reduction=umap",
-                 "--out", str(tmp_path / "m")]) == 2
+def test_fit_with_a_bad_value_or_name_fails_before_reading_data(
+    registry, folder_dataset, tmp_path, capsys, no_dataset_opened
+):
+    assert (
+        main(
+            [
+                "fit",
+                "probe",
+                "--dataset",
+                str(folder_dataset),
+                "--param",
+                "reduction=umap",
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 2
+    )
     assert main(["fit", "nn_cosin", "--dataset", str(folder_dataset), "--out", str(tmp_path / "m")]) == 2
     first, second = error_lines(capsys.readouterr().err)
     assert "unknown reduction 'umap'; allowed: none, pca, ae" in first
@@ -139,8 +205,7 @@ def test_fit_with_a_bad_value_or_name_fails_before_reading_data(registry, folder
     assert no_dataset_opened == []
 
 
-def test_predict_into_an_unwritable_file_fails_before_scoring(registry, folder_dataset, tmp_path, capsys,
-                                                              monkeypatch):
+def test_predict_into_an_unwritable_file_fails_before_scoring(registry, folder_dataset, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(Detector, "score", lambda *a: pytest.fail("scored before checking --out"))
     (tmp_path / "file.txt").write_text("x")
     assert main(["predict", "aeroblade", str(folder_dataset), "--out", str(tmp_path / "file.txt" / "s.csv")]) == 2
@@ -149,14 +214,23 @@ def test_predict_into_an_unwritable_file_fails_before_scoring(registry, folder_d
     assert "is not a folder" in first and "is a folder; give a file name" in second
 
 
-def test_disk_full_is_one_line_and_debug_shows_the_traceback(registry, folder_dataset, tmp_path, capsys,
-                                                             monkeypatch):
+def test_disk_full_is_one_line_and_debug_shows_the_traceback(registry, folder_dataset, tmp_path, capsys, monkeypatch):
     def full(self, path):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(Detector, "save", full)
-    args = ["fit", "nn_cosine", "--dataset", str(folder_dataset), "--layout", "forensynths", "--param",
-            "backbone=tiny_cnn", "--out", str(tmp_path / "model")]
+    args = [
+        "fit",
+        "nn_cosine",
+        "--dataset",
+        str(folder_dataset),
+        "--layout",
+        "forensynths",
+        "--param",
+        "backbone=tiny_cnn",
+        "--out",
+        str(tmp_path / "model"),
+    ]
     assert main(args) == 2
     [line] = error_lines(capsys.readouterr().err)
     assert line == f"dfzoo fit: error: No space left on device: {tmp_path / 'model'}"
@@ -174,14 +248,19 @@ def fresh_default_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dfzoo.registry, "_default", [])
 
 
-def test_a_broken_third_party_plugin_leaves_every_command_working(fresh_default_registry, tmp_path, monkeypatch,
-                                                                   capsys, caplog):
-    install_fake_distribution(tmp_path, "dfzoo_clash", """
+def test_a_broken_third_party_plugin_leaves_every_command_working(
+    fresh_default_registry, tmp_path, monkeypatch, capsys, caplog
+):
+    install_fake_distribution(
+        tmp_path,
+        "dfzoo_clash",
+        """
         import dfzoo
         @dfzoo.hookimpl
         def dfzoo_detectors():
             yield "not a spec"
-    """)
+    """,
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["list", "detectors"]) == 0
     assert "nn_cosine" in capsys.readouterr().out
@@ -191,6 +270,7 @@ def test_a_broken_third_party_plugin_leaves_every_command_working(fresh_default_
 
 def test_a_duplicate_between_builtins_is_one_error_line(fresh_default_registry, monkeypatch, capsys):
     import dfzoo.manager as manager
+
     module = types.ModuleType("dfzoo_test_builtin_twin")
 
     @dfzoo.hookimpl
@@ -204,8 +284,9 @@ def test_a_duplicate_between_builtins_is_one_error_line(fresh_default_registry, 
     monkeypatch.setenv("DFZOO_DISABLE_PLUGIN_AUTOLOAD", "1")
     assert main(["list"]) == 2
     [line] = error_lines(capsys.readouterr().err)
-    assert line == ("dfzoo: error: detector 'nn_cosine' is offered twice: by dfzoo.plugins.univfd and by "
-                    "dfzoo_test_builtin_twin")
+    assert line == (
+        "dfzoo: error: detector 'nn_cosine' is offered twice: by dfzoo.plugins.univfd and by dfzoo_test_builtin_twin"
+    )
 
 
 # -- helpers ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Safe decoding: a corpus of broken and odd images, generated here, each either becomes 8-bit RGB or raises
 ImageDecodeError with a reason a report can show."""
+
 from __future__ import annotations
 
 import io
@@ -46,8 +47,10 @@ def _rgb(image: Image.Image) -> np.ndarray:
 # -- unusable files ---------------------------------------------------------------------------------------
 
 BAD = {
-    "random_bytes.jpg": (lambda: np.random.default_rng(1).integers(0, 256, 500, dtype=np.uint8).tobytes(),
-                         "not an image"),
+    "random_bytes.jpg": (
+        lambda: np.random.default_rng(1).integers(0, 256, 500, dtype=np.uint8).tobytes(),
+        "not an image",
+    ),
     "truncated.jpg": (lambda: _encoded(_noise(), "JPEG", quality=95)[:300], "truncated"),
     "truncated.png": (lambda: _encoded(_noise(), "PNG")[:200], "truncated"),
     "empty.jpg": (lambda: b"", "empty file"),
@@ -132,12 +135,15 @@ def test_palette_with_transparency(tmp_path: Path) -> None:
     assert tuple(decoded[0, 7]) == (10, 20, 30)  # transparent pixels keep their colour, alpha dropped
 
 
-@pytest.mark.parametrize(("mode", "value", "expected"), [
-    ("RGBA", (200, 10, 20, 0), (200, 10, 20)),
-    ("LA", (90, 128), (90, 90, 90)),
-    ("L", 77, (77, 77, 77)),
-    ("1", 1, (255, 255, 255)),
-])
+@pytest.mark.parametrize(
+    ("mode", "value", "expected"),
+    [
+        ("RGBA", (200, 10, 20, 0), (200, 10, 20)),
+        ("LA", (90, 128), (90, 90, 90)),
+        ("L", 77, (77, 77, 77)),
+        ("1", 1, (255, 255, 255)),
+    ],
+)
 def test_modes_become_rgb(tmp_path: Path, mode: str, value, expected) -> None:
     path = tmp_path / f"{mode}.png"
     Image.new(mode, (8, 8), value).save(path)

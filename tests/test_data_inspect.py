@@ -1,4 +1,5 @@
 """`dfzoo data inspect`: counts, formats, sizes and unreadable files of a dataset with some bad images."""
+
 from __future__ import annotations
 
 import io
@@ -32,7 +33,7 @@ def messy(tmp_path: Path) -> Path:
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buffer, "JPEG")
     data = buffer.getvalue()
-    (root / "gan_b" / "1_fake" / "cut.jpg").write_bytes(data[:len(data) - 100])  # header intact, scan cut
+    (root / "gan_b" / "1_fake" / "cut.jpg").write_bytes(data[: len(data) - 100])  # header intact, scan cut
     (root / "gan_b" / "1_fake" / "empty.png").write_bytes(b"")
     (root / "gan_b" / "0_real" / "letter.png").write_text("dear reviewer")
     (root / "gan_b" / "notes.txt").write_text("generated on a tuesday")
@@ -45,17 +46,20 @@ def test_report_counts_formats_sizes_and_bad_files(messy: Path, registry: Regist
     assert [(r.generator, r.real, r.fake) for r in report.counts] == [("gan_a", 3, 3), ("gan_b", 4, 3)]
     assert report.total == 13
     unreadable = {Path(p).name: reason for p, reason in report.unreadable}
-    assert unreadable == {"cut.jpg": "truncated image", "empty.png": "empty file",
-                          "letter.png": "not an image (unidentified format)"}
+    assert unreadable == {
+        "cut.jpg": "truncated image",
+        "empty.png": "empty file",
+        "letter.png": "not an image (unidentified format)",
+    }
     real, fake = report.classes
     assert (real.label, real.images, real.readable, real.formats) == ("real", 7, 6, {"JPEG": 3, "PNG": 3})
     assert (fake.label, fake.images, fake.readable, fake.formats) == ("fake", 6, 4, {"PNG": 4})
     assert real.width == (8, 8) and fake.width == (12, 16) and fake.height == (12, 16)
     assert [Path(p).name for p, _ in report.skipped] == ["notes.txt"]
-    assert report.notes == ["real widths 8-8 px and fake widths 12-16 px do not overlap: image size alone "
-                            "separates the classes",
-                            "real heights 8-8 px and fake heights 12-16 px do not overlap: image size alone "
-                            "separates the classes"]
+    assert report.notes == [
+        "real widths 8-8 px and fake widths 12-16 px do not overlap: image size alone separates the classes",
+        "real heights 8-8 px and fake heights 12-16 px do not overlap: image size alone separates the classes",
+    ]
 
 
 def test_headers_only_misses_truncation_but_not_garbage(messy: Path, registry: Registry) -> None:
@@ -109,6 +113,7 @@ def copies(tmp_path: Path) -> Path:
     """ganA with a plain copy of a real, a fake's bytes filed as real, a folder loop and a linked fake."""
     import os
     import shutil
+
     root = tmp_path / "copies"
     for i in range(2):
         _save(root / "ganA" / "0_real" / f"r{i}.png", 8 + i)
@@ -123,6 +128,7 @@ def copies(tmp_path: Path) -> Path:
 def test_duplicates_by_path_and_content_are_reported_and_recorded(copies: Path, registry: Registry) -> None:
     from dfzoo.data.inspect import inspect_index
     from dfzoo.data.layouts import open_dataset
+
     index = open_dataset(copies, registry=registry)
     report = inspect_index(index, progress=False)
     fake = copies / "ganA" / "1_fake"
@@ -130,11 +136,15 @@ def test_duplicates_by_path_and_content_are_reported_and_recorded(copies: Path, 
     conflict, plain = report.content_duplicates
     assert conflict["conflict"] and not plain["conflict"]
     assert sorted(zip(map(lambda p: Path(p).name, conflict["paths"]), conflict["labels"], strict=True)) == [
-        ("f0.png", "fake"), ("sneaky.png", "real")]
+        ("f0.png", "fake"),
+        ("sneaky.png", "real"),
+    ]
     assert sorted(Path(p).name for p in plain["paths"]) == ["r0.png", "r0_copy.png"]
     assert index.metadata["content_duplicates"] == report.content_duplicates
-    assert any(w.startswith("LABEL CONFLICT: 1 set(s) of identical files are labelled both real and fake")
-               for w in index.metadata["warnings"])
+    assert any(
+        w.startswith("LABEL CONFLICT: 1 set(s) of identical files are labelled both real and fake")
+        for w in index.metadata["warnings"]
+    )
     assert report.warnings == index.metadata["warnings"]
 
 
@@ -157,6 +167,7 @@ def test_cli_shows_layout_and_duplicates(copies: Path, registry: Registry, capsy
 def test_only_files_sharing_a_size_are_hashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import dfzoo.data.duplicates as duplicates
     from dfzoo.data.sample import Sample
+
     hashed: list[str] = []
     content_id = duplicates.content_id
 
@@ -173,5 +184,5 @@ def test_only_files_sharing_a_size_are_hashed(tmp_path: Path, monkeypatch: pytes
     assert sorted(hashed) == ["a.png", "b.png", "c.png"]
     assert keys[0] == keys[2] == content_id(samples[0]) != keys[1]
     assert keys[3] == "size:6" and keys[4] == "size:1" and keys[5].startswith("unreadable:")
-    group, = duplicates.duplicate_groups(samples)
+    (group,) = duplicates.duplicate_groups(samples)
     assert [s.path.name for s in group.samples] == ["a.png", "c.png"] and not group.conflict

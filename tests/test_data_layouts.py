@@ -1,5 +1,6 @@
 """Dataset layouts: scanning, auto-detection, what each layout reads (counts, generators, splits, families),
 fingerprints, warnings and errors. Trees are built in tmp_path with a handful of 8 px images."""
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,17 @@ def counts(index: dfzoo.DatasetIndex) -> dict[tuple[str, str, int], int]:
 
 
 def test_scan_images_finds_images_by_extension_sorted_and_skips_hidden(tmp_path: Path) -> None:
-    for name in ["b/x.PNG", "a/y.jpeg", "a/z.JpG", "a-b/w.webp", "c.bmp", "d.tif", "e.TIFF", "f.gif",
-                 "deep/er/still/g.jpg"]:
+    for name in [
+        "b/x.PNG",
+        "a/y.jpeg",
+        "a/z.JpG",
+        "a-b/w.webp",
+        "c.bmp",
+        "d.tif",
+        "e.TIFF",
+        "f.gif",
+        "deep/er/still/g.jpg",
+    ]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     for name in ["notes.txt", "png", "archive.png.zip", ".hidden.png", ".cache/inside.png", "a/.DS_Store"]:
@@ -57,7 +67,16 @@ def test_scan_images_finds_images_by_extension_sorted_and_skips_hidden(tmp_path:
     found = scan_images(tmp_path)
     assert found == sorted(found)
     assert [p.relative_to(tmp_path).as_posix() for p in found] == [
-        "a/y.jpeg", "a/z.JpG", "a-b/w.webp", "b/x.PNG", "c.bmp", "d.tif", "deep/er/still/g.jpg", "e.TIFF", "f.gif"]
+        "a/y.jpeg",
+        "a/z.JpG",
+        "a-b/w.webp",
+        "b/x.PNG",
+        "c.bmp",
+        "d.tif",
+        "deep/er/still/g.jpg",
+        "e.TIFF",
+        "f.gif",
+    ]
     assert all(p.is_absolute() == tmp_path.is_absolute() for p in found)
 
 
@@ -84,8 +103,12 @@ def test_forensynths_flat(tmp_path: Path, registry: Registry) -> None:
     index = open_dataset(tmp_path, registry=registry)
     assert index.layout == "forensynths"
     assert index.root == tmp_path.absolute()
-    assert counts(index) == {("", "gan_a", REAL): 3, ("", "gan_a", FAKE): 2,
-                             ("", "gan_b", REAL): 3, ("", "gan_b", FAKE): 2}
+    assert counts(index) == {
+        ("", "gan_a", REAL): 3,
+        ("", "gan_a", FAKE): 2,
+        ("", "gan_b", REAL): 3,
+        ("", "gan_b", FAKE): 2,
+    }
     assert index.generators() == ["gan_a", "gan_b"]
     assert index.families == {}  # unknown names stay unknown
     assert {s.family for s in index.samples if s.label == REAL} == {"real"}
@@ -94,17 +117,28 @@ def test_forensynths_flat(tmp_path: Path, registry: Registry) -> None:
 
 
 def test_forensynths_split_and_class_levels_with_families(tmp_path: Path, registry: Registry) -> None:
-    for split, gen, cls in [("train", "progan", "car"), ("train", "progan", "cat"), ("test", "progan", "car"),
-                            ("test", "my_gan", None), ("val", "my_gan", None)]:
+    for split, gen, cls in [
+        ("train", "progan", "car"),
+        ("train", "progan", "cat"),
+        ("test", "progan", "car"),
+        ("test", "my_gan", None),
+        ("val", "my_gan", None),
+    ]:
         base = tmp_path / split / gen / (cls or "")
         write_images(base / "0_real", 2)
         write_images(base / "1_fake", 1)
     index = open_dataset(tmp_path, registry=registry, families={"my_gan": "gan"})
     assert index.layout == "forensynths"
-    assert counts(index) == {("train", "progan", REAL): 4, ("train", "progan", FAKE): 2,
-                             ("test", "progan", REAL): 2, ("test", "progan", FAKE): 1,
-                             ("test", "my_gan", REAL): 2, ("test", "my_gan", FAKE): 1,
-                             ("val", "my_gan", REAL): 2, ("val", "my_gan", FAKE): 1}
+    assert counts(index) == {
+        ("train", "progan", REAL): 4,
+        ("train", "progan", FAKE): 2,
+        ("test", "progan", REAL): 2,
+        ("test", "progan", FAKE): 1,
+        ("test", "my_gan", REAL): 2,
+        ("test", "my_gan", FAKE): 1,
+        ("val", "my_gan", REAL): 2,
+        ("val", "my_gan", FAKE): 1,
+    }
     assert index.families == {"my_gan": "gan", "progan": "gan"}  # progan is a well-known name
     assert {s.family for s in index.samples if s.label == FAKE} == {"gan"}
 
@@ -135,9 +169,9 @@ def test_forensynths_generator_param_makes_first_level_classes(tmp_path: Path, r
 def test_forensynths_records_what_it_cannot_use(tmp_path: Path, registry: Registry) -> None:
     write_images(tmp_path / "gan_a" / "0_real", 2)
     write_images(tmp_path / "gan_a" / "1_fake", 2)
-    write_images(tmp_path / "gan_b" / "0_real", 2)        # no fakes: one class only
-    (tmp_path / "gan_b" / "1_fake").mkdir()                # should hold images but is empty
-    write_images(tmp_path / "gan_b" / "fakes", 1)          # mislabelled folder: images outside 0_real/1_fake
+    write_images(tmp_path / "gan_b" / "0_real", 2)  # no fakes: one class only
+    (tmp_path / "gan_b" / "1_fake").mkdir()  # should hold images but is empty
+    write_images(tmp_path / "gan_b" / "fakes", 1)  # mislabelled folder: images outside 0_real/1_fake
     (tmp_path / "gan_a" / "0_real" / "Thumbs.db").write_bytes(b"x")
     (tmp_path / "README").write_text("about")
     index = open_dataset(tmp_path, registry=registry)
@@ -147,9 +181,11 @@ def test_forensynths_records_what_it_cannot_use(tmp_path: Path, registry: Regist
     assert any("'gan_b'" in w and "no fake" in w for w in warnings)
     assert len(warnings) == 2
     reasons = {Path(p).relative_to(tmp_path).as_posix(): r for p, r in index.skipped}
-    assert reasons == {"README": "not an image (file without extension)",
-                       "gan_a/0_real/Thumbs.db": "not an image (.db file)",
-                       "gan_b/fakes/000.png": "image outside any 0_real/1_fake folder"}
+    assert reasons == {
+        "README": "not an image (file without extension)",
+        "gan_a/0_real/Thumbs.db": "not an image (.db file)",
+        "gan_b/fakes/000.png": "image outside any 0_real/1_fake folder",
+    }
 
 
 # -- GenImage -------------------------------------------------------------------------------------------
@@ -166,8 +202,9 @@ def test_genimage(tmp_path: Path, registry: Registry) -> None:
     assert {s.split for s in index.samples} == {"train", "val"}
     expected = {}
     for gen in ("ADM", "BigGAN", "mystery"):
-        expected.update({("train", gen, REAL): 2, ("train", gen, FAKE): 2, ("val", gen, REAL): 1,
-                         ("val", gen, FAKE): 1})
+        expected.update(
+            {("train", gen, REAL): 2, ("train", gen, FAKE): 2, ("val", gen, REAL): 1, ("val", gen, FAKE): 1}
+        )
     assert counts(index) == expected
     assert index.families == {"ADM": "diffusion", "BigGAN": "gan"}
 
@@ -189,8 +226,12 @@ def test_cifake_shapes(tmp_path: Path, registry: Registry, shape: str) -> None:
         for split in ("train", "test"):
             write_images(tmp_path / split / "REAL", 2)
             write_images(tmp_path / split / "FAKE", 1)
-        expected = {("train", REAL_POOL, REAL): 2, ("train", "sd14", FAKE): 1,
-                    ("test", REAL_POOL, REAL): 2, ("test", "sd14", FAKE): 1}
+        expected = {
+            ("train", REAL_POOL, REAL): 2,
+            ("train", "sd14", FAKE): 1,
+            ("test", REAL_POOL, REAL): 2,
+            ("test", "sd14", FAKE): 1,
+        }
     else:
         base = tmp_path / "cifake" if shape == "one_level_down" else tmp_path
         real, fake = ("real", "fake") if shape == "lower_case" else ("REAL", "FAKE")
@@ -244,6 +285,7 @@ def test_cifake_real_files(tmp_path: Path, registry: Registry, shared_dir: Path)
     assert counts(index) == {("", REAL_POOL, REAL): 20, ("", "sd14", FAKE): 20}
     assert any(" (" in s.path.name for s in index.samples)
     from dfzoo.data.decode import load_image
+
     assert {load_image(s.path).size for s in index.samples} == {(32, 32)}
 
 
@@ -261,20 +303,26 @@ def test_csv_manifest(tmp_path: Path, registry: Registry) -> None:
         "imgs/000.png,0,,,train\n"
         "imgs/001.png,REAL,gan_x,,Test\n"
         "imgs/002.png,Fake,gan_x,gan,test\n"
-        f"{(tmp_path / 'imgs' / '003.png').as_posix()},1,sd15,,validation\n")
+        f"{(tmp_path / 'imgs' / '003.png').as_posix()},1,sd15,,validation\n"
+    )
     index = open_dataset(tmp_path / "m.csv", registry=registry)
     assert index.layout == "manifest" and index.name == "m" and index.root == tmp_path.absolute()
     assert [(s.path.name, s.label, s.generator, s.family, s.split) for s in index.samples] == [
-        ("000.png", 0, REAL_POOL, "real", "train"), ("001.png", 0, "gan_x", "real", "test"),
-        ("002.png", 1, "gan_x", "gan", "test"), ("003.png", 1, "sd15", "diffusion", "val")]
+        ("000.png", 0, REAL_POOL, "real", "train"),
+        ("001.png", 0, "gan_x", "real", "test"),
+        ("002.png", 1, "gan_x", "gan", "test"),
+        ("003.png", 1, "sd15", "diffusion", "val"),
+    ]
     assert index.families == {"gan_x": "gan", "real": "real", "sd15": "diffusion"}
 
 
 def test_jsonl_manifest_and_missing_files(tmp_path: Path, registry: Registry) -> None:
     _manifest_tree(tmp_path)
-    rows = [{"path": "imgs/000.png", "label": 0, "generator": "g"},
-            {"path": "imgs/001.png", "label": "fake", "generator": "g", "family": "gan"},
-            {"path": "imgs/gone.png", "label": 1, "generator": "g"}]
+    rows = [
+        {"path": "imgs/000.png", "label": 0, "generator": "g"},
+        {"path": "imgs/001.png", "label": "fake", "generator": "g", "family": "gan"},
+        {"path": "imgs/gone.png", "label": 1, "generator": "g"},
+    ]
     (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
     index = open_dataset(tmp_path / "m.jsonl", registry=registry)
     assert [(s.label, s.generator) for s in index.samples] == [(0, "g"), (1, "g")]
@@ -282,17 +330,19 @@ def test_jsonl_manifest_and_missing_files(tmp_path: Path, registry: Registry) ->
     assert any("missing" in w for w in index.metadata["warnings"])
 
 
-@pytest.mark.parametrize(("text", "line", "message"), [
-    ("path,label,generator\nimgs/000.png,0,g\nimgs/001.png,maybe,g\n", 3, "label 'maybe'"),
-    ("path,label,generator\nimgs/000.png,1,\n", 2, "needs a generator"),
-    ("path,label,generator\n,1,g\n", 2, "empty path"),
-    ("path,label\nimgs/000.png,1\n", 1, "lacks column(s) generator"),
-    ("path,label,generator\nimgs/000.png,1,g,extra\n", 2, "4 fields"),
-    ("path,label,generator\nimgs/000.png,1,g\nimgs/000.png,0,g\n", 3, "already listed on line 2"),
-    ("path,label,generator,family\nimgs/000.png,1,g,gan\nimgs/001.png,1,g,diffusion\n", 3, "family"),
-])
-def test_bad_csv_rows_name_their_line(tmp_path: Path, registry: Registry, text: str, line: int,
-                                      message: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("path,label,generator\nimgs/000.png,0,g\nimgs/001.png,maybe,g\n", 3, "label 'maybe'"),
+        ("path,label,generator\nimgs/000.png,1,\n", 2, "needs a generator"),
+        ("path,label,generator\n,1,g\n", 2, "empty path"),
+        ("path,label\nimgs/000.png,1\n", 1, "lacks column(s) generator"),
+        ("path,label,generator\nimgs/000.png,1,g,extra\n", 2, "4 fields"),
+        ("path,label,generator\nimgs/000.png,1,g\nimgs/000.png,0,g\n", 3, "already listed on line 2"),
+        ("path,label,generator,family\nimgs/000.png,1,g,gan\nimgs/001.png,1,g,diffusion\n", 3, "family"),
+    ],
+)
+def test_bad_csv_rows_name_their_line(tmp_path: Path, registry: Registry, text: str, line: int, message: str) -> None:
     _manifest_tree(tmp_path)
     (tmp_path / "bad.csv").write_text(text)
     with pytest.raises(ManifestError) as caught:
@@ -399,14 +449,24 @@ class _NamedAndCustomLayouts:
             raise RuntimeError("cannot look")
 
         yield dfzoo.DatasetSpec(name="mini", summary="a named test dataset", load=load_named, needs_root=False)
-        yield dfzoo.DatasetSpec(name="flat", summary="any folder of images, all fake", priority=100,
-                                load=self._load_flat, detect=lambda p: (Path(p) / "FLAT").exists())
-        yield dfzoo.DatasetSpec(name="broken", summary="a layout whose detector raises", priority=50,
-                                load=self._load_flat, detect=broken)
+        yield dfzoo.DatasetSpec(
+            name="flat",
+            summary="any folder of images, all fake",
+            priority=100,
+            load=self._load_flat,
+            detect=lambda p: (Path(p) / "FLAT").exists(),
+        )
+        yield dfzoo.DatasetSpec(
+            name="broken", summary="a layout whose detector raises", priority=50, load=self._load_flat, detect=broken
+        )
 
     def _load_flat(self, root):
-        return dfzoo.DatasetIndex(name="flat", layout="flat", root=root,
-                                  samples=[dfzoo.Sample(path=p, label=FAKE, generator="g") for p in scan_images(root)])
+        return dfzoo.DatasetIndex(
+            name="flat",
+            layout="flat",
+            root=root,
+            samples=[dfzoo.Sample(path=p, label=FAKE, generator="g") for p in scan_images(root)],
+        )
 
 
 def test_named_dataset_and_third_party_layouts(tmp_path: Path) -> None:
@@ -444,8 +504,9 @@ def test_each_layout_is_detected(tmp_path: Path, registry: Registry, kind: str) 
         write_images(tmp_path, 2)
         source = tmp_path / "list.csv"
         source.write_text("path,label,generator\n000.png,real,\n001.png,fake,g\n")
-    detected = [name for name in ("forensynths", "genimage", "cifake", "manifest")
-                if registry.dataset(name).detect(source)]
+    detected = [
+        name for name in ("forensynths", "genimage", "cifake", "manifest") if registry.dataset(name).detect(source)
+    ]
     assert detected == [kind]
     index = open_dataset(source, registry=registry)
     assert index.layout == kind and len(index.samples) == 2
@@ -456,6 +517,7 @@ def test_loading_restores_the_garbage_collector(tmp_path: Path) -> None:
     import gc
 
     from dfzoo.data.layouts import load_cifake
+
     write_images(tmp_path / "REAL", 1)
     assert gc.isenabled()
     load_cifake(tmp_path)

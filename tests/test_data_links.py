@@ -1,6 +1,7 @@
 """Links are resolved once: no loop, no file indexed twice, the label of a file's first place kept, and every
 path that was not used recorded with its reason. Trees are built in tmp_path; scanning never decodes, so the
 files hold a few distinct bytes each."""
+
 from __future__ import annotations
 
 import os
@@ -63,19 +64,23 @@ def test_a_link_to_the_dataset_root_or_above_is_a_loop(tmp_path: Path, registry:
     index = open_dataset(root, registry=registry)
     assert label_counts(index) == {("ganA", REAL): 3, ("ganA", FAKE): 2}
     assert {k for k, v in reasons(index).items() if v.startswith(LINK_NOT_FOLLOWED)} == {
-        "ganA/1_fake/root", "ganA/1_fake/above"}
+        "ganA/1_fake/root",
+        "ganA/1_fake/above",
+    }
 
 
 def test_a_link_to_a_folder_read_elsewhere_keeps_the_first_place_and_warns_on_labels(
-        tmp_path: Path, registry: Registry) -> None:
+    tmp_path: Path, registry: Registry
+) -> None:
     """0_real/more -> ../1_fake: the fakes stay fake (real folders are read before links), once each."""
     os.symlink("../1_fake", gan(tmp_path) / "0_real" / "more")
     index = open_dataset(tmp_path, registry=registry)
     assert label_counts(index) == {("ganA", REAL): 3, ("ganA", FAKE): 2}
     skipped = reasons(index)
-    assert skipped == {f"ganA/0_real/more/f{i}.png": f"{DUPLICATE_PATH}{tmp_path / 'ganA' / '1_fake' / f'f{i}.png'}"
-                       for i in range(2)}
-    conflict, = [w for w in index.metadata["warnings"] if w.startswith("LABEL CONFLICT")]
+    assert skipped == {
+        f"ganA/0_real/more/f{i}.png": f"{DUPLICATE_PATH}{tmp_path / 'ganA' / '1_fake' / f'f{i}.png'}" for i in range(2)
+    }
+    (conflict,) = [w for w in index.metadata["warnings"] if w.startswith("LABEL CONFLICT")]
     assert "2 file(s) are reached by two paths with different labels" in conflict
     assert "1_fake/f0.png (fake) is also" in conflict and "more/f0.png (real)" in conflict
 
@@ -110,8 +115,9 @@ def test_a_link_gives_a_label_to_files_whose_own_place_has_none(tmp_path: Path, 
     index = open_dataset(tmp_path, registry=registry)
     assert label_counts(index) == {("ganA", REAL): 3, ("ganA", FAKE): 2}
     skipped = reasons(index)
-    assert skipped == {f"pool/{i}.png": f"{DUPLICATE_PATH}{tmp_path / 'ganA' / '0_real' / f'{i}.png'}"
-                       for i in range(3)}
+    assert skipped == {
+        f"pool/{i}.png": f"{DUPLICATE_PATH}{tmp_path / 'ganA' / '0_real' / f'{i}.png'}" for i in range(3)
+    }
 
 
 def test_file_links_are_indexed_once_by_their_target(tmp_path: Path, registry: Registry) -> None:
@@ -119,7 +125,7 @@ def test_file_links_are_indexed_once_by_their_target(tmp_path: Path, registry: R
     files(tmp_path / "ganA" / "0_real", 1, "r")
     outside = files(tmp_path.parent / f"{tmp_path.name}-extra", 1)[0]
     os.symlink(fakes[0], tmp_path / "ganA" / "0_real" / "alias.png")  # same file as a fake
-    os.symlink(outside, tmp_path / "ganA" / "0_real" / "extra.png")   # a file outside the root
+    os.symlink(outside, tmp_path / "ganA" / "0_real" / "extra.png")  # a file outside the root
     os.symlink(tmp_path / "missing.png", tmp_path / "ganA" / "0_real" / "gone.png")
     index = open_dataset(tmp_path, registry=registry)
     by_name = {s.path.name: s.label for s in index.samples}
@@ -161,12 +167,16 @@ def test_manifest_rows_naming_one_file_twice_keep_the_first(tmp_path: Path, regi
     os.symlink(images[0], tmp_path / "imgs" / "alias.png")
     os.link(images[1], tmp_path / "imgs" / "hard.png")
     manifest = tmp_path / "list.csv"
-    manifest.write_text("path,label,generator\nimgs/0.png,fake,g\nimgs/1.png,real,\nimgs/2.png,real,\n"
-                        "imgs/alias.png,real,\nimgs/hard.png,real,\n")
+    manifest.write_text(
+        "path,label,generator\nimgs/0.png,fake,g\nimgs/1.png,real,\nimgs/2.png,real,\n"
+        "imgs/alias.png,real,\nimgs/hard.png,real,\n"
+    )
     index = open_dataset(manifest, registry=registry)
     assert sorted(s.path.name for s in index.samples) == ["0.png", "1.png", "2.png"]
-    assert reasons(index) == {"imgs/alias.png": f"{DUPLICATE_PATH}{images[0]}",
-                              "imgs/hard.png": f"{DUPLICATE_PATH}{images[1]}"}
+    assert reasons(index) == {
+        "imgs/alias.png": f"{DUPLICATE_PATH}{images[0]}",
+        "imgs/hard.png": f"{DUPLICATE_PATH}{images[1]}",
+    }
     warning = index.metadata["warnings"][0]
     assert warning.startswith("LABEL CONFLICT: 1 file(s)") and "the earlier row" in warning
 

@@ -1,5 +1,6 @@
 """The contract every registered detector keeps (the kit plugin authors get as ``dfzoo.testing``), run with
 each detector's tiny smoke configuration; and the kit itself catches the mistakes it exists for."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,6 +28,7 @@ class PathReader(dfzoo.Detector):
 
     def score(self, samples):
         from dfzoo.data import load_image
+
         return np.array([np.asarray(load_image(s.path)).mean() for s in samples], dtype=np.float64)
 
 
@@ -48,10 +50,19 @@ class BrokenDetectors:
 
     @dfzoo.hookimpl
     def dfzoo_detectors(self):
-        for name, factory, reads_files in (("path_reader", PathReader, True), ("path_reader_hidden", PathReader, False),
-                                           ("batch_mean", BatchMean, False)):
-            yield dfzoo.DetectorSpec(name=name, summary="a broken test detector", factory=factory, trainable=False,
-                                     weight_params=(), reads_files=reads_files)
+        for name, factory, reads_files in (
+            ("path_reader", PathReader, True),
+            ("path_reader_hidden", PathReader, False),
+            ("batch_mean", BatchMean, False),
+        ):
+            yield dfzoo.DetectorSpec(
+                name=name,
+                summary="a broken test detector",
+                factory=factory,
+                trainable=False,
+                weight_params=(),
+                reads_files=reads_files,
+            )
 
 
 @pytest.fixture
@@ -61,8 +72,10 @@ def broken():
 
 def test_the_kit_names_a_detector_that_ignores_perturbations(broken, tmp_path):
     report = check_detector("path_reader", tmp_path, registry=broken, raise_on_failure=False)
-    assert list(report.failed) == ["an undecodable image is NaN, not an error",
-                                   "a harness perturbation changes some score"]
+    assert list(report.failed) == [
+        "an undecodable image is NaN, not an error",
+        "a harness perturbation changes some score",
+    ]
     # without reads_files the harness hides paths: the same code fails at once, with a message saying why
     with pytest.raises(ContractError, match=r"sample\.load"):
         check_detector("path_reader_hidden", tmp_path / "hidden", registry=broken)

@@ -5,6 +5,7 @@ meaningless noise predictor reconstructs them no better than real images. So the
 tiny UNet for a few dozen denoising steps on smooth 16 px images, which makes DDIM's ODE consistent enough
 that the model's own samples come back almost exactly.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,10 +29,18 @@ def tiny_unet(folder: Path, train_steps: int = 20, seed: int = 0, size: int = SI
     scheduler config beside it (``scheduler_config.json``), as a hub repo like google/ddpm-cifar10-32 is."""
     import torch
     from diffusers import DDIMScheduler, UNet2DModel
+
     torch.manual_seed(seed)
-    unet = UNet2DModel(sample_size=size, in_channels=3, out_channels=3, block_out_channels=(8, 16),
-                       layers_per_block=1, down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2,
-                       norm_num_groups=4)
+    unet = UNet2DModel(
+        sample_size=size,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D",) * 2,
+        up_block_types=("UpBlock2D",) * 2,
+        norm_num_groups=4,
+    )
     scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
     rng = np.random.default_rng(seed)
     data = torch.from_numpy(np.stack([smooth_image(rng, size) for _ in range(128)])).permute(0, 3, 1, 2).float()
@@ -73,6 +82,7 @@ def model_samples(unet_dir: Path, n: int, seed: int = 123) -> list[np.ndarray]:
 
     from dfzoo.plugins.dire import DdimReconstructor
     from dfzoo.weights import ResolvedWeights
+
     engine = DdimReconstructor(ResolvedWeights("tiny", unet_dir, "explicit"), torch.device("cpu"))
     noise = torch.randn((n, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
@@ -81,8 +91,18 @@ def model_samples(unet_dir: Path, n: int, seed: int = 123) -> list[np.ndarray]:
 
 
 def detector(registry, unet_dir: Path, cache: bool = False, **params):
-    params = {"unet": str(unet_dir), "steps": STEPS, "arch": "test_resnet", "pretrained": False, "epochs": 6,
-              "lr": 2e-3, "batch_size": 8, "val_fraction": 0.0, "patience": 0, **params}
+    params = {
+        "unet": str(unet_dir),
+        "steps": STEPS,
+        "arch": "test_resnet",
+        "pretrained": False,
+        "epochs": 6,
+        "lr": 2e-3,
+        "batch_size": 8,
+        "val_fraction": 0.0,
+        "patience": 0,
+        **params,
+    }
     det = dfzoo.load_detector("dire", registry=registry, **params)
     return det.setup(dfzoo.RunContext(progress=False, cache=cache, device="cpu"))
 
@@ -97,6 +117,7 @@ def test_scheduler_config_is_found_or_the_default_is_recorded(tmp_path):
     from diffusers import DDIMScheduler, DDPMScheduler
 
     from dfzoo.plugins._reconstruction import load_ddim_scheduler
+
     beside, inside, bare = tmp_path / "beside", tmp_path / "inside", tmp_path / "bare"
     DDPMScheduler(num_train_timesteps=500, beta_schedule="squaredcos_cap_v2").save_pretrained(beside)
     DDIMScheduler(num_train_timesteps=300).save_pretrained(inside / "scheduler")
@@ -134,6 +155,7 @@ def test_inversion_recovers_the_models_own_samples(registry, unet_dir, tmp_path)
 
 def test_dire_encoding_does_not_depend_on_the_label(registry, unet_dir, tmp_path):
     from dfzoo.features import FeatureCache
+
     rng = np.random.default_rng(3)
     pixels = planted_fake(rng, SIZE)
     real_path, fake_path = tmp_path / "0_real" / "x.png", tmp_path / "1_fake" / "x.png"
@@ -141,22 +163,25 @@ def test_dire_encoding_does_not_depend_on_the_label(registry, unet_dir, tmp_path
     fake_path.parent.mkdir()
     shutil.copy(real_path, fake_path)
     other = save_images(tmp_path / "other", [smooth_image(rng, SIZE)])[0]
-    samples = [dfzoo.Sample(path=real_path, label=0, generator="real"),
-               dfzoo.Sample(path=fake_path, label=1, generator="ddpm", family="diffusion"),
-               dfzoo.Sample(path=other, label=1)]
+    samples = [
+        dfzoo.Sample(path=real_path, label=0, generator="real"),
+        dfzoo.Sample(path=fake_path, label=1, generator="ddpm", family="diffusion"),
+        dfzoo.Sample(path=other, label=1),
+    ]
 
     uncached, _ = detector(registry, unet_dir, cache=False).dire_maps(samples)
     cached_det = detector(registry, unet_dir, cache=True)
     first, _ = cached_det.dire_maps(samples)
     again, _ = cached_det.dire_maps(samples[::-1])
     assert uncached.dtype == first.dtype == np.uint8
-    np.testing.assert_array_equal(uncached[0], uncached[1])     # same content, either label: same bytes
-    np.testing.assert_array_equal(first, uncached)              # the cache is lossless
-    np.testing.assert_array_equal(again[::-1], uncached)        # and reads back bit-identical
+    np.testing.assert_array_equal(uncached[0], uncached[1])  # same content, either label: same bytes
+    np.testing.assert_array_equal(first, uncached)  # the cache is lossless
+    np.testing.assert_array_equal(again[::-1], uncached)  # and reads back bit-identical
     store = FeatureCache(cached_det._cache_key() + "|store=uint8")
     try:
         assert len(store) == 2  # one entry per image content, none per label
         from dfzoo.data.sample import content_id
+
         stored = store.get_many([content_id(samples[0])])[content_id(samples[0])]
         assert stored.tobytes() == uncached[0].tobytes()  # raw uint8 bytes: no image codec in the path
     finally:
@@ -175,6 +200,7 @@ def planted_split(folder: Path, n: int, seed: int, unet_dir: Path | None = None)
 
 def test_classifier_learns_a_planted_task_and_round_trips(registry, unet_dir, tmp_path):
     from sklearn.metrics import roc_auc_score
+
     train = planted_split(tmp_path / "train", 12, seed=1, unet_dir=unet_dir)
     test = planted_split(tmp_path / "test", 6, seed=2, unet_dir=unet_dir)
     broken = tmp_path / "broken.png"
@@ -206,9 +232,12 @@ def test_pretrained_classifier_without_weights_fails_before_any_inversion(regist
 
 def test_perturbations_apply_before_inversion(registry, unet_dir, tmp_path):
     from dfzoo.transforms import make_perturbation
+
     rng = np.random.default_rng(5)
-    samples = [dfzoo.Sample(path=p, label=0) for p in save_images(tmp_path, [smooth_image(rng, SIZE)] * 1 +
-                                                                    [planted_fake(rng, SIZE)])]
+    samples = [
+        dfzoo.Sample(path=p, label=0)
+        for p in save_images(tmp_path, [smooth_image(rng, SIZE)] * 1 + [planted_fake(rng, SIZE)])
+    ]
     det = detector(registry, unet_dir, cache=True)
     clean, _ = det.dire_maps(samples)
     blurred, _ = det.dire_maps([s.view(make_perturbation("blur:sigma=2", registry)) for s in samples])

@@ -1,4 +1,5 @@
 """Grad-CAM explanations: maps from the CNN detectors, PNG overlays at the right size, `dfzoo explain`."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,12 +14,33 @@ from tests.synthetic import planted_fake, smooth_image
 from tests.test_trained_detectors import write_task
 
 TINY = {
-    "resnet_finetune": {"arch": "resnet10t", "pretrained": False, "image_size": 64, "epochs": 1, "batch_size": 8,
-                        "augment": "none", "val_fraction": 0.0},
-    "hierarchical_resnet18": {"arch": "resnet10t", "pretrained": False, "image_size": 64, "epochs": 1,
-                              "batch_size": 8, "augment": "none", "val_fraction": 0.0},
-    "fft_densenet": {"growth_rate": 8, "block_config": [2, 2], "image_size": 32, "epochs": 1, "batch_size": 8,
-                     "augment": "none", "val_fraction": 0.0},
+    "resnet_finetune": {
+        "arch": "resnet10t",
+        "pretrained": False,
+        "image_size": 64,
+        "epochs": 1,
+        "batch_size": 8,
+        "augment": "none",
+        "val_fraction": 0.0,
+    },
+    "hierarchical_resnet18": {
+        "arch": "resnet10t",
+        "pretrained": False,
+        "image_size": 64,
+        "epochs": 1,
+        "batch_size": 8,
+        "augment": "none",
+        "val_fraction": 0.0,
+    },
+    "fft_densenet": {
+        "growth_rate": 8,
+        "block_config": [2, 2],
+        "image_size": 32,
+        "epochs": 1,
+        "batch_size": 8,
+        "augment": "none",
+        "val_fraction": 0.0,
+    },
 }
 
 
@@ -32,7 +54,7 @@ def odd_images(tmp_path):
     """A 48x40 fake, a 32x32 real and a file that is not an image."""
     rng = np.random.default_rng(4)
     wide = tmp_path / "wide.png"
-    Image.fromarray(planted_fake(rng, size=48)[:40]).save(wide)   # width 48, height 40
+    Image.fromarray(planted_fake(rng, size=48)[:40]).save(wide)  # width 48, height 40
     square = tmp_path / "square.png"
     Image.fromarray(smooth_image(rng)).save(square)
     broken = tmp_path / "broken.png"
@@ -43,6 +65,7 @@ def odd_images(tmp_path):
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_cnn_detectors_explain_with_grad_cam_maps(name, registry, train, odd_images, tmp_path):
     from dfzoo.explain import write_overlays
+
     detector = dfzoo.load_detector(name, **TINY[name]).setup(RunContext(progress=False))
     detector.fit(train)
     maps = detector.explain(odd_images)
@@ -62,6 +85,7 @@ def test_cnn_detectors_explain_with_grad_cam_maps(name, registry, train, odd_ima
 
 def test_center_crop_maps_go_back_to_the_centre():
     from dfzoo.explain import map_to_image
+
     cam = np.ones((16, 16), dtype=np.float32)
     placed = map_to_image(cam, (64, 48), PreprocessPolicy("center_crop", 32))
     assert placed.shape == (48, 64)
@@ -76,10 +100,21 @@ def test_center_crop_maps_go_back_to_the_centre():
 
 def test_explain_command_writes_overlays(registry, train, odd_images, tmp_path, capsys):
     from dfzoo.cli import main
+
     detector = dfzoo.load_detector("resnet_finetune", **TINY["resnet_finetune"]).setup(RunContext(progress=False))
     saved = detector.fit(train).save(tmp_path / "saved")
-    code = main(["explain", str(saved), str(odd_images[0].path), str(odd_images[1].path), "--out",
-                 str(tmp_path / "cams"), "--device", "cpu"])
+    code = main(
+        [
+            "explain",
+            str(saved),
+            str(odd_images[0].path),
+            str(odd_images[1].path),
+            "--out",
+            str(tmp_path / "cams"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     pngs = sorted((tmp_path / "cams").glob("*_gradcam.png"))
     assert [p.name for p in pngs] == ["0000_wide_gradcam.png", "0001_square_gradcam.png"]
@@ -88,8 +123,10 @@ def test_explain_command_writes_overlays(registry, train, odd_images, tmp_path, 
 
 def test_explain_command_refuses_detectors_without_explanations(registry, train, tmp_path, capsys):
     from dfzoo.cli import main
-    detector = dfzoo.load_detector("autoencoder", image_size=32, epochs=1, width=8, latent_channels=4,
-                                   val_fraction=0.0).setup(RunContext(progress=False))
+
+    detector = dfzoo.load_detector(
+        "autoencoder", image_size=32, epochs=1, width=8, latent_channels=4, val_fraction=0.0
+    ).setup(RunContext(progress=False))
     saved = detector.fit(train).save(tmp_path / "saved")
     code = main(["explain", str(saved), str(train[0].path), "--out", str(tmp_path / "cams")])
     assert code == 2 and "no Grad-CAM" in capsys.readouterr().err  # a command error: exit 2 (dfzoo.cli)

@@ -1,4 +1,5 @@
 """Feature extraction: cache keyed by backbone, weights, preprocessing, perturbation and content."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,8 +49,9 @@ def test_undecodable_images_are_nan_with_a_reason(registry, samples, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     missing = Sample(path=tmp_path / "gone.png", label=0)
-    result = extract_features([samples[0], Sample(path=bad, label=1), missing], load_backbone("tiny_cnn"),
-                              progress=False)
+    result = extract_features(
+        [samples[0], Sample(path=bad, label=1), missing], load_backbone("tiny_cnn"), progress=False
+    )
     assert result.ok.tolist() == [True, False, False]
     assert np.isnan(result.vectors[1]).all()
     assert "not an image" in result.errors[1]
@@ -82,6 +84,7 @@ def test_cache_key_holds_everything_that_changes_the_vectors(registry, tmp_path)
     from dfzoo.plugins.backbones_extra import onnx_backbone
     from tests.test_backbone_invariance import quantise, token_encoder
     from tests.test_backbones_extra import export
+
     policy = PreprocessPolicy()
     tiny = load_backbone("tiny_cnn")
     assert '"precision": "float32"' in cache_key(tiny, policy)
@@ -94,5 +97,6 @@ def test_cache_key_holds_everything_that_changes_the_vectors(registry, tmp_path)
     assert small.weights_identity == large.weights_identity and cache_key(small, policy) != cache_key(large, policy)
     assert cache_key(small, policy) != cache_key(onnx_backbone(path, size=16, mean=(0.5, 0.5, 0.5)), policy)
     quantised = onnx_backbone(quantise(path, "QInt8"), size=16)
-    assert "dfzoo-float-activations-v1" in cache_key(quantised, policy) and '"execution": "batched"' in \
-        cache_key(quantised, policy)
+    assert "dfzoo-float-activations-v1" in cache_key(quantised, policy) and '"execution": "batched"' in cache_key(
+        quantised, policy
+    )

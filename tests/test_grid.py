@@ -1,4 +1,5 @@
 """The frozen-feature grid: TOML -> harness protocols of probe cells -> store rows -> summary and plots."""
+
 from __future__ import annotations
 
 import csv
@@ -48,8 +49,12 @@ def test_expansion_gives_one_protocol_per_pair_and_train_transform(registry, gri
     assert grid.n_cells == 2 * 2 * 1 * 2 * 2 * 2
     cells, notes = expand_grid(grid, registry, tmp_path / "work")
     assert notes == []
-    assert [c.protocol.name for c in cells] == ["tiny.a-to-a.train-none", "tiny.a-to-a.train-blur",
-                                                 "tiny.a-to-b.train-none", "tiny.a-to-b.train-blur"]
+    assert [c.protocol.name for c in cells] == [
+        "tiny.a-to-a.train-none",
+        "tiny.a-to-a.train-blur",
+        "tiny.a-to-b.train-none",
+        "tiny.a-to-b.train-blur",
+    ]
     first = cells[0].protocol
     assert first.train_generators == ("gan_a",) and first.test_generators == ("gan_a",)
     assert cells[2].protocol.test_generators == ("gan_b",)
@@ -57,22 +62,26 @@ def test_expansion_gives_one_protocol_per_pair_and_train_transform(registry, gri
     assert all(c.protocol.perturbations == ("none", "jpeg") for c in cells)
     assert all(c.protocol.bootstrap == 0 and c.protocol.offline_only for c in cells)
     labels = [d.label for d in first.detectors]
-    assert labels == [f"probe[backbone=tiny_cnn,reduction={r},classifier={c}]"
-                      for r in ("none", "pca") for c in ("logreg", "knn3")]
+    assert labels == [
+        f"probe[backbone=tiny_cnn,reduction={r},classifier={c}]" for r in ("none", "pca") for c in ("logreg", "knn3")
+    ]
     pca = [d for d in first.detectors if d.params["reduction"] == "pca"]
     assert all(d.params["reduction_options"] == {"n_components": 4} for d in pca)
     assert all("reduction_options" not in d.params for d in first.detectors if d.params["reduction"] == "none")
     assert (cells[0].train_set, cells[3].test_set, cells[3].train_transform) == ("a", "b", "blur")
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"classifiers": ["svc"]}, "unknown svc"),
-    ({"reductions": ["umap"]}, "unknown umap"),
-    ({"pairs": [["a", "z"]]}, "unknown set"),
-    ({"colour": "red"}, "unknown key"),
-    ({"probe": {"classifier": "svm"}}, "grid's own axes"),
-    ({"sets": {}}, "no sets"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"classifiers": ["svc"]}, "unknown svc"),
+        ({"reductions": ["umap"]}, "unknown umap"),
+        ({"pairs": [["a", "z"]]}, "unknown set"),
+        ({"colour": "red"}, "unknown key"),
+        ({"probe": {"classifier": "svm"}}, "grid's own axes"),
+        ({"sets": {}}, "no sets"),
+    ],
+)
 def test_malformed_grids_are_clear_errors(change, message):
     data = {"name": "g", "sets": {"a": {"dataset": "zoo"}}, **change}
     with pytest.raises(GridError, match=message):
@@ -80,16 +89,22 @@ def test_malformed_grids_are_clear_errors(change, message):
 
 
 def test_all_expands_to_every_classifier_and_pairs_to_every_ordered_pair():
-    grid = parse_grid({"sets": {"a": {"dataset": "x"}, "b": {"dataset": "x"}, "c": {"dataset": "x"}},
-                       "classifiers": "all", "pairs": "all"})
+    grid = parse_grid(
+        {
+            "sets": {"a": {"dataset": "x"}, "b": {"dataset": "x"}, "c": {"dataset": "x"}},
+            "classifiers": "all",
+            "pairs": "all",
+        }
+    )
     assert len(grid.classifiers) == 12 and len(grid.pairs) == 9 and ("c", "a") in grid.pairs
     assert parse_grid({"sets": {"a": {"dataset": "x"}}}).pairs == (("a", "a"),)
 
 
 def test_unavailable_backbones_are_left_out_with_a_note(registry, grid_file, tmp_path):
     grid = load_grid(grid_file)
-    with_missing = parse_grid({**_data(grid_file), "backbones": ["tiny_cnn", "resnet50", "tiny_cnn+resnet50"]},
-                              base_dir=str(grid_file.parent))
+    with_missing = parse_grid(
+        {**_data(grid_file), "backbones": ["tiny_cnn", "resnet50", "tiny_cnn+resnet50"]}, base_dir=str(grid_file.parent)
+    )
     cells, notes = expand_grid(with_missing, registry, tmp_path)
     assert {d.params["backbone"] for d in cells[0].protocol.detectors} == {"tiny_cnn"}
     assert len(notes) == 2 and all("resnet50_in1k" in n for n in notes)
@@ -101,12 +116,14 @@ def test_unavailable_backbones_are_left_out_with_a_note(registry, grid_file, tmp
 
 def _data(path):
     import tomllib
+
     return tomllib.loads(path.read_text())
 
 
 def test_grid_runs_through_the_harness_into_store_and_summary(registry, grid_file, tmp_path):
-    grid = parse_grid({**_data(grid_file), "train_transforms": ["none"], "classifiers": ["logreg"]},
-                      base_dir=str(grid_file.parent))
+    grid = parse_grid(
+        {**_data(grid_file), "train_transforms": ["none"], "classifiers": ["logreg"]}, base_dir=str(grid_file.parent)
+    )
     store = tmp_path / "store"
     summary, _ = run_grid(grid, store, registry, progress=False)
     rows = ResultStore(store).rows()
@@ -116,8 +133,11 @@ def test_grid_runs_through_the_harness_into_store_and_summary(registry, grid_fil
     assert {r["describe"]["reduction"] for r in rows} == {"none", "pca"}
     assert all(r["describe"]["backbone"] == "tiny_cnn" and r["threshold_policy"] == "detector" for r in rows)
     jpeg = next(r for r in rows if r["test_perturbation"] == "jpeg")
-    clean = next(r for r in rows if r["test_perturbation"] == "none" and r["label"] == jpeg["label"]
-                 and r["protocol"] == jpeg["protocol"])
+    clean = next(
+        r
+        for r in rows
+        if r["test_perturbation"] == "none" and r["label"] == jpeg["label"] and r["protocol"] == jpeg["protocol"]
+    )
     scores = [ResultStore(store).load_scores(r["row_id"])[1] for r in (clean, jpeg)]
     assert not np.allclose(*scores)  # the test transform really reached the images
     assert set(read_cells(store)) == {"tiny.a-to-a.train-none", "tiny.a-to-b.train-none"}
@@ -131,8 +151,16 @@ def test_grid_runs_through_the_harness_into_store_and_summary(registry, grid_fil
     report = grid_report(store, tmp_path / "report", grid="tiny")
     text = report.read_text()
     assert "## By classifier" in text and "logreg" in text and "cross-mean.png" in text
-    for name in ("auc-by-classifier", "auc-by-backbone", "auc-by-reduction", "auc-by-train-transform",
-                 "auc-by-test-transform", "cross-mean", "cross-max", "transforms"):
+    for name in (
+        "auc-by-classifier",
+        "auc-by-backbone",
+        "auc-by-reduction",
+        "auc-by-train-transform",
+        "auc-by-test-transform",
+        "cross-mean",
+        "cross-max",
+        "transforms",
+    ):
         assert (tmp_path / "report" / "grid-plots" / f"{name}.png").stat().st_size > 1000
 
     again, _ = run_grid(grid, store, registry, progress=False)
@@ -141,9 +169,15 @@ def test_grid_runs_through_the_harness_into_store_and_summary(registry, grid_fil
 
 def test_cross_dataset_pair_trains_on_all_of_a_and_tests_on_all_of_b(registry, folder_dataset, tmp_path):
     other = write_folder_dataset(tmp_path / "other", {"gan_c": 3}, per_class=6, seed=7)
-    grid = parse_grid({"name": "x", "sets": {"a": {"dataset": str(folder_dataset), "generators": ["gan_a"]},
-                                             "c": {"dataset": str(other)}},
-                       "pairs": [["a", "c"]], "backbones": ["tiny_cnn"], "bootstrap": 0})
+    grid = parse_grid(
+        {
+            "name": "x",
+            "sets": {"a": {"dataset": str(folder_dataset), "generators": ["gan_a"]}, "c": {"dataset": str(other)}},
+            "pairs": [["a", "c"]],
+            "backbones": ["tiny_cnn"],
+            "bootstrap": 0,
+        }
+    )
     cells, _ = expand_grid(grid, registry, tmp_path / "work")
     protocol = cells[0].protocol
     assert protocol.layout == "manifest" and protocol.train_generators == ("a/gan_a",)
@@ -158,14 +192,20 @@ def test_cross_dataset_pair_trains_on_all_of_a_and_tests_on_all_of_b(registry, f
     (row,) = summary.rows
     assert row["status"] == "ok", row.get("error")
     assert {k: v for k, v in row["counts"].items() if not k.endswith("_distinct")} == {
-        "train_real": 12, "train_fake": 12, "test_real": 6, "test_fake": 6, "test_in_train": 0}
+        "train_real": 12,
+        "train_fake": 12,
+        "test_real": 6,
+        "test_fake": 6,
+        "test_in_train": 0,
+    }
 
 
 def test_default_grid_is_the_zoo_with_every_classifier():
     grid = default_grid()
     assert {s.dataset for s in grid.sets.values()} == {"zoo"}
     assert sorted(g for s in grid.sets.values() for g in s.generators) == sorted(
-        ["gan_tconv", "gan_upsample", "diff_ddpm", "diff_ddim", "ae_vae", "ae_plain"])
+        ["gan_tconv", "gan_upsample", "diff_ddpm", "diff_ddim", "ae_vae", "ae_plain"]
+    )
     assert len(grid.classifiers) == 12 and grid.reductions == ("none", "pca", "ae")
     assert "efficientnet_lite0" in grid.backbones and grid.skip_unavailable
 
@@ -182,8 +222,10 @@ def test_feature_plots_write_pca_and_tsne(tmp_path):
 
 
 def test_transform_matrix_puts_clean_first():
-    cells = [{"train_transform": t, "test_transform": s, "auc": a}
-             for t, s, a in [("blur", "none", 0.6), ("none", "jpeg", 0.7), ("none", "none", 0.9)]]
+    cells = [
+        {"train_transform": t, "test_transform": s, "auc": a}
+        for t, s, a in [("blur", "none", 0.6), ("none", "jpeg", 0.7), ("none", "none", 0.9)]
+    ]
     trains, tests, matrix = transform_matrix(cells)
     assert trains == ["none", "blur"] and tests == ["none", "jpeg"]
     assert matrix[0, 0] == 0.9 and np.isnan(matrix[1, 1])
@@ -191,11 +233,27 @@ def test_transform_matrix_puts_clean_first():
 
 def test_grid_command_dry_run_and_run(registry, grid_file, tmp_path, capsys):
     from dfzoo.cli import main
+
     assert main(["grid", str(grid_file), "--store", str(tmp_path / "s"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "tiny.a-to-b.train-blur" in out and "4 protocol(s) x 4 probe(s) = 16 fits" in out
-    code = main(["grid", str(grid_file), "--store", str(tmp_path / "s"), "--out", str(tmp_path / "r"),
-                 "--classifier", "logreg", "--reduction", "none", "--train-transform", "none", "--quiet"])
+    code = main(
+        [
+            "grid",
+            str(grid_file),
+            "--store",
+            str(tmp_path / "s"),
+            "--out",
+            str(tmp_path / "r"),
+            "--classifier",
+            "logreg",
+            "--reduction",
+            "none",
+            "--train-transform",
+            "none",
+            "--quiet",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "2 job(s) run" in out

@@ -4,6 +4,7 @@ This module also holds the test kit other benchmark tests import: ``HFEnergy`` (
 energy of an image, which separates tests/synthetic.py's planted fakes from smooth reals), a named tiny
 dataset plugin, and a detector whose weights never resolve.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,7 @@ class HFEnergy(dfzoo.Detector):
             return math.nan
         grey = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
         lap = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
-        return float(np.log(np.mean(lap ** 2) + 1e-8))
+        return float(np.log(np.mean(lap**2) + 1e-8))
 
     def fit(self, train: Sequence[Sample]) -> HFEnergy:
         HFEnergy.fit_calls[self.params.get("fail", "")] += 1
@@ -130,11 +131,15 @@ class BenchmarkTestPlugin:
 
     @dfzoo.hookimpl
     def dfzoo_detectors(self):
-        yield dfzoo.DetectorSpec(name="hf_energy", summary="high-frequency energy (tests)", factory=make_hf_energy,
-                                 params={"fail": ""})
-        yield dfzoo.DetectorSpec(name="needs_weights", summary="needs absent weights (tests)",
-                                 factory=lambda backbone="absent_weights": HFEnergy(),
-                                 params={"backbone": "absent_weights"})
+        yield dfzoo.DetectorSpec(
+            name="hf_energy", summary="high-frequency energy (tests)", factory=make_hf_energy, params={"fail": ""}
+        )
+        yield dfzoo.DetectorSpec(
+            name="needs_weights",
+            summary="needs absent weights (tests)",
+            factory=lambda backbone="absent_weights": HFEnergy(),
+            params={"backbone": "absent_weights"},
+        )
 
     @dfzoo.hookimpl
     def dfzoo_weights(self):
@@ -142,22 +147,38 @@ class BenchmarkTestPlugin:
 
     @dfzoo.hookimpl
     def dfzoo_datasets(self):
-        yield dfzoo.DatasetSpec(name="tinyzoo", summary="tiny generated zoo (tests)", load=load_tiny_dataset,
-                                needs_root=False, params={"folder": ""})
+        yield dfzoo.DatasetSpec(
+            name="tinyzoo",
+            summary="tiny generated zoo (tests)",
+            load=load_tiny_dataset,
+            needs_root=False,
+            params={"folder": ""},
+        )
 
 
 def make_registry() -> Registry:
     """Only what these tests need (perturbations + the test plugin): independent of other plugins' state."""
     import dfzoo.plugins.benchmark_commands as commands
     import dfzoo.plugins.perturbations as perturbations
-    return Registry(get_plugin_manager(builtins=False, autoload=False,
-                                       extra_plugins=(perturbations, commands, BenchmarkTestPlugin())))
+
+    return Registry(
+        get_plugin_manager(
+            builtins=False, autoload=False, extra_plugins=(perturbations, commands, BenchmarkTestPlugin())
+        )
+    )
 
 
 def tiny_protocol(folder: Path, **overrides) -> dfzoo.benchmark.protocol.Protocol:
-    data = {"name": "tiny", "dataset": "tinyzoo", "dataset_params": {"folder": str(folder)},
-            "train_generators": ["gan_a"], "test_generators": "all", "bootstrap": 50,
-            "perturbations": ["none", "jpeg:quality=75"], "detectors": [{"name": "hf_energy"}]}
+    data = {
+        "name": "tiny",
+        "dataset": "tinyzoo",
+        "dataset_params": {"folder": str(folder)},
+        "train_generators": ["gan_a"],
+        "test_generators": "all",
+        "bootstrap": 50,
+        "perturbations": ["none", "jpeg:quality=75"],
+        "detectors": [{"name": "hf_energy"}],
+    }
     data.update(overrides)
     return parse_protocol(data)
 
@@ -185,7 +206,8 @@ def test_end_to_end_rows(bench_registry: Registry, tiny_data: Path, tmp_path: Pa
     rows = ResultStore(store_dir).rows()
     assert summary.rows_ok == 6 and len(rows) == 6 and summary.jobs_run == 1
     assert {(r["test_generator"], r["test_perturbation"]) for r in rows} == {
-        (g, p) for g in TINY_GENERATORS for p in ("none", "jpeg:quality=75")}
+        (g, p) for g in TINY_GENERATORS for p in ("none", "jpeg:quality=75")
+    }
     clean = {r["test_generator"]: r for r in rows if r["test_perturbation"] == "none"}
     assert clean["gan_a"]["metrics"]["auc"] > 0.95 and clean["gan_b"]["metrics"]["auc"] > 0.9
     assert clean["gan_a"]["seen_in_training"] and not clean["gan_b"]["seen_in_training"]
@@ -222,8 +244,9 @@ def test_rerun_skips_finished_rows(bench_registry: Registry, tiny_data: Path, tm
     assert HFEnergy.fit_calls[""] == 1
     assert len(ResultStore(tmp_path / "store").rows()) == 6
     # A changed setting is a different job: its rows are computed (and the model fitted) afresh.
-    changed = run_benchmark(tiny_protocol(tiny_data, cap_per_class=6), tmp_path / "store", registry=bench_registry,
-                            progress=False)
+    changed = run_benchmark(
+        tiny_protocol(tiny_data, cap_per_class=6), tmp_path / "store", registry=bench_registry, progress=False
+    )
     assert changed.rows_ok == 6 and HFEnergy.fit_calls[""] == 2
     assert all(r["counts"]["test_fake"] <= 6 for r in changed.rows)
 
@@ -250,8 +273,9 @@ def test_resume_after_interrupt(bench_registry: Registry, tiny_data: Path, tmp_p
         assert r["metrics"]["auc"] == pytest.approx(by_key[(r["test_generator"], r["test_perturbation"])])
 
 
-def test_raising_detectors_are_recorded_and_others_go_on(bench_registry: Registry, tiny_data: Path,
-                                                         tmp_path: Path) -> None:
+def test_raising_detectors_are_recorded_and_others_go_on(
+    bench_registry: Registry, tiny_data: Path, tmp_path: Path
+) -> None:
     detectors = [{"name": "hf_energy", "params": {"fail": stage}} for stage in ("factory", "fit", "score")]
     protocol = tiny_protocol(tiny_data, perturbations=["none"], detectors=[*detectors, {"name": "hf_energy"}])
     summary = run_benchmark(protocol, tmp_path / "store", registry=bench_registry, progress=False)
@@ -271,8 +295,7 @@ def test_raising_detectors_are_recorded_and_others_go_on(bench_registry: Registr
     assert again.rows_ok == 0 and again.rows_error == 9
 
 
-def test_offline_only_records_skipped_detectors_once(bench_registry: Registry, tiny_data: Path,
-                                                      tmp_path: Path) -> None:
+def test_offline_only_records_skipped_detectors_once(bench_registry: Registry, tiny_data: Path, tmp_path: Path) -> None:
     protocol = tiny_protocol(tiny_data, perturbations=["none"], offline_only=True, detectors=[{"name": "*"}])
     summary = run_benchmark(protocol, tmp_path / "store", registry=bench_registry, progress=False)
     skipped = [r for r in summary.rows if r["status"] == "skipped"]
@@ -285,12 +308,13 @@ def test_offline_only_records_skipped_detectors_once(bench_registry: Registry, t
 
 def test_nan_scores_are_counted_with_reasons(bench_registry: Registry, tmp_path: Path) -> None:
     data = write_tiny_dataset(tmp_path / "tiny", corrupt=True)
-    summary = run_benchmark(tiny_protocol(data, perturbations=["none"]), tmp_path / "store",
-                            registry=bench_registry, progress=False)
+    summary = run_benchmark(
+        tiny_protocol(data, perturbations=["none"]), tmp_path / "store", registry=bench_registry, progress=False
+    )
     row = next(r for r in summary.rows if r["test_generator"] == "gan_b")
     assert row["status"] == "ok" and row["n_skipped"] == 1
     assert row["metrics"]["n_nan"] == 1 and row["metrics"]["n_fake"] == 12
-    (reason, count), = row["skipped_reasons"].items()
+    ((reason, count),) = row["skipped_reasons"].items()
     assert count == 1 and "image" in reason
 
 
@@ -312,11 +336,17 @@ def test_folder_dataset_through_layouts(bench_registry: Registry, tmp_path: Path
     import dfzoo.plugins.datasets as datasets
     import dfzoo.plugins.perturbations as perturbations
     from tests.synthetic import write_folder_dataset
-    registry = Registry(get_plugin_manager(builtins=False, autoload=False,
-                                           extra_plugins=(perturbations, datasets, BenchmarkTestPlugin())))
+
+    registry = Registry(
+        get_plugin_manager(
+            builtins=False, autoload=False, extra_plugins=(perturbations, datasets, BenchmarkTestPlugin())
+        )
+    )
     write_folder_dataset(tmp_path / "data")
-    (tmp_path / "p.toml").write_text('dataset = "data"\ntrain_generators = ["gan_a"]\nperturbations = ["none"]\n'
-                                     'bootstrap = 0\n[[detectors]]\nname = "hf_energy"\n')
+    (tmp_path / "p.toml").write_text(
+        'dataset = "data"\ntrain_generators = ["gan_a"]\nperturbations = ["none"]\n'
+        'bootstrap = 0\n[[detectors]]\nname = "hf_energy"\n'
+    )
     summary = run_benchmark([tmp_path / "p.toml"], tmp_path / "store", registry=registry, progress=False)
     rows = {r["test_generator"]: r for r in summary.rows}
     assert set(rows) == {"gan_a", "gan_b"} and all(r["status"] == "ok" for r in rows.values())
@@ -329,15 +359,36 @@ def test_folder_dataset_through_layouts(bench_registry: Registry, tmp_path: Path
 
 
 # -- command line ----------------------------------------------------------------------------------------
-def test_run_and_leaderboard_commands(bench_registry: Registry, tiny_data: Path, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture) -> None:
+def test_run_and_leaderboard_commands(
+    bench_registry: Registry, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from dfzoo.cli import main
-    (tmp_path / "p.toml").write_text(f'name = "cli"\ndataset = "tinyzoo"\ntrain_generators = ["gan_a"]\n'
-                                     f'bootstrap = 20\ndataset_params = {{ folder = "{tiny_data}" }}\n')
+
+    (tmp_path / "p.toml").write_text(
+        f'name = "cli"\ndataset = "tinyzoo"\ntrain_generators = ["gan_a"]\n'
+        f'bootstrap = 20\ndataset_params = {{ folder = "{tiny_data}" }}\n'
+    )
     store, board = tmp_path / "store", tmp_path / "board"
-    code = main(["run", "--protocol", str(tmp_path / "p.toml"), "--store", str(store), "--leaderboard-dir",
-                 str(board), "--detector", "hf_energy", "--cap", "6", "--perturb", "none", "--perturb",
-                 "blur:sigma=1", "--quiet"])
+    code = main(
+        [
+            "run",
+            "--protocol",
+            str(tmp_path / "p.toml"),
+            "--store",
+            str(store),
+            "--leaderboard-dir",
+            str(board),
+            "--detector",
+            "hf_energy",
+            "--cap",
+            "6",
+            "--perturb",
+            "none",
+            "--perturb",
+            "blur:sigma=1",
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "hf_energy" in out and "mean AUC" in out and "6 ok" in out
     rows = ResultStore(store).rows()
@@ -347,8 +398,22 @@ def test_run_and_leaderboard_commands(bench_registry: Registry, tiny_data: Path,
     assert main(["leaderboard", "--store", str(store), "--out", str(tmp_path / "again"), "--no-plots"]) == 0
     assert "## cli" in (tmp_path / "again" / "README.md").read_text()
     assert main(["leaderboard", "--store", str(tmp_path / "missing")]) == 2  # a command error (dfzoo.cli)
-    assert main(["run", "--protocol", str(tmp_path / "p.toml"), "--store", str(store), "--detector", "nope",
-                 "--no-leaderboard", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--protocol",
+                str(tmp_path / "p.toml"),
+                "--store",
+                str(store),
+                "--detector",
+                "nope",
+                "--no-leaderboard",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "no detector named 'nope'" in capsys.readouterr().err
 
 
@@ -356,10 +421,27 @@ def test_run_flags_override_default_protocols() -> None:
     import argparse
 
     from dfzoo.plugins.benchmark_commands import _run_arguments, build_protocols
+
     parser = argparse.ArgumentParser()
     _run_arguments(parser)
-    protocols = build_protocols(parser.parse_args(["--detector", "nn_cosine", "--param", "k=3", "--cap", "10",
-                                                   "--size", "64", "--seed", "4", "--test", "gan_upsample"]))
+    protocols = build_protocols(
+        parser.parse_args(
+            [
+                "--detector",
+                "nn_cosine",
+                "--param",
+                "k=3",
+                "--cap",
+                "10",
+                "--size",
+                "64",
+                "--seed",
+                "4",
+                "--test",
+                "gan_upsample",
+            ]
+        )
+    )
     assert [p.name for p in protocols] == ["zoo-diffusion", "zoo-families", "zoo-gan"]
     for protocol in protocols:
         assert protocol.detectors == (dfzoo.benchmark.protocol.DetectorEntry("nn_cosine", {"k": 3}),)
@@ -381,23 +463,40 @@ def test_weights_built_by_opening_the_dataset_count_as_offline(tiny_data: Path, 
             def load(root=None, folder=""):
                 marker.write_bytes(b"trained while building the dataset")
                 return load_tiny_dataset(folder=folder)
-            yield dfzoo.DatasetSpec(name="builds_weights", summary="tests", load=load, needs_root=False,
-                                    params={"folder": ""})
+
+            yield dfzoo.DatasetSpec(
+                name="builds_weights", summary="tests", load=load, needs_root=False, params={"folder": ""}
+            )
 
         @dfzoo.hookimpl
         def dfzoo_weights(self):
-            yield dfzoo.WeightsSpec(name="built_weights", summary="tests", library="file",
-                                    find_local=lambda: marker if marker.exists() else None)
+            yield dfzoo.WeightsSpec(
+                name="built_weights",
+                summary="tests",
+                library="file",
+                find_local=lambda: marker if marker.exists() else None,
+            )
 
         @dfzoo.hookimpl
         def dfzoo_detectors(self):
-            yield dfzoo.DetectorSpec(name="needs_built", summary="tests", factory=lambda backbone="": HFEnergy(),
-                                     params={"backbone": "built_weights"})
+            yield dfzoo.DetectorSpec(
+                name="needs_built",
+                summary="tests",
+                factory=lambda backbone="": HFEnergy(),
+                params={"backbone": "built_weights"},
+            )
 
     import dfzoo.plugins.perturbations as perturbations
-    registry = Registry(get_plugin_manager(builtins=False, autoload=False,
-                                           extra_plugins=(perturbations, BuildsWeights())))
-    protocol = tiny_protocol(tiny_data, dataset="builds_weights", perturbations=["none"], offline_only=True,
-                             detectors=[{"name": "needs_built"}])
+
+    registry = Registry(
+        get_plugin_manager(builtins=False, autoload=False, extra_plugins=(perturbations, BuildsWeights()))
+    )
+    protocol = tiny_protocol(
+        tiny_data,
+        dataset="builds_weights",
+        perturbations=["none"],
+        offline_only=True,
+        detectors=[{"name": "needs_built"}],
+    )
     summary = run_benchmark(protocol, tmp_path / "store", registry=registry, progress=False)
     assert summary.rows_ok == 3 and summary.rows_skipped == 0

@@ -1,5 +1,6 @@
 """The harness owns fairness: perturbations reach every detector or its robustness rows are refused, a
 plugin that exits becomes an error row, and images a detector could not train on are counted."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,8 +55,9 @@ class Brightness(dfzoo.Detector):
 class Plugin:
     @dfzoo.hookimpl
     def dfzoo_detectors(self):
-        yield dfzoo.DetectorSpec(name="file_size", summary="file size", factory=FileSize, trainable=False,
-                                 weight_params=(), reads_files=True)
+        yield dfzoo.DetectorSpec(
+            name="file_size", summary="file size", factory=FileSize, trainable=False, weight_params=(), reads_files=True
+        )
         yield dfzoo.DetectorSpec(name="quitter", summary="exits", factory=Quitter, trainable=False, weight_params=())
         yield dfzoo.DetectorSpec(name="brightness", summary="brightness", factory=Brightness, weight_params=())
 
@@ -69,9 +71,17 @@ def setup(tmp_path):
 
 
 def run(registry, data, tmp_path, detector, perturbations=("none", "jpeg:quality=10")):
-    protocol = parse_protocol({"name": "fair", "dataset": str(data), "train_generators": ["gan_a"],
-                               "test_generators": ["gan_a"], "bootstrap": 10, "perturbations": list(perturbations),
-                               "detectors": [{"name": detector}]})
+    protocol = parse_protocol(
+        {
+            "name": "fair",
+            "dataset": str(data),
+            "train_generators": ["gan_a"],
+            "test_generators": ["gan_a"],
+            "bootstrap": 10,
+            "perturbations": list(perturbations),
+            "detectors": [{"name": detector}],
+        }
+    )
     return run_benchmark(protocol, tmp_path / f"store-{detector}", registry=registry, progress=False)
 
 

@@ -1,4 +1,5 @@
 """Leaderboard rendering from a real (tiny) result store."""
+
 from __future__ import annotations
 
 import csv
@@ -18,12 +19,16 @@ from tests.test_harness import TINY_GENERATORS, bench_registry, tiny_data, tiny_
 @pytest.fixture
 def filled_store(bench_registry: Registry, tiny_data: Path, tmp_path: Path) -> Path:  # noqa: F811
     store = tmp_path / "store"
-    detectors = [{"name": "hf_energy"}, {"name": "hf_energy", "params": {"fail": "fit"}},
-                 {"name": "needs_weights"}]
-    run_benchmark(tiny_protocol(tiny_data, detectors=detectors, offline_only=True), store, registry=bench_registry,
-                  progress=False)
-    run_benchmark(tiny_protocol(tiny_data, name="tiny-b", train_generators=["gan_b"], perturbations=["none"]),
-                  store, registry=bench_registry, progress=False)
+    detectors = [{"name": "hf_energy"}, {"name": "hf_energy", "params": {"fail": "fit"}}, {"name": "needs_weights"}]
+    run_benchmark(
+        tiny_protocol(tiny_data, detectors=detectors, offline_only=True), store, registry=bench_registry, progress=False
+    )
+    run_benchmark(
+        tiny_protocol(tiny_data, name="tiny-b", train_generators=["gan_b"], perturbations=["none"]),
+        store,
+        registry=bench_registry,
+        progress=False,
+    )
     return store
 
 
@@ -32,10 +37,29 @@ def test_markdown_csv_json_and_plots(filled_store: Path, tmp_path: Path) -> None
     written = render_leaderboard(filled_store, out)
     markdown = (out / "README.md").read_text()
     assert out / "README.md" in written and out / "results.csv" in written and out / "results.json" in written
-    for name in ("## tiny", "## tiny-b", "hf_energy", *TINY_GENERATORS, "gan_a (train)", "ROC-AUC",
-                 "Average precision", "acc@thr", "real acc", "fake acc", "Robustness", "jpeg:quality=75",
-                 "Skipped and failed", "hf_energy[fail=fit]", "fit exploded on purpose", "needs_weights",
-                 "absent_weights", "Provenance", "laplacian-energy", "Unseen mean [95% CI]", "Seen mean [95% CI]"):
+    for name in (
+        "## tiny",
+        "## tiny-b",
+        "hf_energy",
+        *TINY_GENERATORS,
+        "gan_a (train)",
+        "ROC-AUC",
+        "Average precision",
+        "acc@thr",
+        "real acc",
+        "fake acc",
+        "Robustness",
+        "jpeg:quality=75",
+        "Skipped and failed",
+        "hf_energy[fail=fit]",
+        "fit exploded on purpose",
+        "needs_weights",
+        "absent_weights",
+        "Provenance",
+        "laplacian-energy",
+        "Unseen mean [95% CI]",
+        "Seen mean [95% CI]",
+    ):
         assert name in markdown, name
     # extra metrics are rendered generically: flattened keys and the confusion matrix as a table
     assert "per_family.gan" in markdown and "**confusion** on gan_a" in markdown
@@ -68,11 +92,19 @@ def test_markdown_csv_json_and_plots(filled_store: Path, tmp_path: Path) -> None
     assert (again / "README.md").read_text() == markdown
 
 
-def test_latest_row_wins_and_summary_table(filled_store: Path, bench_registry: Registry,  # noqa: F811
-                                           tiny_data: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_latest_row_wins_and_summary_table(
+    filled_store: Path,
+    bench_registry: Registry,  # noqa: F811
+    tiny_data: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     # a changed setting for the same protocol name recomputes its cells; the board shows only the newest
-    run_benchmark(tiny_protocol(tiny_data, name="tiny-b", train_generators=["gan_b"], perturbations=["none"],
-                                cap_per_class=5), filled_store, registry=bench_registry, progress=False)
+    run_benchmark(
+        tiny_protocol(tiny_data, name="tiny-b", train_generators=["gan_b"], perturbations=["none"], cap_per_class=5),
+        filled_store,
+        registry=bench_registry,
+        progress=False,
+    )
     render_leaderboard(filled_store, tmp_path / "board", plots=False)
     document = json.loads((tmp_path / "board" / "results.json").read_text())
     tiny_b = [r for r in document["rows"] if r["protocol"] == "tiny-b"]
@@ -87,9 +119,11 @@ def test_latest_row_wins_and_summary_table(filled_store: Path, bench_registry: R
 
 def test_unscored_images_are_listed(bench_registry: Registry, tmp_path: Path) -> None:  # noqa: F811
     from tests.test_harness import write_tiny_dataset
+
     data = write_tiny_dataset(tmp_path / "tiny", corrupt=True)
-    run_benchmark(tiny_protocol(data, perturbations=["none"]), tmp_path / "store", registry=bench_registry,
-                  progress=False)
+    run_benchmark(
+        tiny_protocol(data, perturbations=["none"]), tmp_path / "store", registry=bench_registry, progress=False
+    )
     render_leaderboard(tmp_path / "store", tmp_path / "board", plots=False)
     markdown = (tmp_path / "board" / "README.md").read_text()
     assert "images not scored" in markdown and "gan_b/none" in markdown and "1 NaN score(s)" in markdown
@@ -97,14 +131,20 @@ def test_unscored_images_are_listed(bench_registry: Registry, tmp_path: Path) ->
 
 def test_pipes_in_cells_do_not_break_tables() -> None:
     from dfzoo.benchmark.leaderboard import _tabulate
+
     table = _tabulate([["a", "log|F|"]], ["x", "y"])
     assert all(line.count("|") - line.count("\\|") == 3 for line in table.splitlines())
 
 
 def test_flatten_extra() -> None:
-    scalars, matrices = flatten_extra({"a": {"b": 1, "c": {"d": 0.5}}, "m": [[1, 2], [3, 4]],
-                                       "named": {"labels": ["x", "y"], "matrix": [[1, 0], [0, 1]]},
-                                       "list": [1, 2, 3]})
+    scalars, matrices = flatten_extra(
+        {
+            "a": {"b": 1, "c": {"d": 0.5}},
+            "m": [[1, 2], [3, 4]],
+            "named": {"labels": ["x", "y"], "matrix": [[1, 0], [0, 1]]},
+            "list": [1, 2, 3],
+        }
+    )
     assert scalars == {"a.b": 1, "a.c.d": 0.5, "list": "1, 2, 3"}
     assert [key for key, _ in matrices] == ["m", "named"]
 
@@ -118,6 +158,7 @@ def test_empty_store_renders(tmp_path: Path) -> None:
 def test_check_passes_on_a_harness_store(filled_store: Path) -> None:
     """The harness's rows are recomputable from their sidecars with the row's threshold, bootstrap and seed."""
     from dfzoo.benchmark.check import check_store
+
     report = check_store(filled_store)
     assert report.ok, [str(p) for p in report.problems]
     assert report.rows_checked == sum(r.get("status") == "ok" for r in ResultStore(filled_store).rows()) > 0

@@ -3,6 +3,7 @@
 Each store holds real per-image sidecars and metrics computed from them by ``metrics.binary_metrics``, so the
 rendered numbers, the intervals of means and ``dfzoo leaderboard --check`` all work on genuine data.
 """
+
 from __future__ import annotations
 
 import csv
@@ -54,30 +55,63 @@ class StoreWriter:
         ids = [f"{generator}/{i}.png" for i in range(N_FAKE)] + [f"real/{i}.png" for i in range(N_REAL)]
         return labels, np.r_[fakes, self.reals], ids
 
-    def row(self, label: str, generator: str, separation: float = 3.0, *, scores: np.ndarray | None = None,
-            labels: np.ndarray | None = None, status: str = OK, protocol: str = "p", protocol_hash: str = "cfg1",
-            fingerprint: str = "fp1", train: Sequence[str] = ("g_train",), seen: bool = False, family: str = "gan",
-            policy: str = metrics.DETECTOR_POLICY, threshold: float = 0.5, threshold_fpr: float | None = None,
-            perturbation: str = "none", bootstrap: int = 200, seed: int = 0, with_ids: bool = True,
-            finished_at: str | None = None) -> dict[str, Any]:
+    def row(
+        self,
+        label: str,
+        generator: str,
+        separation: float = 3.0,
+        *,
+        scores: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        status: str = OK,
+        protocol: str = "p",
+        protocol_hash: str = "cfg1",
+        fingerprint: str = "fp1",
+        train: Sequence[str] = ("g_train",),
+        seen: bool = False,
+        family: str = "gan",
+        policy: str = metrics.DETECTOR_POLICY,
+        threshold: float = 0.5,
+        threshold_fpr: float | None = None,
+        perturbation: str = "none",
+        bootstrap: int = 200,
+        seed: int = 0,
+        with_ids: bool = True,
+        finished_at: str | None = None,
+    ) -> dict[str, Any]:
         self.clock += 1
         row_id = uuid.uuid4().hex[:16]
         row: dict[str, Any] = {
-            "row_id": row_id, "key": f"{protocol_hash}|{label}|{generator}|{perturbation}", "status": status,
-            "protocol": protocol, "protocol_hash": protocol_hash, "label": label, "detector": label.split("[")[0],
-            "params_hash": f"h-{label}", "dataset": {"name": "d", "fingerprint": fingerprint},
-            "train_generators": list(train), "test_generator": generator, "test_family": family,
-            "seen_in_training": seen, "test_perturbation": perturbation, "threshold": threshold,
-            "threshold_policy": policy, "threshold_fpr": threshold_fpr, "bootstrap": bootstrap, "seed": seed,
+            "row_id": row_id,
+            "key": f"{protocol_hash}|{label}|{generator}|{perturbation}",
+            "status": status,
+            "protocol": protocol,
+            "protocol_hash": protocol_hash,
+            "label": label,
+            "detector": label.split("[")[0],
+            "params_hash": f"h-{label}",
+            "dataset": {"name": "d", "fingerprint": fingerprint},
+            "train_generators": list(train),
+            "test_generator": generator,
+            "test_family": family,
+            "seen_in_training": seen,
+            "test_perturbation": perturbation,
+            "threshold": threshold,
+            "threshold_policy": policy,
+            "threshold_fpr": threshold_fpr,
+            "bootstrap": bootstrap,
+            "seed": seed,
             "finished_at": finished_at or (START + timedelta(seconds=self.clock)).isoformat(timespec="seconds"),
-            "metrics": {}}
+            "metrics": {},
+        }
         if status == OK:
             test_labels, test_scores, ids = self.scored(generator, separation)
             test_labels = test_labels if labels is None else labels
             test_scores = test_scores if scores is None else scores
             ids = ids if labels is None else [f"{generator}/x{i}" for i in range(len(test_labels))]
-            row["metrics"] = metrics.binary_metrics(test_labels, test_scores, threshold, n_bootstrap=bootstrap,
-                                                    seed=seed)
+            row["metrics"] = metrics.binary_metrics(
+                test_labels, test_scores, threshold, n_bootstrap=bootstrap, seed=seed
+            )
             self.store.save_scores(row_id, test_labels, test_scores, ids=ids if with_ids else None)
         else:
             row["error"] = {"stage": "score", "type": "RuntimeError", "message": "boom"}
@@ -88,8 +122,9 @@ class StoreWriter:
 def board_of(root: Path, name: str = "p") -> ProtocolBoard:
     store = ResultStore(root)
     rows, older = current_configurations(store.rows())
-    return ProtocolBoard(name, [r for r in rows if r["protocol"] == name], store,
-                         [o for o in older if o.protocol == name])
+    return ProtocolBoard(
+        name, [r for r in rows if r["protocol"] == name], store, [o for o in older if o.protocol == name]
+    )
 
 
 def table_lines(markdown: str, title: str) -> list[str]:
@@ -149,12 +184,25 @@ def test_missing_generator_gets_no_mean(tmp_path: Path) -> None:
 
 # -- 3. a re-configured run never mixes with the old one -------------------------------------------------
 def test_latest_rows_keeps_configurations_apart() -> None:
-    base = {"protocol": "p", "protocol_hash": "h", "dataset": {"fingerprint": "a"}, "train_generators": ["x"],
-            "label": "d", "params_hash": "ph", "test_generator": "g", "test_perturbation": "none"}
+    base = {
+        "protocol": "p",
+        "protocol_hash": "h",
+        "dataset": {"fingerprint": "a"},
+        "train_generators": ["x"],
+        "label": "d",
+        "params_hash": "ph",
+        "test_generator": "g",
+        "test_perturbation": "none",
+    }
     retried = [dict(base, row_id="1"), dict(base, row_id="2")]
     assert [r["row_id"] for r in latest_rows(retried)] == ["2"]
-    for change in ({"protocol_hash": "h2"}, {"dataset": {"fingerprint": "b"}}, {"train_generators": ["y"]},
-                   {"params_hash": "other"}, {"test_perturbation": "jpeg"}):
+    for change in (
+        {"protocol_hash": "h2"},
+        {"dataset": {"fingerprint": "b"}},
+        {"train_generators": ["y"]},
+        {"params_hash": "other"},
+        {"test_perturbation": "jpeg"},
+    ):
         assert len(latest_rows([dict(base, row_id="1"), dict(base, row_id="2", **change)])) == 2, change
 
 
@@ -202,6 +250,7 @@ def test_board_interval_uses_image_ids_and_infers_them_for_old_sidecars(tmp_path
 
 def test_image_ids_for_sidecars_without_ids() -> None:
     from dfzoo.benchmark.store import Sidecar
+
     reals = np.array([0.1, 0.2])
     shared = {g: Sidecar(np.array([1, 1, 0, 0]), np.r_[np.random.rand(2), reals]) for g in ("a", "b")}
     own = Sidecar(np.array([1, 0, 0]), np.array([0.9, 0.3, 0.4]))
@@ -216,12 +265,20 @@ def test_accuracy_hidden_under_the_fixed_policy(tmp_path: Path) -> None:
     for generator in ("g1", "g2"):
         writer.row("raw_distance", generator, separation=-2.0, policy=metrics.FIXED_POLICY)
         writer.row("probability", generator, separation=2.0)
-        writer.row("quantile", generator, separation=2.0, policy=metrics.TRAIN_REAL_QUANTILE_POLICY,
-                   threshold=1.6, threshold_fpr=0.05)
+        writer.row(
+            "quantile",
+            generator,
+            separation=2.0,
+            policy=metrics.TRAIN_REAL_QUANTILE_POLICY,
+            threshold=1.6,
+            threshold_fpr=0.05,
+        )
     render_leaderboard(tmp_path / "store", tmp_path / "board", plots=False)
     markdown = (tmp_path / "board" / "README.md").read_text()
-    summary = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-               for line in table_lines(markdown, "Accuracy")}
+    summary = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in table_lines(markdown, "Accuracy")
+    }
     assert summary["raw_distance"][:3] == [NOT_MEANINGFUL] * 3
     assert summary["raw_distance"][3] != NOT_MEANINGFUL  # the oracle accuracy needs no threshold
     assert all(NOT_MEANINGFUL not in c for c in summary["probability"][:3] + summary["quantile"][:3])
@@ -245,8 +302,11 @@ def test_bold_needs_separated_intervals() -> None:
 
     assert column(Cell(0.9, (0.85, 0.95), "0.9"), Cell(0.7, (0.6, 0.8), "0.7")) == [True, False]
     assert column(Cell(0.9, (0.75, 0.95), "0.9"), Cell(0.7, (0.6, 0.8), "0.7")) == [False, False]
-    assert column(Cell(0.9, (0.85, 0.95), "0.9"), Cell(0.7, (0.6, 0.8), "0.7"),
-                  Cell(0.5, (0.2, 0.88), "0.5")) == [False, False, False]  # overlaps a lower, wider interval
+    assert column(Cell(0.9, (0.85, 0.95), "0.9"), Cell(0.7, (0.6, 0.8), "0.7"), Cell(0.5, (0.2, 0.88), "0.5")) == [
+        False,
+        False,
+        False,
+    ]  # overlaps a lower, wider interval
     assert column(Cell(0.9, text="0.9"), Cell(0.1, (0.0, 0.2), "0.1")) == [False, False]  # no interval
     assert column(Cell(0.9, (0.85, 0.95), "0.9"), Cell(math.nan, text=DASH)) == [False, False]  # nothing to beat
     assert column(Cell(0.9, (0.89, 0.91), "0.9"), Cell(0.9, (0.89, 0.91), "0.9")) == [False, False]  # a tie
@@ -311,14 +371,22 @@ def test_split_takes_a_generators_family_from_its_fakes() -> None:
     from dfzoo.benchmark.protocol import parse_protocol
     from dfzoo.benchmark.splits import split_dataset
     from dfzoo.data.sample import DatasetIndex, Sample
-    samples = [Sample(path=Path(f"/d/{g}/{label}_{kind}/{i}.png"), label=label, generator=g,
-                      family="real" if label == 0 else family)
-               for g, family in (("mystery", ""), ("progan", "gan")) for label, kind in ((0, "real"), (1, "fake"))
-               for i in range(4)]
-    dataset = DatasetIndex(name="d", layout="forensynths", root=Path("/d"), samples=samples,
-                           families={"progan": "gan"})
-    protocol = parse_protocol({"name": "t", "dataset": "/d", "train_generators": ["progan"],
-                               "detectors": [{"name": "any"}]})
+
+    samples = [
+        Sample(
+            path=Path(f"/d/{g}/{label}_{kind}/{i}.png"),
+            label=label,
+            generator=g,
+            family="real" if label == 0 else family,
+        )
+        for g, family in (("mystery", ""), ("progan", "gan"))
+        for label, kind in ((0, "real"), (1, "fake"))
+        for i in range(4)
+    ]
+    dataset = DatasetIndex(name="d", layout="forensynths", root=Path("/d"), samples=samples, families={"progan": "gan"})
+    protocol = parse_protocol(
+        {"name": "t", "dataset": "/d", "train_generators": ["progan"], "detectors": [{"name": "any"}]}
+    )
     assert split_dataset(protocol, dataset).families == {"progan": "gan"}
 
 
@@ -327,6 +395,7 @@ def test_check_recomputes_every_number(tmp_path: Path, capsys: pytest.CaptureFix
     from dfzoo.cli import main
     from dfzoo.registry import use_registry
     from tests.test_harness import make_registry
+
     root = tmp_path / "store"
     writer = StoreWriter(root)
     rows = [writer.row("det", g, separation=1.0) for g in ("g1", "g2", "g3")]

@@ -1,4 +1,5 @@
 """Metrics against scikit-learn and against values computed by hand."""
+
 from __future__ import annotations
 
 import math

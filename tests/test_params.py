@@ -1,4 +1,5 @@
 """Detector parameters: declared types and choices, checked before any work; the detector owns its params."""
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -60,20 +61,23 @@ def test_types_come_from_defaults_where_not_declared(registry):
 
 def test_none_is_a_word_or_none_as_the_parameter_says(registry):
     probe = registry.detector("probe")
-    assert probe.check_params({"reduction": "none"})["reduction"] == "none"       # a choice named none
-    assert probe.check_params({"weights_path": "none"})["weights_path"] is None   # default None: None allowed
+    assert probe.check_params({"reduction": "none"})["reduction"] == "none"  # a choice named none
+    assert probe.check_params({"weights_path": "none"})["weights_path"] is None  # default None: None allowed
     assert probe.check_params({"n_components": "null"})["n_components"] is None
     aeroblade = registry.detector("aeroblade")
-    assert aeroblade.check_params({"fallback": "none"})["fallback"] is None       # a string that may be None
+    assert aeroblade.check_params({"fallback": "none"})["fallback"] is None  # a string that may be None
     with pytest.raises(ParamError, match="unknown distance 'none'"):
-        aeroblade.check_params({"distance": "none"})                               # a string that may not
+        aeroblade.check_params({"distance": "none"})  # a string that may not
     assert registry.detector("resnet_finetune").check_params({"preset": "none"})["preset"] is None
     assert parse_value("none") == "none" and parse_value("3") == 3 and parse_value("[1, 2]") == [1, 2]
 
 
 def test_cli_reduction_none_reaches_the_probe_as_the_word(registry, tmp_path):
-    protocol = protocol_from_flags(dataset=str(tmp_path), detectors=["probe"],
-                                   params={"reduction": parse_value("none"), "weights_path": parse_value("none")})
+    protocol = protocol_from_flags(
+        dataset=str(tmp_path),
+        detectors=["probe"],
+        params={"reduction": parse_value("none"), "weights_path": parse_value("none")},
+    )
     [resolved] = resolve_detectors(protocol, registry)
     assert resolved.params["reduction"] == "none" and resolved.params["weights_path"] is None
     detector = dfzoo.load_detector("probe", **resolved.params)
@@ -95,8 +99,12 @@ class Recording(dfzoo.Detector):
 
     def __init__(self, **params):
         Recording.built.append(params)
-        super().__init__(mode=params["mode"], items=[v.strip() for v in params["items"].split(",")]
-                         if isinstance(params["items"], str) else list(params["items"]))
+        super().__init__(
+            mode=params["mode"],
+            items=[v.strip() for v in params["items"].split(",")]
+            if isinstance(params["items"], str)
+            else list(params["items"]),
+        )
 
     def score(self, samples):
         return torch.zeros(len(samples)).numpy()
@@ -105,12 +113,15 @@ class Recording(dfzoo.Detector):
 class RecordingPlugin:
     @dfzoo.hookimpl
     def dfzoo_detectors(self):
-        yield dfzoo.DetectorSpec(name="recording", summary="tests", factory=Recording, trainable=False,
-                                 params={"mode": "a", "items": ["x"], "extra": 1},
-                                 param_schema={"mode": Param(choices=("a", "b")),
-                                               "items": Param(types=(list, str))})
-        yield dfzoo.DetectorSpec(name="not_a_detector", summary="tests", factory=lambda **p: object(),
-                                 params={"x": 1})
+        yield dfzoo.DetectorSpec(
+            name="recording",
+            summary="tests",
+            factory=Recording,
+            trainable=False,
+            params={"mode": "a", "items": ["x"], "extra": 1},
+            param_schema={"mode": Param(choices=("a", "b")), "items": Param(types=(list, str))},
+        )
+        yield dfzoo.DetectorSpec(name="not_a_detector", summary="tests", factory=lambda **p: object(), params={"x": 1})
 
 
 @pytest.fixture
@@ -132,7 +143,7 @@ def test_values_are_checked_before_the_factory_runs(recording_registry):
 def test_the_detector_owns_its_normalised_params(recording_registry, tmp_path):
     detector = dfzoo.load_detector("recording", items="p, q")
     assert detector.params["items"] == ["p", "q"]  # the constructor's list, not the raw string
-    assert detector.params["extra"] == 1           # a name the constructor dropped is still recorded
+    assert detector.params["extra"] == 1  # a name the constructor dropped is still recorded
     again = dfzoo.load_fitted(detector.save(tmp_path / "saved"))
     assert again.params == detector.params
 

@@ -1,4 +1,5 @@
 """The plugin system: built-ins, third-party entry points, broken plugins, duplicates, misspelled hooks."""
+
 from __future__ import annotations
 
 import inspect
@@ -106,7 +107,8 @@ def test_third_party_duplicate_of_a_builtin_is_skipped_as_a_whole(caplog):
     [problem] = registry.problems
     assert "Impostor" in problem.plugin and "nn_cosine" in problem.error and "dfzoo.plugins.univfd" in problem.error
     assert [r.getMessage() for r in caplog.records if "skipping plugin" in r.getMessage()] == [
-        f"skipping plugin {problem.plugin}: {problem.error}"]
+        f"skipping plugin {problem.plugin}: {problem.error}"
+    ]
 
 
 def test_two_third_party_plugins_with_one_name_keep_the_first():
@@ -125,8 +127,14 @@ def test_two_third_party_plugins_with_one_name_keep_the_first():
     assert any("Second" in p.plugin and "First" in p.error for p in registry.problems)
 
 
-@pytest.mark.parametrize("offer", ["not a spec", dfzoo.DatasetSpec(name="x", summary="", load=lambda r: None),
-                                   dfzoo.DetectorSpec(name="Bad Name!", summary="", factory=lambda **p: None)])
+@pytest.mark.parametrize(
+    "offer",
+    [
+        "not a spec",
+        dfzoo.DatasetSpec(name="x", summary="", load=lambda r: None),
+        dfzoo.DetectorSpec(name="Bad Name!", summary="", factory=lambda **p: None),
+    ],
+)
 def test_third_party_plugin_with_a_bad_spec_is_skipped(offer):
     class Bad:
         @dfzoo.hookimpl
@@ -157,10 +165,13 @@ def test_duplicate_between_builtins_raises_and_names_both_providers():
         Registry(pm)
 
 
-@pytest.mark.parametrize("source, reason", [
-    ("import sys\nsys.exit('bye')\n", "SystemExit"),
-    ("import dfzoo\n@dfzoo.hookimpl\ndef dfzoo_detector():\n    return []\n", "dfzoo_detector"),
-])
+@pytest.mark.parametrize(
+    "source, reason",
+    [
+        ("import sys\nsys.exit('bye')\n", "SystemExit"),
+        ("import dfzoo\n@dfzoo.hookimpl\ndef dfzoo_detector():\n    return []\n", "dfzoo_detector"),
+    ],
+)
 def test_entry_point_plugin_that_exits_or_misspells_a_hook_is_skipped(tmp_path, monkeypatch, source, reason):
     install_fake_distribution(tmp_path, "dfzoo_odd", source)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -184,8 +195,9 @@ def test_weights_needed_follows_backbone_parameter(registry):
     assert registry.weights_needed("nn_cosine", {"backbone": "efficientnet_lite0"}) == ["efficientnet_lite0_in1k"]
 
 
-@pytest.mark.parametrize("name", [n for n, _ in inspect.getmembers(hookspecs, inspect.isfunction)
-                                  if n.startswith("dfzoo_")])
+@pytest.mark.parametrize(
+    "name", [n for n, _ in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("dfzoo_")]
+)
 def test_every_hook_is_documented_with_an_example(name):
     doc = inspect.getdoc(getattr(hookspecs, name)) or ""
     assert "Called when" in doc, f"{name} must say when it is called"

@@ -1,5 +1,6 @@
 """The probe suite: every reduction x classifier learns separable features and saves without pickle; the probe
 detector fits, scores, applies the run's perturbations, saves and reloads."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,9 @@ def separable(seed: int, n: int = 40, dim: int = 24) -> tuple[np.ndarray, np.nda
 
 
 def test_there_are_twelve_classifiers_and_three_reductions():
-    assert sorted(CLASSIFIERS) == sorted(["bagging", "tree", "forest", "lda", "qda", "knn1", "knn3", "knn5",
-                                          "logreg", "svm", "gboost", "nb"])
+    assert sorted(CLASSIFIERS) == sorted(
+        ["bagging", "tree", "forest", "lda", "qda", "knn1", "knn3", "knn5", "logreg", "svm", "gboost", "nb"]
+    )
     assert sorted(REDUCTIONS) == ["ae", "none", "pca"]
 
 
@@ -57,6 +59,7 @@ def test_each_classifier_and_reduction_round_trips_without_pickle(classifier, re
     """Saved as JSON + npz + skops, loaded against the types its configuration declares, the pipeline gives
     bit-identical probabilities; the declared types cover everything skops does not trust by itself."""
     import skops.io
+
     train_x, train_y = separable(0, n=20)
     test_x, _ = separable(1, n=20)
     options = {"pca": {"n_components": 4}, "ae": {"latent_dim": 4, "epochs": 5}}.get(reduction, {})
@@ -68,13 +71,13 @@ def test_each_classifier_and_reduction_round_trips_without_pickle(classifier, re
 
     values = read_values(tmp_path)
     assert FeaturePipeline.estimator_types(values) == slots
-    assert set(skops.io.get_untrusted_types(file=tmp_path / ESTIMATORS_FILE)) <= {t for ts in slots.values()
-                                                                                    for t in ts}
+    assert set(skops.io.get_untrusted_types(file=tmp_path / ESTIMATORS_FILE)) <= {
+        t for ts in slots.values() for t in ts
+    }
     loaded = FeaturePipeline.from_state(read_state(tmp_path, values, slots))
     reduced, reloaded = pipeline.transform(test_x), loaded.transform(test_x)
     np.testing.assert_array_equal(reloaded, reduced)
-    np.testing.assert_array_equal(loaded.classifier.predict_proba(reloaded),
-                                  pipeline.classifier.predict_proba(reduced))
+    np.testing.assert_array_equal(loaded.classifier.predict_proba(reloaded), pipeline.classifier.predict_proba(reduced))
     np.testing.assert_array_equal(loaded.score(test_x), pipeline.score(test_x))
     assert loaded.describe() == pipeline.describe()
 
@@ -123,24 +126,30 @@ def test_unknown_parts_are_clear_errors(registry):
 
 
 def test_probe_label_names_its_parts(registry):
-    detector = dfzoo.load_detector("probe", backbone="efficientnet_lite0+clip_vit_b16_int8", reduction="pca",
-                                   classifier="svm")
+    detector = dfzoo.load_detector(
+        "probe", backbone="efficientnet_lite0+clip_vit_b16_int8", reduction="pca", classifier="svm"
+    )
     assert detector.label == "probe[backbone=efficientnet_lite0+clip_vit_b16_int8,reduction=pca,classifier=svm]"
 
 
 def test_concatenated_backbones_need_the_weights_of_every_part(registry):
     assert registry.weights_needed("probe", {"backbone": "efficientnet_lite0+resnet50"}) == [
-        "efficientnet_lite0_in1k", "resnet50_in1k"]
+        "efficientnet_lite0_in1k",
+        "resnet50_in1k",
+    ]
     assert registry.weights_needed("probe", {"backbone": ["efficientnet_lite0", "resnet50"]}) == [
-        "efficientnet_lite0_in1k", "resnet50_in1k"]
+        "efficientnet_lite0_in1k",
+        "resnet50_in1k",
+    ]
 
 
 @pytest.mark.parametrize("reduction", ["none", "pca", "ae"])
 def test_probe_on_tiny_cnn_fits_scores_saves_and_loads(reduction, registry, folder_dataset, tmp_path):
     samples = labelled(folder_dataset)
     train, test = samples[::2], samples[1::2]
-    detector = dfzoo.load_detector("probe", backbone="tiny_cnn", reduction=reduction, n_components=8,
-                                   latent_dim=8, classifier="logreg").setup(RunContext(progress=False))
+    detector = dfzoo.load_detector(
+        "probe", backbone="tiny_cnn", reduction=reduction, n_components=8, latent_dim=8, classifier="logreg"
+    ).setup(RunContext(progress=False))
     detector.fit(train)
     scores = detector.score(test)
     assert roc_auc_score([s.label for s in test], scores) > 0.8
@@ -151,7 +160,8 @@ def test_probe_on_tiny_cnn_fits_scores_saves_and_loads(reduction, registry, fold
     assert info["trained_on"]["n_train"] == len(train)
     saved = detector.save(tmp_path / "probe")
     assert sorted(p.name for p in saved.iterdir()) == sorted(
-        ["dfzoo-detector.json", "probe.json", "probe.npz", "probe.skops"])
+        ["dfzoo-detector.json", "probe.json", "probe.npz", "probe.skops"]
+    )
     reloaded = dfzoo.load_fitted(saved).setup(RunContext(progress=False))
     np.testing.assert_array_equal(reloaded.score(test), scores)
     assert reloaded.describe()["trained_on"] == info["trained_on"]

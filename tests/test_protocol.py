@@ -1,4 +1,5 @@
 """Protocol parsing, validation errors, detector expansion and the train/test splitting rules."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,9 +42,15 @@ def _index(per_generator: dict[str, tuple[int, int]], split_of=lambda g, label, 
         for label, count in ((0, reals), (1, fakes)):
             for i in range(count):
                 path = Path("/data") / generator / str(label) / f"{i:04d}.png"
-                samples.append(Sample(path=path, label=label, generator=generator,
-                                      family="real" if generator == REAL_POOL else "gan",
-                                      split=split_of(generator, label, i)))
+                samples.append(
+                    Sample(
+                        path=path,
+                        label=label,
+                        generator=generator,
+                        family="real" if generator == REAL_POOL else "gan",
+                        split=split_of(generator, label, i),
+                    )
+                )
     return DatasetIndex(name="synthetic", layout="test", root=Path("/data"), samples=samples)
 
 
@@ -101,21 +108,24 @@ def test_default_protocols_are_shipped() -> None:
         assert protocol.preprocess == PreprocessPolicy("resize", None)
 
 
-@pytest.mark.parametrize("fields,message", [
-    ({"trian_generators": ["a"]}, "unknown key(s) trian_generators"),
-    ({"preprocess": {"mode": "squash"}}, "preprocess mode"),
-    ({"preprocess": {"mode": "resize", "sise": 3}}, "unknown preprocess key(s) sise"),
-    ({"preprocess": {"size": -1}}, "positive integer"),
-    ({"detectors": [{"name": "x", "parms": {}}]}, "unknown key(s) parms"),
-    ({"detectors": [{"params": {}}]}, "needs a 'name'"),
-    ({"detectors": []}, "no detectors"),
-    ({"perturbations": ["jpeg:quality"]}, "not key=value"),
-    ({"perturbations": ["none", "none"]}, "twice"),
-    ({"cap_per_class": 0}, "cap_per_class"),
-    ({"seed": "zero"}, "seed"),
-    ({"train_generators": []}, "train_generators"),
-    ({"offline_only": "yes"}, "offline_only"),
-])
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        ({"trian_generators": ["a"]}, "unknown key(s) trian_generators"),
+        ({"preprocess": {"mode": "squash"}}, "preprocess mode"),
+        ({"preprocess": {"mode": "resize", "sise": 3}}, "unknown preprocess key(s) sise"),
+        ({"preprocess": {"size": -1}}, "positive integer"),
+        ({"detectors": [{"name": "x", "parms": {}}]}, "unknown key(s) parms"),
+        ({"detectors": [{"params": {}}]}, "needs a 'name'"),
+        ({"detectors": []}, "no detectors"),
+        ({"perturbations": ["jpeg:quality"]}, "not key=value"),
+        ({"perturbations": ["none", "none"]}, "twice"),
+        ({"cap_per_class": 0}, "cap_per_class"),
+        ({"seed": "zero"}, "seed"),
+        ({"train_generators": []}, "train_generators"),
+        ({"offline_only": "yes"}, "offline_only"),
+    ],
+)
 def test_malformed_protocols_raise_clear_errors(fields: dict, message: str) -> None:
     with pytest.raises(ProtocolError, match=None) as error:
         _protocol(**fields)
@@ -133,12 +143,26 @@ def test_missing_dataset_and_bad_toml(tmp_path: Path) -> None:
 
 def test_flags_and_params() -> None:
     assert parse_params(["k=3", "backbone=efficientnet_lite0", "x=0.5", "on=true", 'q="a b"']) == {
-        "k": 3, "backbone": "efficientnet_lite0", "x": 0.5, "on": True, "q": "a b"}
+        "k": 3,
+        "backbone": "efficientnet_lite0",
+        "x": 0.5,
+        "on": True,
+        "q": "a b",
+    }
     with pytest.raises(ProtocolError, match="key=value"):
         parse_params(["novalue"])
-    protocol = protocol_from_flags(dataset="tinyzoo", train="gan_a,gan_b", test="all", detectors=["hf_energy"],
-                                   params={"fail": ""}, preprocess="center_crop", size=64, seed=2, cap=5,
-                                   perturbations=["jpeg:quality=50"])
+    protocol = protocol_from_flags(
+        dataset="tinyzoo",
+        train="gan_a,gan_b",
+        test="all",
+        detectors=["hf_energy"],
+        params={"fail": ""},
+        preprocess="center_crop",
+        size=64,
+        seed=2,
+        cap=5,
+        perturbations=["jpeg:quality=50"],
+    )
     assert protocol.train_generators == ("gan_a", "gan_b") and protocol.cap_per_class == 5
     assert protocol.detectors[0].params == {"fail": ""} and protocol.preprocess.key == "center_crop:64"
     assert protocol.name == "cli-tinyzoo" and protocol.perturbations == ("jpeg:quality=50",)
@@ -149,8 +173,10 @@ def test_flags_and_params() -> None:
 
 # -- detectors -------------------------------------------------------------------------------------------
 def test_detector_expansion_labels_and_params(bench_registry: Registry) -> None:
-    protocol = _protocol(detectors=[{"name": "*"}, {"name": "hf_energy", "params": {"fail": "fit"}}],
-                         detector_params={"needs_weights": {"backbone": "other"}})
+    protocol = _protocol(
+        detectors=[{"name": "*"}, {"name": "hf_energy", "params": {"fail": "fit"}}],
+        detector_params={"needs_weights": {"backbone": "other"}},
+    )
     resolved = {d.label: d for d in resolve_detectors(protocol, bench_registry)}
     assert set(resolved) == {"hf_energy", "needs_weights[backbone=other]", "hf_energy[fail=fit]"}
     assert resolved["needs_weights[backbone=other]"].params == {"backbone": "other"}
@@ -166,9 +192,15 @@ def test_detector_validation_errors(bench_registry: Registry) -> None:
     with pytest.raises(ProtocolError, match=r"has no parameter.*colour"):
         resolve_detectors(_protocol(detectors=[{"name": "hf_energy", "params": {"colour": 1}}]), bench_registry)
     with pytest.raises(ProtocolError, match="share the label"):
-        resolve_detectors(_protocol(detectors=[{"name": "hf_energy", "label": "x"},
-                                               {"name": "hf_energy", "params": {"fail": "fit"}, "label": "x"}]),
-                          bench_registry)
+        resolve_detectors(
+            _protocol(
+                detectors=[
+                    {"name": "hf_energy", "label": "x"},
+                    {"name": "hf_energy", "params": {"fail": "fit"}, "label": "x"},
+                ]
+            ),
+            bench_registry,
+        )
 
 
 def test_offline_only_marks_missing_weights(bench_registry: Registry) -> None:
@@ -231,6 +263,7 @@ def test_own_reals_are_used_when_a_generator_has_them() -> None:
 def test_dataset_splits_are_respected_with_val_fallback() -> None:
     def split_of(generator, label, i):
         return "train" if i % 2 == 0 else "val"
+
     dataset = _index({REAL_POOL: (20, 0), "a": (0, 10), "b": (0, 10)}, split_of)
     split = split_dataset(_protocol(train_generators=["a"]), dataset)
     assert {s.split for s in split.train} == {"train"}
@@ -261,6 +294,7 @@ def test_unknown_generators_list_the_dataset_generators() -> None:
 
 def test_unknown_dataset_name_is_explained(bench_registry: Registry) -> None:
     from dfzoo.benchmark.splits import open_protocol_dataset
+
     with pytest.raises(ProtocolError, match=r"'nozoo' is neither an installed named dataset \(tinyzoo\)"):
         open_protocol_dataset(_protocol(dataset="nozoo"), bench_registry)
 
@@ -284,25 +318,36 @@ def _file_index(root: Path, per_generator: dict[str, tuple[int, int]], copies: d
 
 
 def test_a_test_image_with_training_bytes_is_an_error(tmp_path: Path) -> None:
-    dataset = _file_index(tmp_path, {REAL_POOL: (10, 0), "a": (0, 4), "b": (0, 3)},
-                          {"b/1/copy1.png": "a/1/000.png", "b/1/copy2.png": "a/1/001.png"})
-    with pytest.raises(ProtocolError, match=r"p: 2 test image\(s\) hold the same bytes as training images, "
-                                            r"e\.g\. .*b/1/copy1\.png = .*a/1/000\.png; .*copy2.*"
-                                            r"set allow_overlap = true"):
+    dataset = _file_index(
+        tmp_path,
+        {REAL_POOL: (10, 0), "a": (0, 4), "b": (0, 3)},
+        {"b/1/copy1.png": "a/1/000.png", "b/1/copy2.png": "a/1/001.png"},
+    )
+    with pytest.raises(
+        ProtocolError,
+        match=r"p: 2 test image\(s\) hold the same bytes as training images, "
+        r"e\.g\. .*b/1/copy1\.png = .*a/1/000\.png; .*copy2.*"
+        r"set allow_overlap = true",
+    ):
         split_dataset(_protocol(train_generators=["a"], test_generators=["b"]), dataset)
 
 
 def test_allowed_overlap_is_counted_with_distinct_images(tmp_path: Path) -> None:
-    dataset = _file_index(tmp_path, {REAL_POOL: (10, 0), "a": (0, 4), "b": (0, 3)},
-                          {"b/1/copy1.png": "a/1/000.png", "a/1/again.png": "a/1/001.png"})
+    dataset = _file_index(
+        tmp_path,
+        {REAL_POOL: (10, 0), "a": (0, 4), "b": (0, 3)},
+        {"b/1/copy1.png": "a/1/000.png", "a/1/again.png": "a/1/001.png"},
+    )
     split = split_dataset(_protocol(train_generators=["a"], test_generators=["b"], allow_overlap=True), dataset)
     counts = split.counts("b")
     assert counts["test_in_train"] == 1 and counts["test_fake"] == 4 and counts["test_fake_distinct"] == 4
     assert counts["train_fake"] == 5 and counts["train_fake_distinct"] == 4  # a holds one image twice
     assert counts["train_real"] + counts["test_real"] == 10
     assert counts["train_real_distinct"] == counts["train_real"]
-    assert split.notes == [f"1 test image(s) hold the same bytes as training images, e.g. {tmp_path}/b/1/copy1.png = "
-                           f"{tmp_path}/a/1/000.png (allow_overlap = true)"]
+    assert split.notes == [
+        f"1 test image(s) hold the same bytes as training images, e.g. {tmp_path}/b/1/copy1.png = "
+        f"{tmp_path}/a/1/000.png (allow_overlap = true)"
+    ]
 
 
 def test_a_symlinked_real_folder_leaks_nothing_into_the_test_set(tmp_path: Path, registry: Registry) -> None:
@@ -311,6 +356,7 @@ def test_a_symlinked_real_folder_leaks_nothing_into_the_test_set(tmp_path: Path,
     import os
 
     from dfzoo.data.layouts import open_dataset
+
     for label, count in (("0_real", 12), ("1_fake", 11)):
         for i in range(count):
             path = tmp_path / "ganA" / label / f"{i}.png"
@@ -326,6 +372,7 @@ def test_a_symlinked_real_folder_leaks_nothing_into_the_test_set(tmp_path: Path,
 
 def test_allow_overlap_is_a_boolean_key_in_the_protocol_and_its_hash() -> None:
     from dfzoo.benchmark.protocol import settings_hash
+
     plain, allowed = _protocol(), _protocol(allow_overlap=True)
     assert plain.allow_overlap is False and allowed.allow_overlap is True
     assert plain.to_dict()["allow_overlap"] is False and allowed.to_dict()["allow_overlap"] is True

@@ -1,5 +1,6 @@
 """The README's plugin example, run as a user would: through the contract kit and through the harness
 under ``jpeg:quality=10`` (its scores must move: the harness, not the plugin, applies perturbations)."""
+
 from __future__ import annotations
 
 import re
@@ -36,10 +37,17 @@ def test_readme_plugin_sees_the_harness_perturbation(tmp_path):
     registry = Registry(get_plugin_manager(autoload=False, extra_plugins=(readme_plugin(),)))
     data = write_folder_dataset(tmp_path / "data")
     (data / "gan_b" / "1_fake" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    protocol = parse_protocol({"name": "readme", "dataset": str(data), "train_generators": ["gan_a"],
-                               "test_generators": "all", "bootstrap": 20,
-                               "perturbations": ["none", "jpeg:quality=10"],
-                               "detectors": [{"name": "mean_brightness"}]})
+    protocol = parse_protocol(
+        {
+            "name": "readme",
+            "dataset": str(data),
+            "train_generators": ["gan_a"],
+            "test_generators": "all",
+            "bootstrap": 20,
+            "perturbations": ["none", "jpeg:quality=10"],
+            "detectors": [{"name": "mean_brightness"}],
+        }
+    )
     with use_registry(registry):
         summary = run_benchmark(protocol, tmp_path / "store", registry=registry, progress=False)
     assert summary.rows_ok == 4 and summary.rows_error == 0  # one corrupt image spoils no row

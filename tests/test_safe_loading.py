@@ -4,6 +4,7 @@ pickles, object arrays and untrusted types before building any of them.
 Every payload here creates a marker file when it is unpickled or built; each test first shows that its payload
 is live (it does create the marker when loaded unsafely), then that dfzoo refuses it and the marker never appears.
 """
+
 from __future__ import annotations
 
 import ast
@@ -56,8 +57,11 @@ def live_pickle(marker: Path) -> bytes:
 @pytest.fixture
 def saved_probe(registry, folder_dataset, tmp_path) -> Path:
     samples = labelled_samples(folder_dataset)
-    detector = dfzoo.load_detector("probe", backbone="tiny_cnn", classifier="logreg").setup(
-        RunContext(progress=False)).fit(samples)
+    detector = (
+        dfzoo.load_detector("probe", backbone="tiny_cnn", classifier="logreg")
+        .setup(RunContext(progress=False))
+        .fit(samples)
+    )
     return detector.save(tmp_path / "probe")
 
 
@@ -76,6 +80,7 @@ def test_a_pickle_in_a_saved_model_folder_is_refused_and_runs_no_code(where, sav
 
 def test_a_joblib_file_is_refused_by_name(saved_probe, tmp_path):
     import joblib
+
     marker = tmp_path / "pwned"
     joblib.dump(TouchOnUnpickle(marker), saved_probe / "probe.joblib", compress=3)  # compressed: no pickle header
     with pytest.raises(UnsafeFileError, match=r"probe\.joblib is a pickle"):
@@ -95,6 +100,7 @@ def test_the_probe_loader_itself_refuses_a_pickle_posing_as_its_skops_file(saved
 
 def test_a_skops_file_with_an_untrusted_type_is_refused_before_it_is_built(saved_probe, tmp_path):
     import skops.io
+
     marker = tmp_path / "pwned"
     skops.io.dump({"classifier.model": TouchOnBuild(marker), "scaler.model": None}, saved_probe / "probe.skops")
     twin = tmp_path / "twin.skops"
@@ -113,16 +119,23 @@ def test_a_saved_logistic_probe_may_hold_only_a_logistic_regression(saved_probe,
     import skops.io
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.naive_bayes import GaussianNB
-    loaded = skops.io.load(saved_probe / "probe.skops", trusted=["sklearn.preprocessing._data.StandardScaler",
-                                                                 "sklearn.linear_model._logistic.LogisticRegression"])
+
+    loaded = skops.io.load(
+        saved_probe / "probe.skops",
+        trusted=["sklearn.preprocessing._data.StandardScaler", "sklearn.linear_model._logistic.LogisticRegression"],
+    )
     x, y = np.random.default_rng(0).normal(size=(20, 3)), np.repeat([0, 1], 10)
-    skops.io.dump({**loaded, "classifier.model": RandomForestClassifier(n_estimators=2).fit(x, y)},
-                  saved_probe / "probe.skops")
+    skops.io.dump(
+        {**loaded, "classifier.model": RandomForestClassifier(n_estimators=2).fit(x, y)}, saved_probe / "probe.skops"
+    )
     with pytest.raises(UnsafeFileError, match=r"untrusted types found.*sklearn.tree._tree.Tree"):
         dfzoo.load_fitted(saved_probe)
     skops.io.dump({**loaded, "classifier.model": GaussianNB().fit(x, y)}, saved_probe / "probe.skops")
-    with pytest.raises(UnsafeFileError, match=r"classifier\.model is a sklearn\.naive_bayes\.GaussianNB, expected a "
-                                              r"sklearn\.linear_model\._logistic\.LogisticRegression"):
+    with pytest.raises(
+        UnsafeFileError,
+        match=r"classifier\.model is a sklearn\.naive_bayes\.GaussianNB, expected a "
+        r"sklearn\.linear_model\._logistic\.LogisticRegression",
+    ):
         dfzoo.load_fitted(saved_probe)
 
 
@@ -134,9 +147,14 @@ def test_object_arrays_in_a_saved_model_are_refused(saved_probe, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("saved, message", [(1, r"older dfzoo \(format 1.*re-fit the detector"),
-                                            (None, r"older dfzoo \(format None.*re-fit"),
-                                            (FORMAT_VERSION + 1, r"newer dfzoo .*upgrade dfzoo")])
+@pytest.mark.parametrize(
+    "saved, message",
+    [
+        (1, r"older dfzoo \(format 1.*re-fit the detector"),
+        (None, r"older dfzoo \(format None.*re-fit"),
+        (FORMAT_VERSION + 1, r"newer dfzoo .*upgrade dfzoo"),
+    ],
+)
 def test_another_format_is_a_clear_error(saved, message, saved_probe):
     meta = json.loads((saved_probe / META_FILE).read_text())
     meta["format"] = saved
@@ -181,11 +199,13 @@ def checkpoint_state(optimiser_name: str) -> tuple[dict, dict]:
     import torch
 
     from dfzoo.training import EpochRecord
+
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 1))
-    optimiser = {"adam": lambda p: torch.optim.Adam(p, lr=1e-3),
-                 "sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True)}[optimiser_name](
-        model.parameters())
+    optimiser = {
+        "adam": lambda p: torch.optim.Adam(p, lr=1e-3),
+        "sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+    }[optimiser_name](model.parameters())
     scaler = torch.amp.GradScaler("cpu", enabled=True)
     for _ in range(2):
         optimiser.zero_grad()
@@ -193,15 +213,25 @@ def checkpoint_state(optimiser_name: str) -> tuple[dict, dict]:
         scaler.step(optimiser)
         scaler.update()
     record = EpochRecord(epoch=2, train_loss=0.5, val_loss=None, images=16, lr=1e-3)
-    state = {"epoch": 2, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
-             "scaler": scaler.state_dict(), "history": [asdict(record)], "best_epoch": 1, "best_loss": 0.25,
-             "bad_epochs": 1, "stopped_early": False, "skipped": {"3": "unreadable (truncated)"}}
+    state = {
+        "epoch": 2,
+        "model": model.state_dict(),
+        "optimiser": optimiser.state_dict(),
+        "scaler": scaler.state_dict(),
+        "history": [asdict(record)],
+        "best_epoch": 1,
+        "best_loss": 0.25,
+        "bad_epochs": 1,
+        "stopped_early": False,
+        "skipped": {"3": "unreadable (truncated)"},
+    }
     best = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return state, best
 
 
 def assert_same(loaded, saved) -> None:
     import torch
+
     if isinstance(saved, torch.Tensor):
         assert isinstance(loaded, torch.Tensor) and torch.equal(loaded, saved)
     elif isinstance(saved, dict):
@@ -219,6 +249,7 @@ def assert_same(loaded, saved) -> None:
 @pytest.mark.parametrize("optimiser", ["adam", "sgd"])
 def test_checkpoints_round_trip_under_weights_only(optimiser, tmp_path):
     import torch
+
     state, best = checkpoint_state(optimiser)
     Checkpointer(tmp_path, "k1").save(state, best)
     loaded, loaded_best = Checkpointer(tmp_path, "k1").load()
@@ -236,6 +267,7 @@ def test_checkpoints_round_trip_under_weights_only(optimiser, tmp_path):
 @pytest.mark.parametrize("name", [CHECKPOINT_FILE, BEST_FILE])
 def test_a_checkpoint_holding_an_object_is_refused_not_executed(name, tmp_path):
     import torch
+
     marker = tmp_path / "pwned"
     state, best = checkpoint_state("adam")
     Checkpointer(tmp_path, "k1").save(state, best)
@@ -268,6 +300,7 @@ def test_torch_load_refuses_a_plain_pickle(tmp_path):
 # -- the result store ------------------------------------------------------------------------------------
 def test_score_sidecars_round_trip_and_refuse_object_arrays(tmp_path):
     from dfzoo.benchmark.store import ResultStore
+
     store = ResultStore(tmp_path / "store")
     labels, scores = np.array([0, 1, 1]), np.array([0.1, np.nan, 0.9])
     store.save_scores("row1", labels, scores, generators=["real", "gan", "gan"], ids=["a.png", "b.png", "c.png"])
@@ -291,13 +324,17 @@ def unsafe_loads(path: Path, root: Path = ROOT) -> list[str]:
             continue
         owner = node.func.value.id if isinstance(node.func.value, ast.Name) else ""
         keywords = {k.arg: k.value for k in node.keywords}
-        required = {("np", "load"): ("allow_pickle", False), ("numpy", "load"): ("allow_pickle", False),
-                    ("torch", "load"): ("weights_only", True)}.get((owner, node.func.attr))
+        required = {
+            ("np", "load"): ("allow_pickle", False),
+            ("numpy", "load"): ("allow_pickle", False),
+            ("torch", "load"): ("weights_only", True),
+        }.get((owner, node.func.attr))
         if required is not None:
             value = keywords.get(required[0])
             if not (isinstance(value, ast.Constant) and value.value is required[1]):
-                found.append(f"{path.relative_to(root)}:{node.lineno}: {owner}.load without {required[0]}="
-                             f"{required[1]}")
+                found.append(
+                    f"{path.relative_to(root)}:{node.lineno}: {owner}.load without {required[0]}={required[1]}"
+                )
         elif (owner, node.func.attr) in {("pickle", "load"), ("pickle", "loads"), ("joblib", "load")}:
             found.append(f"{path.relative_to(root)}:{node.lineno}: {owner}.{node.func.attr}")
     return found
@@ -311,7 +348,12 @@ def test_no_loader_in_the_package_can_unpickle():
 
 def test_the_source_check_finds_unsafe_loads(tmp_path):
     source = tmp_path / "bad.py"
-    source.write_text("import numpy as np, torch, pickle\nnp.load('a')\nnp.load('a', allow_pickle=False)\n"
-                      "torch.load('b')\ntorch.load('b', weights_only=True)\npickle.loads(b'')\n")
+    source.write_text(
+        "import numpy as np, torch, pickle\nnp.load('a')\nnp.load('a', allow_pickle=False)\n"
+        "torch.load('b')\ntorch.load('b', weights_only=True)\npickle.loads(b'')\n"
+    )
     assert [line.split(": ", 1)[1] for line in unsafe_loads(source, tmp_path)] == [
-        "np.load without allow_pickle=False", "torch.load without weights_only=True", "pickle.loads"]
+        "np.load without allow_pickle=False",
+        "torch.load without weights_only=True",
+        "pickle.loads",
+    ]

@@ -1,5 +1,6 @@
 """The four trained detectors learn for real, persist exactly, resume after an interruption, and the shared
 training loop keeps its promises (stratified split, early stopping, undecodable images skipped)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,9 +24,11 @@ def wave_fake(rng: np.random.Generator, size: int = 32, period: float = 5.0, amp
     return np.clip(base + wave[..., None], 0, 255).astype(np.uint8)
 
 
-GENERATORS = {"gan_a": ("gan", lambda rng: planted_fake(rng, period=2)),
-              "gan_b": ("gan", lambda rng: planted_fake(rng, period=4)),
-              "diff_a": ("diffusion", wave_fake)}
+GENERATORS = {
+    "gan_a": ("gan", lambda rng: planted_fake(rng, period=2)),
+    "gan_b": ("gan", lambda rng: planted_fake(rng, period=4)),
+    "diff_a": ("diffusion", wave_fake),
+}
 
 
 def write_task(root: Path, per_class: int, seed: int, generators: tuple[str, ...] = ("gan_a",)) -> list[Sample]:
@@ -57,8 +60,9 @@ def family_task(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Sample],
     """Three generators in two families: gan (gan_a, gan_b) and diffusion (diff_a)."""
     root = tmp_path_factory.mktemp("families")
     gens = ("gan_a", "gan_b", "diff_a")
-    return write_task(root / "train", 30, seed=2, generators=gens), write_task(root / "test", 15, seed=3,
-                                                                                generators=gens)
+    return write_task(root / "train", 30, seed=2, generators=gens), write_task(
+        root / "test", 15, seed=3, generators=gens
+    )
 
 
 def context(**changes) -> RunContext:
@@ -67,13 +71,37 @@ def context(**changes) -> RunContext:
 
 # Tiny configurations that learn the planted grid in a few seconds on a CPU.
 FAST = {
-    "resnet_finetune": {"arch": "resnet10t", "pretrained": False, "image_size": 32, "epochs": 3, "batch_size": 8,
-                        "augment": "none", "lr": 1e-3, "val_fraction": 0.0},
-    "fft_densenet": {"growth_rate": 12, "block_config": [2, 2, 2], "image_size": 32, "epochs": 8, "batch_size": 8,
-                     "augment": "none", "lr": 3e-3, "val_fraction": 0.0},
+    "resnet_finetune": {
+        "arch": "resnet10t",
+        "pretrained": False,
+        "image_size": 32,
+        "epochs": 3,
+        "batch_size": 8,
+        "augment": "none",
+        "lr": 1e-3,
+        "val_fraction": 0.0,
+    },
+    "fft_densenet": {
+        "growth_rate": 12,
+        "block_config": [2, 2, 2],
+        "image_size": 32,
+        "epochs": 8,
+        "batch_size": 8,
+        "augment": "none",
+        "lr": 3e-3,
+        "val_fraction": 0.0,
+    },
     "autoencoder": {"image_size": 32, "epochs": 5, "batch_size": 8, "augment": "none", "val_fraction": 0.0},
-    "hierarchical_resnet18": {"arch": "resnet10t", "pretrained": False, "image_size": 32, "epochs": 3,
-                              "batch_size": 8, "augment": "none", "lr": 1e-3, "val_fraction": 0.0},
+    "hierarchical_resnet18": {
+        "arch": "resnet10t",
+        "pretrained": False,
+        "image_size": 32,
+        "epochs": 3,
+        "batch_size": 8,
+        "augment": "none",
+        "lr": 1e-3,
+        "val_fraction": 0.0,
+    },
 }
 
 
@@ -100,9 +128,18 @@ def test_detector_learns_the_planted_artefact_and_reloads_identically(name, regi
 
 def test_autoencoder_reconstruction_error_is_a_second_score(registry, task, tmp_path):
     train, test = task
-    detector = dfzoo.load_detector("autoencoder", width=16, latent_channels=4, ae_data="real",
-                                   score="reconstruction", image_size=32, epochs=20, batch_size=8,
-                                   augment="none", val_fraction=0.0).setup(context())
+    detector = dfzoo.load_detector(
+        "autoencoder",
+        width=16,
+        latent_channels=4,
+        ae_data="real",
+        score="reconstruction",
+        image_size=32,
+        epochs=20,
+        batch_size=8,
+        augment="none",
+        val_fraction=0.0,
+    ).setup(context())
     detector.fit(train)
     both = detector.scores(test)
     labels = [s.label for s in test]
@@ -161,8 +198,11 @@ def test_hierarchy_reports_per_level_accuracy_and_confusion(registry, family_tas
     detector = dfzoo.load_detector("hierarchical_resnet18", **FAST["hierarchical_resnet18"]).setup(context())
     detector.fit(train)
     assert roc_auc_score([s.label for s in test], detector.score(test)) > 0.8
-    assert detector.classes == {"level1": ["real", "fake"], "level2": ["diffusion", "gan"],
-                                "level3/gan": ["gan_a", "gan_b"]}
+    assert detector.classes == {
+        "level1": ["real", "fake"],
+        "level2": ["diffusion", "gan"],
+        "level3/gan": ["gan_a", "gan_b"],
+    }
     assert "level3/diffusion" in detector.notes  # one diffusion generator: no level-3 classifier
 
     metrics = detector.extra_metrics(test)
@@ -196,6 +236,7 @@ def test_undecodable_training_images_are_skipped_and_recorded(registry, task, tm
 def test_pretrained_weights_never_fall_back_to_random(registry, task):
     from dfzoo.training import create_timm_model
     from dfzoo.weights import WeightsNotFound
+
     train, _ = task
     for arch, weights in (("resnet50", "resnet50_in1k"), ("resnet18", "resnet18_in1k")):
         detector = dfzoo.load_detector("resnet_finetune", arch=arch, image_size=32, epochs=1).setup(context())
@@ -209,6 +250,7 @@ def test_pretrained_weights_never_fall_back_to_random(registry, task):
 def test_efficientnet_lite0_starts_from_the_offline_imagenet_weights(registry):
     from dfzoo.features import load_backbone
     from dfzoo.training import create_timm_model
+
     model, init = create_timm_model("efficientnet_lite0", 1, pretrained=True)
     assert init.pretrained and init.identity.startswith("efficientnet_lite0_in1k@sha256:")
     backbone = load_backbone("efficientnet_lite0", pretrained=True)
@@ -221,11 +263,16 @@ def test_efficientnet_lite0_starts_from_the_offline_imagenet_weights(registry):
 
 def test_cnnspot_preset_fills_defaults_but_keeps_explicit_values(registry):
     from dfzoo.plugins.resnet_finetune import DEFAULTS, PRESETS, apply_preset
+
     explicit = {**DEFAULTS, "preset": "cnnspot", "lr": 3e-4}
     options = apply_preset(explicit, DEFAULTS, PRESETS)
     assert options["lr"] == 3e-4  # the user's choice wins
     assert (options["optimiser"], options["batch_size"], options["image_size"], options["augment"]) == (
-        "sgd", 128, 256, "blur_jpeg_0.5")
+        "sgd",
+        128,
+        256,
+        "blur_jpeg_0.5",
+    )
     with pytest.raises(ValueError, match="unknown preset"):
         apply_preset({**DEFAULTS, "preset": "nope"}, DEFAULTS, PRESETS)
     detector = dfzoo.load_detector("resnet_finetune", preset="cnnspot", pretrained=False)
@@ -236,6 +283,7 @@ def test_cnnspot_preset_fills_defaults_but_keeps_explicit_values(registry):
 
 def test_split_is_stratified_seeded_and_disjoint():
     from dfzoo.training import split_indices
+
     targets = [0] * 20 + [1] * 10 + [2] * 2
     train, val = split_indices(targets, 0.2, seed=3)
     assert sorted(train + val) == list(range(len(targets))) and not set(train) & set(val)
@@ -250,6 +298,7 @@ def test_training_stops_early_and_keeps_the_best_epoch(tmp_path):
 
     from dfzoo.training import Augment, ImagePipeline, SampleDataset, TrainConfig, train_model
     from dfzoo.transforms import Normalisation, PreprocessPolicy
+
     rng = np.random.default_rng(0)
     samples = [Sample.from_image(Image.fromarray(smooth_image(rng, 8)), label=i % 2) for i in range(8)]
     pipeline = ImagePipeline(PreprocessPolicy(), Normalisation(size=8), augment=Augment())
@@ -264,9 +313,16 @@ def test_training_stops_early_and_keeps_the_best_epoch(tmp_path):
             return real
         return real * 0 + len(weights_after) + 1  # validation loss = the epoch number: worse every epoch
 
-    report = train_model(model, data, loss, TrainConfig(epochs=10, batch_size=4, patience=2, lr=0.1),
-                         device=torch.device("cpu"), val_dataset=data, progress=False,
-                         callbacks=[lambda r: weights_after.append(model[1].weight.detach().clone())])
+    report = train_model(
+        model,
+        data,
+        loss,
+        TrainConfig(epochs=10, batch_size=4, patience=2, lr=0.1),
+        device=torch.device("cpu"),
+        val_dataset=data,
+        progress=False,
+        callbacks=[lambda r: weights_after.append(model[1].weight.detach().clone())],
+    )
     assert report.stopped_early and report.epochs_trained == 3
     assert report.best_epoch == 1 and report.best_val_loss == 1.0
     assert torch.equal(model[1].weight, weights_after[0])  # the best (first) epoch's weights are restored
@@ -275,6 +331,7 @@ def test_training_stops_early_and_keeps_the_best_epoch(tmp_path):
 
 def test_log_spectrum_shows_the_grid_at_nyquist():
     from dfzoo.plugins.fft_densenet import log_spectrum
+
     rng = np.random.default_rng(0)
     real = log_spectrum(smooth_image(rng).transpose(2, 0, 1) / 255.0)
     fake = log_spectrum(planted_fake(rng, period=2).transpose(2, 0, 1) / 255.0)
@@ -287,6 +344,7 @@ def test_log_spectrum_shows_the_grid_at_nyquist():
 def test_blur_jpeg_augmentation_is_seeded_and_keeps_the_shape():
     from dfzoo.training import ImagePipeline, augment_preset
     from dfzoo.transforms import Normalisation, PreprocessPolicy
+
     image = Image.fromarray(planted_fake(np.random.default_rng(0), size=40))
     pipeline = ImagePipeline(PreprocessPolicy(), Normalisation(size=32), augment=augment_preset("blur_jpeg_0.5"))
     outputs = [pipeline(image, np.random.default_rng([0, 1, i])) for i in range(6)]
@@ -301,8 +359,16 @@ def test_blur_jpeg_augmentation_is_seeded_and_keeps_the_shape():
 def test_imagenet_initialised_finetune_learns_and_records_its_weights(registry, task, tmp_path):
     train, test = task
     # 64 px inputs: ImageNet features need more than the 1x1 last stage a 32 px input leaves
-    detector = dfzoo.load_detector("resnet_finetune", arch="efficientnet_lite0", image_size=64, epochs=4,
-                                   batch_size=8, lr=1e-3, augment="none", val_fraction=0.0).setup(context())
+    detector = dfzoo.load_detector(
+        "resnet_finetune",
+        arch="efficientnet_lite0",
+        image_size=64,
+        epochs=4,
+        batch_size=8,
+        lr=1e-3,
+        augment="none",
+        val_fraction=0.0,
+    ).setup(context())
     detector.fit(train)
     assert detector.describe()["init_weights"].startswith("efficientnet_lite0_in1k@sha256:")
     assert detector.describe()["freeze_norm"] is True  # the default for a pretrained net

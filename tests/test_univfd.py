@@ -1,4 +1,5 @@
 """UnivFD's two detectors learn a planted artefact on frozen features and behave as the paper describes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,6 +47,7 @@ def test_fit_needs_both_classes(registry, folder_dataset):
 
 def test_default_backbone_without_weights_fails_loudly_not_randomly(registry, folder_dataset):
     from dfzoo.weights import WeightsNotFound
+
     detector = dfzoo.load_detector("clip_probe")
     with pytest.raises(WeightsNotFound, match="clip_vit_l14_openai"):
         detector.fit(labelled(folder_dataset))
@@ -53,6 +55,7 @@ def test_default_backbone_without_weights_fails_loudly_not_randomly(registry, fo
 
 def test_test_perturbation_changes_scores(registry, folder_dataset):
     from dfzoo.transforms import make_perturbation
+
     samples = labelled(folder_dataset)
     detector = dfzoo.load_detector("clip_probe", backbone="tiny_cnn").setup(RunContext(progress=False))
     detector.fit(samples)

@@ -1,4 +1,5 @@
 """Offline-first weight resolution: explicit path, DFZOO_WEIGHTS_DIR, local cache, download, clear errors."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,14 @@ from dfzoo.weights import DOWNLOAD, EXPLICIT, LOCAL, WEIGHTS_DIR, WeightsNotFoun
 
 
 def spec(tmp_path, **kwargs) -> WeightsSpec:
-    return WeightsSpec(name="toy", summary="toy weights", library="file", files=("toy.pt",),
-                       fetch_hint="dfzoo weights toy --fetch", **kwargs)
+    return WeightsSpec(
+        name="toy",
+        summary="toy weights",
+        library="file",
+        files=("toy.pt",),
+        fetch_hint="dfzoo weights toy --fetch",
+        **kwargs,
+    )
 
 
 def test_explicit_path_wins(tmp_path, monkeypatch):
@@ -73,6 +80,7 @@ def test_efficientnet_lite0_weights_install_offline_and_load(registry):
 
     from dfzoo.features import load_backbone
     from dfzoo.transforms import PreprocessPolicy
+
     backbone = load_backbone("efficientnet_lite0")
     assert backbone.pretrained and backbone.weights_identity.startswith("efficientnet_lite0_in1k@sha256:")
     import timm
@@ -81,6 +89,7 @@ def test_efficientnet_lite0_weights_install_offline_and_load(registry):
 
     from dfzoo.backbones import load_state_dict
     from dfzoo.weights import resolve as resolve_weights
+
     model = timm.create_model("efficientnet_lite0", pretrained=False).eval()
     source = load_state_dict(resolve_weights(registry.weights("efficientnet_lite0_in1k")).path)
     model.load_state_dict(dict(zip(model.state_dict(), source.values(), strict=True)))

@@ -1,4 +1,5 @@
 """Samples, dataset layouts and safe image decoding."""
+
 from .decode import ImageDecodeError, load_image
 from .sample import DatasetIndex, Sample, content_id
 

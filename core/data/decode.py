@@ -1,4 +1,5 @@
 """Safe image decoding: any odd mode becomes 8-bit RGB, and anything unreadable raises one clear error."""
+
 from __future__ import annotations
 
 import io
@@ -39,9 +40,13 @@ def load_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
     input.
     """
     if source is None:
-        raise TypeError("load_image(None): no file path. The harness hands detectors images, not files: read "
-                        "pixels with sample.load() (a detector that must read files declares reads_files=True)")
-    label = "<bytes>" if isinstance(source, bytes) else str(source) if not isinstance(source, Image.Image) else "<image>"
+        raise TypeError(
+            "load_image(None): no file path. The harness hands detectors images, not files: read "
+            "pixels with sample.load() (a detector that must read files declares reads_files=True)"
+        )
+    label = (
+        "<bytes>" if isinstance(source, bytes) else str(source) if not isinstance(source, Image.Image) else "<image>"
+    )
     if isinstance(source, Image.Image):
         return _to_rgb(source)
     limit = max_pixels()
@@ -59,8 +64,9 @@ def load_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
         with Image.open(readable) as image:
             width, height = image.size
             if width * height > limit:
-                raise ImageDecodeError(label, f"too large ({width}x{height} > {limit} pixels; "
-                                              "set DFZOO_MAX_IMAGE_PIXELS to allow)")
+                raise ImageDecodeError(
+                    label, f"too large ({width}x{height} > {limit} pixels; set DFZOO_MAX_IMAGE_PIXELS to allow)"
+                )
             image.load()
             return _to_rgb(_exif_transpose(image))
     except ImageDecodeError:

@@ -6,6 +6,7 @@ bytes only if they have the same size, so a file whose size no other file in the
 Hashes are :func:`dfzoo.data.sample.content_id` (sha256, cached by path, size and modification time), the
 same ids the feature caches use.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,7 @@ _HASH_WORKERS = 4
 
 
 def label_name(label: int) -> str:
-    """"real", "fake", "unlabelled", or the number for anything else."""
+    """ "real", "fake", "unlabelled", or the number for anything else."""
     return LABEL_NAMES.get(label, str(label))
 
 
@@ -49,7 +50,10 @@ def content_keys(samples: Sequence[Sample]) -> list[str]:
             sizes.append(-1)
     shared = Counter(sizes)
     to_hash = [i for i, size in enumerate(sizes) if size is None or (size >= 0 and shared[size] > 1)]
-    keys = [f"{_UNREADABLE}{s.display_name}" if size == -1 else f"size:{size}" for s, size in zip(samples, sizes, strict=True)]
+    keys = [
+        f"{_UNREADABLE}{s.display_name}" if size == -1 else f"size:{size}"
+        for s, size in zip(samples, sizes, strict=True)
+    ]
     with ThreadPoolExecutor(max_workers=_HASH_WORKERS) as pool:  # reading and sha256 release the GIL
         for i, key in zip(to_hash, pool.map(_content_key, (samples[i] for i in to_hash)), strict=True):
             keys[i] = key
@@ -75,9 +79,13 @@ class DuplicateGroup:
         return {REAL, FAKE} <= {s.label for s in self.samples}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "paths": [s.display_name for s in self.samples],
-                "labels": [label_name(s.label) for s in self.samples],
-                "generators": [s.generator for s in self.samples], "conflict": self.conflict}
+        return {
+            "sha256": self.sha256,
+            "paths": [s.display_name for s in self.samples],
+            "labels": [label_name(s.label) for s in self.samples],
+            "generators": [s.generator for s in self.samples],
+            "conflict": self.conflict,
+        }
 
 
 def duplicate_groups(samples: Sequence[Sample]) -> list[DuplicateGroup]:
@@ -97,8 +105,10 @@ def conflict_warning(groups: Sequence[DuplicateGroup]) -> str:
     example = conflicts[0]
     real = next(s for s in example.samples if s.label == REAL)
     fake = next(s for s in example.samples if s.label == FAKE)
-    return (f"{LABEL_CONFLICT}: {len(conflicts)} set(s) of identical files are labelled both real and fake, "
-            f"e.g. {real.display_name} (real) = {fake.display_name} (fake)")
+    return (
+        f"{LABEL_CONFLICT}: {len(conflicts)} set(s) of identical files are labelled both real and fake, "
+        f"e.g. {real.display_name} (real) = {fake.display_name} (fake)"
+    )
 
 
 def record_duplicate_groups(index: DatasetIndex, groups: Sequence[DuplicateGroup]) -> None:

@@ -3,6 +3,7 @@ GenImage, CIFAKE), so cross-family protocols work on those datasets without a us
 
 Only names whose family is certain are listed; anything else stays "" (unknown) unless the user says.
 """
+
 from __future__ import annotations
 
 import re
@@ -11,16 +12,36 @@ GAN, DIFFUSION, AUTOREGRESSIVE, REAL_FAMILY = "gan", "diffusion", "autoregressiv
 
 # exact names (after normalise())
 _EXACT = {
-    "progan": GAN, "stylegan": GAN, "stylegan2": GAN, "stylegan3": GAN, "biggan": GAN, "cyclegan": GAN,
-    "stargan": GAN, "gaugan": GAN, "whichfaceisreal": GAN,
-    "guided": DIFFUSION, "adm": DIFFUSION, "midjourney": DIFFUSION, "vqdm": DIFFUSION, "wukong": DIFFUSION,
-    "dalle2": DIFFUSION, "dalle3": DIFFUSION, "sd14": DIFFUSION, "sd15": DIFFUSION, "sdxl": DIFFUSION,
+    "progan": GAN,
+    "stylegan": GAN,
+    "stylegan2": GAN,
+    "stylegan3": GAN,
+    "biggan": GAN,
+    "cyclegan": GAN,
+    "stargan": GAN,
+    "gaugan": GAN,
+    "whichfaceisreal": GAN,
+    "guided": DIFFUSION,
+    "adm": DIFFUSION,
+    "midjourney": DIFFUSION,
+    "vqdm": DIFFUSION,
+    "wukong": DIFFUSION,
+    "dalle2": DIFFUSION,
+    "dalle3": DIFFUSION,
+    "sd14": DIFFUSION,
+    "sd15": DIFFUSION,
+    "sdxl": DIFFUSION,
     "dalle": AUTOREGRESSIVE,  # UniversalFakeDetect's "dalle" folder is DALL-E mini
     "real": REAL_FAMILY,
 }
 # prefixes (after normalise()): glide_100_10, ldm_200_cfg, stable_diffusion_v_1_4, sd_v2...
-_PREFIXES = (("glide", DIFFUSION), ("ldm", DIFFUSION), ("stable_diffusion", DIFFUSION), ("sd_", DIFFUSION),
-             ("stylegan", GAN))
+_PREFIXES = (
+    ("glide", DIFFUSION),
+    ("ldm", DIFFUSION),
+    ("stable_diffusion", DIFFUSION),
+    ("sd_", DIFFUSION),
+    ("stylegan", GAN),
+)
 
 
 def normalise(name: str) -> str:

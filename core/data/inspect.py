@@ -5,6 +5,7 @@
 into the tables ``dfzoo data inspect`` prints. Decoding goes through :func:`dfzoo.data.decode.load_image`,
 the decoder every detector uses, so "unreadable" here means unreadable in a benchmark run too.
 """
+
 from __future__ import annotations
 
 import io
@@ -48,7 +49,7 @@ class ClassStats:
     images: int
     readable: int = 0
     formats: dict[str, int] = field(default_factory=dict)
-    width: tuple[int, int] | None = None   # (min, max)
+    width: tuple[int, int] | None = None  # (min, max)
     height: tuple[int, int] | None = None  # (min, max)
 
     def _add(self, image_format: str, size: tuple[int, int]) -> None:
@@ -71,10 +72,10 @@ class InspectReport:
     counts: list[CountRow]
     classes: list[ClassStats]
     unreadable: list[tuple[str, str]]  # (path, reason)
-    skipped: list[tuple[str, str]]     # files the layout did not use, (path, reason)
+    skipped: list[tuple[str, str]]  # files the layout did not use, (path, reason)
     warnings: list[str]
-    notes: list[str]                   # things a detector could learn instead of the real/fake signal
-    layout_source: str = "detected"    # how the layout was chosen: "detected", "given" or "named dataset"
+    notes: list[str]  # things a detector could learn instead of the real/fake signal
+    layout_source: str = "detected"  # how the layout was chosen: "detected", "given" or "named dataset"
     path_duplicates: list[tuple[str, str]] = field(default_factory=list)  # (dropped path, kept path)
     content_duplicates: list[dict[str, Any]] = field(default_factory=list)  # DuplicateGroup.to_dict()
 
@@ -123,8 +124,13 @@ def _probe_safely(args: tuple[Sample, bool]) -> tuple[str, tuple[int, int]] | st
         return error.reason
 
 
-def inspect_index(index: DatasetIndex, decode: bool = True, progress: bool = True,
-                  workers: int | None = None, layout_source: str = "detected") -> InspectReport:
+def inspect_index(
+    index: DatasetIndex,
+    decode: bool = True,
+    progress: bool = True,
+    workers: int | None = None,
+    layout_source: str = "detected",
+) -> InspectReport:
     """Probe every sample of ``index`` (in a few threads: Pillow decodes without the GIL) and hash those that
     may share their bytes with another (groups recorded in ``index.metadata["content_duplicates"]``)."""
     from tqdm.auto import tqdm
@@ -132,16 +138,24 @@ def inspect_index(index: DatasetIndex, decode: bool = True, progress: bool = Tru
     counts: Counter[tuple[str, str, int]] = Counter((s.split, s.generator, s.label) for s in index.samples)
     rows = []
     for split, generator in sorted({(split, gen) for split, gen, _ in counts}):
-        rows.append(CountRow(split, generator, index.families.get(generator, ""),
-                             counts[(split, generator, REAL)], counts[(split, generator, FAKE)]))
+        rows.append(
+            CountRow(
+                split,
+                generator,
+                index.families.get(generator, ""),
+                counts[(split, generator, REAL)],
+                counts[(split, generator, FAKE)],
+            )
+        )
     labels = sorted({s.label for s in index.samples})
     per_label = Counter(s.label for s in index.samples)
     classes = {label: ClassStats(CLASS_NAMES.get(label, str(label)), per_label[label]) for label in labels}
     unreadable: list[tuple[str, str]] = []
     workers = workers or min(4, os.cpu_count() or 1)
     jobs = [(sample, decode) for sample in index.samples]
-    bar = tqdm(total=len(jobs), desc="decoding" if decode else "reading headers", unit="img",
-               disable=not progress, leave=False)
+    bar = tqdm(
+        total=len(jobs), desc="decoding" if decode else "reading headers", unit="img", disable=not progress, leave=False
+    )
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for sample, result in zip(index.samples, pool.map(_probe_safely, jobs, chunksize=64), strict=True):
             if isinstance(result, str):
@@ -152,20 +166,39 @@ def inspect_index(index: DatasetIndex, decode: bool = True, progress: bool = Tru
     bar.close()
     stats = [classes[label] for label in labels]
     groups = find_duplicates(index)
-    by_path = [(path, reason[len(DUPLICATE_PATH):]) for path, reason in index.skipped
-               if reason.startswith(DUPLICATE_PATH)]
+    by_path = [
+        (path, reason[len(DUPLICATE_PATH) :]) for path, reason in index.skipped if reason.startswith(DUPLICATE_PATH)
+    ]
     return InspectReport(
-        name=index.name, layout=index.layout, root=str(index.root or ""), fingerprint=index.fingerprint(),
-        decoded=decode, counts=rows, classes=stats, unreadable=unreadable, skipped=list(index.skipped),
-        warnings=list(index.metadata.get("warnings", [])), notes=bias_notes(stats), layout_source=layout_source,
-        path_duplicates=by_path, content_duplicates=[group.to_dict() for group in groups])
+        name=index.name,
+        layout=index.layout,
+        root=str(index.root or ""),
+        fingerprint=index.fingerprint(),
+        decoded=decode,
+        counts=rows,
+        classes=stats,
+        unreadable=unreadable,
+        skipped=list(index.skipped),
+        warnings=list(index.metadata.get("warnings", [])),
+        notes=bias_notes(stats),
+        layout_source=layout_source,
+        path_duplicates=by_path,
+        content_duplicates=[group.to_dict() for group in groups],
+    )
 
 
-def inspect_dataset(source: str | Path, layout: str | None = None, decode: bool = True,
-                    registry: Registry | None = None, progress: bool = True, **params: Any) -> InspectReport:
+def inspect_dataset(
+    source: str | Path,
+    layout: str | None = None,
+    decode: bool = True,
+    registry: Registry | None = None,
+    progress: bool = True,
+    **params: Any,
+) -> InspectReport:
     """Open ``source`` like :func:`dfzoo.data.layouts.open_dataset` and inspect every image in it."""
     from ..registry import current_registry
     from .layouts import open_dataset
+
     registry = registry or current_registry()
     index = open_dataset(source, layout=layout, registry=registry, **params)
     if layout:
@@ -186,13 +219,17 @@ def bias_notes(classes: Sequence[ClassStats]) -> list[str]:
         return []
     notes = []
     if not set(real.formats) & set(fake.formats):
-        notes.append(f"reals are {'/'.join(sorted(real.formats))} and fakes {'/'.join(sorted(fake.formats))}: "
-                     f"the file format alone separates the classes")
+        notes.append(
+            f"reals are {'/'.join(sorted(real.formats))} and fakes {'/'.join(sorted(fake.formats))}: "
+            f"the file format alone separates the classes"
+        )
     for axis in ("width", "height"):
         r, f = getattr(real, axis), getattr(fake, axis)
         if r[1] < f[0] or f[1] < r[0]:
-            notes.append(f"real {axis}s {r[0]}-{r[1]} px and fake {axis}s {f[0]}-{f[1]} px do not overlap: "
-                         f"image size alone separates the classes")
+            notes.append(
+                f"real {axis}s {r[0]}-{r[1]} px and fake {axis}s {f[0]}-{f[1]} px do not overlap: "
+                f"image size alone separates the classes"
+            )
     return notes
 
 
@@ -228,41 +265,75 @@ def render_text(report: InspectReport, limit: int = 50) -> str:
 
     reals = sum(row.real for row in report.counts)
     conflicts = [warning for warning in report.warnings if warning.startswith(LABEL_CONFLICT)]
-    lines = [f"dataset {report.name} at {report.root}",
-             f"layout {report.layout} ({report.layout_source})",
-             f"{report.total} images: {reals} real, {report.total - reals} fake; fingerprint {report.fingerprint}",
-             *(f"!! {warning}" for warning in conflicts), ""]
+    lines = [
+        f"dataset {report.name} at {report.root}",
+        f"layout {report.layout} ({report.layout_source})",
+        f"{report.total} images: {reals} real, {report.total - reals} fake; fingerprint {report.fingerprint}",
+        *(f"!! {warning}" for warning in conflicts),
+        "",
+    ]
     with_split = any(row.split for row in report.counts)
     headers = (["split"] if with_split else []) + ["generator", "family", "real", "fake"]
-    table = [([row.split] if with_split else []) + [row.generator, row.family or "?", row.real, row.fake]
-             for row in report.counts]
+    table = [
+        ([row.split] if with_split else []) + [row.generator, row.family or "?", row.real, row.fake]
+        for row in report.counts
+    ]
     lines += [tabulate(table, headers=headers), ""]
     mode = "decoded" if report.decoded else "headers only"
-    class_table = [[c.label, c.images, c.readable, ", ".join(f"{k} {v}" for k, v in sorted(c.formats.items())),
-                    _range(c.width), _range(c.height)] for c in report.classes]
-    lines += [tabulate(class_table, headers=["class", "images", f"readable ({mode})", "formats", "width",
-                                             "height"]), ""]
+    class_table = [
+        [
+            c.label,
+            c.images,
+            c.readable,
+            ", ".join(f"{k} {v}" for k, v in sorted(c.formats.items())),
+            _range(c.width),
+            _range(c.height),
+        ]
+        for c in report.classes
+    ]
+    lines += [
+        tabulate(class_table, headers=["class", "images", f"readable ({mode})", "formats", "width", "height"]),
+        "",
+    ]
     skipped = [(path, reason) for path, reason in report.skipped if not reason.startswith(DUPLICATE_PATH)]
     for title, files in (("unreadable", report.unreadable), ("skipped", skipped)):
         if not files:
             continue
         reasons = Counter(_reason_kind(reason) for _, reason in files)
         summary = "; ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
-        _listed(lines, f"{title} files: {len(files)} ({summary})",
-                [f"{_relative(path, report.root)}: {reason}" for path, reason in files], limit)
+        _listed(
+            lines,
+            f"{title} files: {len(files)} ({summary})",
+            [f"{_relative(path, report.root)}: {reason}" for path, reason in files],
+            limit,
+        )
     if report.path_duplicates:
-        _listed(lines, f"duplicates by path: {len(report.path_duplicates)} dropped (a file reached by two paths "
-                       f"is indexed once)",
-                [f"{_relative(path, report.root)}: same file as {_relative(kept, report.root)}"
-                 for path, kept in report.path_duplicates], limit)
+        _listed(
+            lines,
+            f"duplicates by path: {len(report.path_duplicates)} dropped (a file reached by two paths is indexed once)",
+            [
+                f"{_relative(path, report.root)}: same file as {_relative(kept, report.root)}"
+                for path, kept in report.path_duplicates
+            ],
+            limit,
+        )
     if report.content_duplicates:
         groups = report.content_duplicates
         copies = sum(len(group["paths"]) - 1 for group in groups)
-        _listed(lines, f"duplicates by content: {len(groups)} set(s) of identical files, {copies} extra "
-                       f"cop{'y' if copies == 1 else 'ies'} (kept)",
-                [(f"{LABEL_CONFLICT}: " if group["conflict"] else "")
-                 + " = ".join(f"{_relative(path, report.root)} ({label})"
-                              for path, label in zip(group["paths"], group["labels"], strict=True)) for group in groups], limit)
+        _listed(
+            lines,
+            f"duplicates by content: {len(groups)} set(s) of identical files, {copies} extra "
+            f"cop{'y' if copies == 1 else 'ies'} (kept)",
+            [
+                (f"{LABEL_CONFLICT}: " if group["conflict"] else "")
+                + " = ".join(
+                    f"{_relative(path, report.root)} ({label})"
+                    for path, label in zip(group["paths"], group["labels"], strict=True)
+                )
+                for group in groups
+            ],
+            limit,
+        )
     for title, items in (("warnings", report.warnings), ("possible shortcuts", report.notes)):
         if items:
             lines.append(f"{title}:")
@@ -273,5 +344,13 @@ def render_text(report: InspectReport, limit: int = 50) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-__all__ = ["ClassStats", "CountRow", "InspectReport", "bias_notes", "inspect_dataset", "inspect_index", "probe",
-           "render_text"]
+__all__ = [
+    "ClassStats",
+    "CountRow",
+    "InspectReport",
+    "bias_notes",
+    "inspect_dataset",
+    "inspect_index",
+    "probe",
+    "render_text",
+]

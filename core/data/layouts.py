@@ -12,6 +12,7 @@ its real place when that is one of them, else at the first path met, and the oth
 ``"duplicate path of <kept path>"``; when the two paths disagree on the label, a warning says so. Files with
 the same bytes under different names are found only where hashing is asked for (:mod:`dfzoo.data.duplicates`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # folder names that mean a split, as found on disk (lower case) -> the split recorded in Sample.split
-SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-          "test": "test", "testing": "test"}
+SPLITS = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
 FORENSYNTHS_LABELS = {"0_real": REAL, "1_fake": FAKE}
 GENIMAGE_LABELS = {"nature": REAL, "ai": FAKE}
 CIFAKE_LABELS = {"real": REAL, "fake": FAKE}
@@ -74,7 +82,7 @@ class IndexBuilder:
         self.warnings: list[str] = []
         self.families: dict[str, str] = {}
         self._label_dirs: dict[tuple[str, ...], int] = {}
-        self._added: list[Folder] = []                            # the folder of each add(), in order
+        self._added: list[Folder] = []  # the folder of each add(), in order
         self._skipped_images: list[tuple[int, Folder, tuple[str, ...]]] = []  # (position in skipped, ...)
 
     def family_of(self, generator: str) -> str:
@@ -85,16 +93,25 @@ class IndexBuilder:
     def saw_label_dir(self, parts: tuple[str, ...]) -> None:
         self._label_dirs.setdefault(parts, 0)
 
-    def add(self, folder: Folder, label: int, generator: str, split: str = "",
-            label_dir: tuple[str, ...] | None = None, family: str | None = None) -> None:
+    def add(
+        self,
+        folder: Folder,
+        label: int,
+        generator: str,
+        split: str = "",
+        label_dir: tuple[str, ...] | None = None,
+        family: str | None = None,
+    ) -> None:
         """Every image of ``folder`` as a sample; reals get family "real", fakes their generator's family."""
         gen_family = self.family_of(generator) if family is None else family
         if gen_family and generator not in self.families:
             self.families[generator] = gen_family
         sample_family = REAL_FAMILY if label == REAL else gen_family
         base = folder.path
-        self.samples.extend(Sample(path=child_path(base, name), label=label, generator=generator,
-                                   family=sample_family, split=split) for name in folder.images)
+        self.samples.extend(
+            Sample(path=child_path(base, name), label=label, generator=generator, family=sample_family, split=split)
+            for name in folder.images
+        )
         self._added.append(folder)
         if label_dir is not None:
             self._label_dirs[label_dir] = self._label_dirs.get(label_dir, 0) + len(folder.images)
@@ -123,9 +140,15 @@ class IndexBuilder:
             if count == 0:
                 self.warnings.append(f"{'/'.join(parts)}: folder holds no images")
         self.warnings.extend(one_class_warnings(self.samples))
-        index = DatasetIndex(name=name or self.root.name, layout=self.layout, root=self.root,
-                             samples=self.samples, families=dict(sorted(self.families.items())),
-                             skipped=self.skipped, metadata={"warnings": self.warnings, **metadata})
+        index = DatasetIndex(
+            name=name or self.root.name,
+            layout=self.layout,
+            root=self.root,
+            samples=self.samples,
+            families=dict(sorted(self.families.items())),
+            skipped=self.skipped,
+            metadata={"warnings": self.warnings, **metadata},
+        )
         for warning in self.warnings:
             log.warning("%s: %s", index.name, warning)
         return index
@@ -157,9 +180,11 @@ class IndexBuilder:
 def path_conflict_warning(conflicts: Sequence[tuple[Sample, Sample]], order: str) -> str:
     """The loud warning for files reached by two paths that disagree on the label: (kept, dropped) pairs."""
     first, other = conflicts[0]
-    return (f"{LABEL_CONFLICT}: {len(conflicts)} file(s) are reached by two paths with different labels, e.g. "
-            f"{first.path} ({label_name(first.label)}) is also {other.path} ({label_name(other.label)}); "
-            f"each is indexed once, with the label of {order}")
+    return (
+        f"{LABEL_CONFLICT}: {len(conflicts)} file(s) are reached by two paths with different labels, e.g. "
+        f"{first.path} ({label_name(first.label)}) is also {other.path} ({label_name(other.label)}); "
+        f"each is indexed once, with the label of {order}"
+    )
 
 
 def one_class_warnings(samples: Iterable[Sample]) -> list[str]:
@@ -181,8 +206,7 @@ def one_class_warnings(samples: Iterable[Sample]) -> list[str]:
             warnings.append(f"the real pool{where} has {pool} images but there are no fakes")
         fakes_of_pool = counts.get((split, REAL_POOL, FAKE), 0)
         if fakes_of_pool:
-            warnings.append(f"{fakes_of_pool} fake images{where} are filed under the reserved generator "
-                            f"{REAL_POOL!r}")
+            warnings.append(f"{fakes_of_pool} fake images{where} are filed under the reserved generator {REAL_POOL!r}")
     return warnings
 
 
@@ -241,8 +265,9 @@ def detect_forensynths(root: Path) -> bool:
     return Path(root).is_dir() and find_dir(Path(root), lambda p: p[-1].lower() in FORENSYNTHS_LABELS, 4)
 
 
-def _label_folders(path: Path, builder: IndexBuilder, labels: Mapping[str, int], expected: str
-                   ) -> Iterator[tuple[Folder, int]]:
+def _label_folders(
+    path: Path, builder: IndexBuilder, labels: Mapping[str, int], expected: str
+) -> Iterator[tuple[Folder, int]]:
     """Folders holding images under a label folder, with the label's position in ``parts``.
 
     Records non-image files, label folders (empty or not) and images outside any label folder on ``builder``
@@ -263,8 +288,7 @@ def _label_folders(path: Path, builder: IndexBuilder, labels: Mapping[str, int],
 
 
 @gc_paused()
-def load_forensynths(root: str | Path, families: Mapping[str, str] | None = None,
-                     generator: str = "") -> DatasetIndex:
+def load_forensynths(root: str | Path, families: Mapping[str, str] | None = None, generator: str = "") -> DatasetIndex:
     """``<root>/[<split>/]<gen>/[<class>/]{0_real,1_fake}/**`` (ForenSynths / CNNDetection, UniversalFakeDetect).
 
     Reals keep their folder's generator (they were drawn for it). ``families`` maps generator -> family
@@ -278,7 +302,7 @@ def load_forensynths(root: str | Path, families: Mapping[str, str] | None = None
         parts = folder.parts
         split, prefix = _strip_split(parts[:i])
         name = generator or (prefix[0] if prefix else path.name)
-        builder.add(folder, FORENSYNTHS_LABELS[parts[i].lower()], name, split, label_dir=parts[:i + 1])
+        builder.add(folder, FORENSYNTHS_LABELS[parts[i].lower()], name, split, label_dir=parts[: i + 1])
     return builder.build()
 
 
@@ -295,7 +319,8 @@ def _genimage_label_index(parts: tuple[str, ...]) -> int:
 def detect_genimage(root: Path) -> bool:
     """A {train,val}/{nature,ai} pair within four levels (root/gen/[subset/]split/label)."""
     return Path(root).is_dir() and find_dir(
-        Path(root), lambda p: len(p) >= 2 and p[-1].lower() in GENIMAGE_LABELS and p[-2].lower() in SPLITS, 4)
+        Path(root), lambda p: len(p) >= 2 and p[-1].lower() in GENIMAGE_LABELS and p[-2].lower() in SPLITS, 4
+    )
 
 
 @gc_paused()
@@ -318,10 +343,11 @@ def load_genimage(root: str | Path, families: Mapping[str, str] | None = None) -
         if i < 0:
             builder.skip(folder, folder.images, "image outside any {train,val}/{nature,ai} folder")
             continue
-        prefix = parts[:i - 1]
+        prefix = parts[: i - 1]
         name = prefix[0] if prefix else path.name
-        builder.add(folder, GENIMAGE_LABELS[parts[i].lower()], name, SPLITS[parts[i - 1].lower()],
-                    label_dir=parts[:i + 1])
+        builder.add(
+            folder, GENIMAGE_LABELS[parts[i].lower()], name, SPLITS[parts[i - 1].lower()], label_dir=parts[: i + 1]
+        )
     return builder.build()
 
 
@@ -332,8 +358,10 @@ def _cifake_base(folder: Path) -> bool:
     names = {n.lower() for n in child_dirs(folder)}
     if names & CIFAKE_LABELS.keys():
         return True
-    return any(split.lower() in SPLITS and {n.lower() for n in child_dirs(folder / split)} & CIFAKE_LABELS.keys()
-               for split in child_dirs(folder))
+    return any(
+        split.lower() in SPLITS and {n.lower() for n in child_dirs(folder / split)} & CIFAKE_LABELS.keys()
+        for split in child_dirs(folder)
+    )
 
 
 def detect_cifake(root: Path) -> bool:
@@ -361,7 +389,7 @@ def load_cifake(root: str | Path, generator: str = "sd14", family: str = "diffus
         prefix = parts[:i]
         split = SPLITS.get(prefix[-1].lower(), "") if prefix else ""
         label = CIFAKE_LABELS[parts[i].lower()]
-        builder.add(folder, label, REAL_POOL if label == REAL else generator, split, label_dir=parts[:i + 1])
+        builder.add(folder, label, REAL_POOL if label == REAL else generator, split, label_dir=parts[: i + 1])
     return builder.build(generator=generator)
 
 
@@ -399,28 +427,34 @@ def detect_layout(path: Path, registry: Registry) -> DatasetSpec:
             log.warning("layout %s failed to inspect %s: %s", spec.name, path, error)
             notes[spec.name] = f" (its detector failed: {type(error).__name__}: {error})"
     if path.is_dir() and not _any_image(path):
-        raise DatasetError(f"{path} holds no image files "
-                           f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))}; hidden files skipped)")
+        raise DatasetError(
+            f"{path} holds no image files (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}; hidden files skipped)"
+        )
     what = "file" if path.is_file() else "folder"
-    raise DatasetError(f"no dataset layout recognises the {what} {path}. Layouts tried, and what each "
-                       f"expects:\n{_expectations(specs, notes)}\n"
-                       f"Rename the folders to one of these, pass a layout by name, or write a CSV/JSONL manifest "
-                       f"(columns path,label,generator).")
+    raise DatasetError(
+        f"no dataset layout recognises the {what} {path}. Layouts tried, and what each "
+        f"expects:\n{_expectations(specs, notes)}\n"
+        f"Rename the folders to one of these, pass a layout by name, or write a CSV/JSONL manifest "
+        f"(columns path,label,generator)."
+    )
 
 
 def load_with(spec: DatasetSpec, root: Path | None, params: Mapping[str, Any]) -> DatasetIndex:
     """Call ``spec.load`` with its default params under the given ones (unknown params are an error)."""
     unknown = sorted(set(params) - set(spec.params))
     if unknown and spec.params:
-        raise DatasetError(f"dataset {spec.name!r} has no parameter(s) {', '.join(unknown)}; "
-                           f"its parameters: {', '.join(sorted(spec.params))}")
+        raise DatasetError(
+            f"dataset {spec.name!r} has no parameter(s) {', '.join(unknown)}; "
+            f"its parameters: {', '.join(sorted(spec.params))}"
+        )
     index = spec.load(root, **{**spec.params, **params})
     index.metadata.setdefault("warnings", [])
     return index
 
 
-def open_dataset(source: str | Path, layout: str | None = None, registry: Registry | None = None,
-                 **params: Any) -> DatasetIndex:
+def open_dataset(
+    source: str | Path, layout: str | None = None, registry: Registry | None = None, **params: Any
+) -> DatasetIndex:
     """A dataset by registered name (``"zoo"``), or a folder / CSV-JSONL manifest with its layout found.
 
     ``layout`` names a registered layout and skips detection; ``params`` go to the layout's ``load``.
@@ -430,6 +464,7 @@ def open_dataset(source: str | Path, layout: str | None = None, registry: Regist
     """
     if registry is None:
         from ..registry import current_registry
+
         registry = current_registry()
     names = set(registry.names("dataset"))
     if isinstance(source, str) and source in names:
@@ -441,16 +476,18 @@ def open_dataset(source: str | Path, layout: str | None = None, registry: Regist
     path = Path(source).expanduser()
     if not path.exists():
         if isinstance(source, str) and source in names:
-            raise FileNotFoundError(f"{source!r} is a layout, not a dataset: give a folder, e.g. "
-                                    f"`--dataset PATH --layout {source}`")
+            raise FileNotFoundError(
+                f"{source!r} is a layout, not a dataset: give a folder, e.g. `--dataset PATH --layout {source}`"
+            )
         named = [spec.name for spec in (registry.dataset(n) for n in sorted(names)) if not spec.needs_root]
         hint = f" and it is not a named dataset ({', '.join(named)})" if named else ""
         raise FileNotFoundError(f"dataset path {path} does not exist{hint}")
     if layout:
         spec = registry.dataset(layout)
         if not spec.needs_root:
-            raise DatasetError(f"{layout!r} is a named dataset, not a layout; layouts: "
-                               f"{', '.join(s.name for s in _layouts(registry))}")
+            raise DatasetError(
+                f"{layout!r} is a named dataset, not a layout; layouts: {', '.join(s.name for s in _layouts(registry))}"
+            )
     else:
         spec = detect_layout(path, registry)
     index = load_with(spec, path, params)
@@ -458,9 +495,10 @@ def open_dataset(source: str | Path, layout: str | None = None, registry: Regist
         if path.is_dir() and not _any_image(path):
             raise DatasetError(f"{path} holds no image files")
         examples = "; ".join(f"{p}: {r}" for p, r in index.skipped[:3])
-        raise DatasetError(f"layout {spec.name!r} found no labelled images in {path}. It expects: "
-                           f"{spec.summary}" + (f". Skipped {len(index.skipped)} files, e.g. {examples}"
-                                                if examples else ""))
+        raise DatasetError(
+            f"layout {spec.name!r} found no labelled images in {path}. It expects: "
+            f"{spec.summary}" + (f". Skipped {len(index.skipped)} files, e.g. {examples}" if examples else "")
+        )
     return index
 
 

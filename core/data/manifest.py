@@ -7,6 +7,7 @@ a reason, so a partly synced copy of a dataset still opens and says what is miss
 twice is an error; two paths to one file (a link, a hard link) keep the first row and skip the other as a
 ``"duplicate path of <kept path>"``, with a warning when their labels differ.
 """
+
 from __future__ import annotations
 
 import csv
@@ -49,14 +50,19 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         header = [name.strip().lower() for name in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
-            raise ManifestError(path, 1, f"header lacks column(s) {', '.join(missing)} "
-                                         f"(found: {', '.join(header) or 'nothing'}); "
-                                         f"expected {','.join(REQUIRED_COLUMNS)}[,family][,split]")
+            raise ManifestError(
+                path,
+                1,
+                f"header lacks column(s) {', '.join(missing)} "
+                f"(found: {', '.join(header) or 'nothing'}); "
+                f"expected {','.join(REQUIRED_COLUMNS)}[,family][,split]",
+            )
         reader.fieldnames = header
         for row in reader:
             if None in row:
-                raise ManifestError(path, reader.line_num, f"{len(header) + len(row[None])} fields, "
-                                                           f"the header has {len(header)}")
+                raise ManifestError(
+                    path, reader.line_num, f"{len(header) + len(row[None])} fields, the header has {len(header)}"
+                )
             if not any((value or "").strip() for value in row.values()):
                 continue  # a blank line
             yield reader.line_num, row
@@ -128,8 +134,12 @@ def load_manifest(manifest: str | Path) -> DatasetIndex:
             family = _text(row.get("family")) or families.get(generator) or known_family(generator)
             if family:
                 if families.setdefault(generator, family) != family:
-                    raise ManifestError(manifest, line, f"generator {generator!r} has family {family!r} here but "
-                                                        f"{families[generator]!r} on line {family_line[generator]}")
+                    raise ManifestError(
+                        manifest,
+                        line,
+                        f"generator {generator!r} has family {family!r} here but "
+                        f"{families[generator]!r} on line {family_line[generator]}",
+                    )
                 family_line.setdefault(generator, line)
         elif generator == REAL_POOL:
             families[REAL_POOL] = REAL_FAMILY
@@ -162,9 +172,15 @@ def load_manifest(manifest: str | Path) -> DatasetIndex:
         warnings.insert(0, f"{len(missing)} listed file(s) are missing, e.g. {missing[0]}")
     if conflicts:
         warnings.insert(0, path_conflict_warning(conflicts, "the earlier row"))
-    return DatasetIndex(name=manifest.stem, layout="manifest", root=base, samples=samples,
-                        families=dict(sorted(families.items())), skipped=skipped,
-                        metadata={"warnings": warnings, "manifest": str(manifest)})
+    return DatasetIndex(
+        name=manifest.stem,
+        layout="manifest",
+        root=base,
+        samples=samples,
+        families=dict(sorted(families.items())),
+        skipped=skipped,
+        metadata={"warnings": warnings, "manifest": str(manifest)},
+    )
 
 
 __all__ = ["MANIFEST_SUFFIXES", "ManifestError", "detect_manifest", "load_manifest", "parse_label"]

@@ -1,4 +1,5 @@
 """What a dataset is to the rest of dfzoo: a list of labelled samples plus a fingerprint."""
+
 from __future__ import annotations
 
 import hashlib
@@ -68,6 +69,7 @@ class Sample:
     def load(self) -> Image.Image:
         """The image as 8-bit RGB with this view's perturbation applied; raises ``ImageDecodeError``."""
         from .decode import load_image
+
         file = self.file
         if self.image is None and file is None:
             raise ValueError("a Sample needs a path or an image")
@@ -149,7 +151,7 @@ class DatasetIndex:
             else:
                 text = str(s.path)
                 if prefix and text.startswith(prefix) and os.path.isabs(text):  # the common case, 10x faster
-                    rel = text[len(prefix):]
+                    rel = text[len(prefix) :]
                 else:
                     rel = os.path.relpath(s.path, self.root) if self.root else text
                 size = os.stat(s.path).st_size

@@ -18,6 +18,7 @@ Links, so that datasets assembled from links work and nothing is read twice:
 No file is stat-ed for this: a folder's resolved path is its parent's plus its name, and
 ``os.path.realpath`` runs only for entries that are links.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,14 +31,14 @@ from pathlib import Path
 from types import MappingProxyType
 
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"})
-DUPLICATE_PATH = "duplicate path of "   # reason prefix of a file reached again by another path
+DUPLICATE_PATH = "duplicate path of "  # reason prefix of a file reached again by another path
 LINK_NOT_FOLLOWED = "folder link not followed"
 
 
 def is_image_name(name: str) -> bool:
     """True when ``name`` has an image extension (case-insensitive); ``"png"`` alone is not an image."""
     dot = name.rfind(".")
-    return dot > 0 and name[dot + 1:].lower() in IMAGE_EXTENSIONS
+    return dot > 0 and name[dot + 1 :].lower() in IMAGE_EXTENSIONS
 
 
 _make_child = getattr(Path, "_make_child_relpath", None)
@@ -186,8 +187,18 @@ def _walk(start: _Pending, via_link: bool, pending: deque[_Pending], followed: d
                 others.append(name)
                 if entry.is_symlink() and not os.path.exists(entry.path):
                     broken.append(name)
-        yield Folder(parts, folder, tuple(images), tuple(others), tuple(subdirs), real, via_link,
-                     image_links or _NO_LINKS, tuple(broken), tuple(skipped_links))
+        yield Folder(
+            parts,
+            folder,
+            tuple(images),
+            tuple(others),
+            tuple(subdirs),
+            real,
+            via_link,
+            image_links or _NO_LINKS,
+            tuple(broken),
+            tuple(skipped_links),
+        )
         stack.extend(((*parts, name), child_path(folder, name), _join(real, name)) for name in reversed(real_subdirs))
 
 
@@ -239,8 +250,9 @@ def _through_link(folder: Folder, name: str) -> bool:
     return folder.via_link or name in folder.image_links
 
 
-def _in_name_order(folder: Folder, folders: Mapping[tuple[str, ...], Folder],
-                   drop: set[tuple[tuple[str, ...], str]], out: list[Path]) -> None:
+def _in_name_order(
+    folder: Folder, folders: Mapping[tuple[str, ...], Folder], drop: set[tuple[tuple[str, ...], str]], out: list[Path]
+) -> None:
     """Append the images of ``folder`` and of the folders inside, files and folders merged in name order."""
     subdirs = [name for name in folder.subdirs if (*folder.parts, name) in folders]
     position = 0
@@ -266,5 +278,16 @@ def child_dirs(folder: Path) -> list[str]:
     return [entry.name for entry in _sorted_entries(str(folder)) if _is_dir(entry)]
 
 
-__all__ = ["DUPLICATE_PATH", "IMAGE_EXTENSIONS", "LINK_NOT_FOLLOWED", "Folder", "child_dirs", "child_path",
-           "first_places", "gc_paused", "is_image_name", "scan_images", "walk_folders"]
+__all__ = [
+    "DUPLICATE_PATH",
+    "IMAGE_EXTENSIONS",
+    "LINK_NOT_FOLLOWED",
+    "Folder",
+    "child_dirs",
+    "child_path",
+    "first_places",
+    "gc_paused",
+    "is_image_name",
+    "scan_images",
+    "walk_folders",
+]

@@ -1,4 +1,5 @@
 """Optimisation settings of a training run and the augmentation presets trained detectors share."""
+
 from __future__ import annotations
 
 import logging
@@ -59,13 +60,13 @@ class TrainConfig:
 
 
 #: The :class:`TrainConfig` fields a trained detector exposes as parameters (the others stay internal).
-TRAIN_PARAM_FIELDS = ("epochs", "batch_size", "lr", "optimiser", "momentum", "weight_decay", "val_fraction",
-                      "patience")
+TRAIN_PARAM_FIELDS = ("epochs", "batch_size", "lr", "optimiser", "momentum", "weight_decay", "val_fraction", "patience")
 #: The parameters every trained detector accepts, with CPU-friendly defaults: TrainConfig's own defaults, plus
 #: the input size (None: the run's, else the data's) and freeze_norm (None: freeze when pretrained).
 TRAIN_PARAMS: dict[str, Any] = {
     **{f.name: f.default for f in fields(TrainConfig) if f.name in TRAIN_PARAM_FIELDS},
-    "image_size": None, "freeze_norm": None,
+    "image_size": None,
+    "freeze_norm": None,
 }
 
 
@@ -107,7 +108,7 @@ class Augment:
             pad = max(1, min(size_h, size_w) // 8)
             padded = np.pad(array, ((0, 0), (pad, pad), (pad, pad)), mode="reflect")
             top, left = (int(v) for v in rng.integers(0, 2 * pad + 1, size=2))
-            array = padded[:, top:top + size_h, left:left + size_w]
+            array = padded[:, top : top + size_h, left : left + size_w]
         if self.flip and rng.random() < 0.5:
             array = array[:, :, ::-1]
         return np.ascontiguousarray(array)
@@ -124,8 +125,10 @@ AUGMENT_PRESETS: dict[str, Augment] = {
 
 OPTIMISERS = ("adam", "adamw", "sgd")
 TRAIN_SCHEMA: dict[str, Param] = {  # what TRAIN_PARAMS (and the augment preset) accept: DetectorSpec.param_schema
-    "optimiser": Param(choices=OPTIMISERS), "augment": Param(choices=tuple(AUGMENT_PRESETS)),
-    "image_size": Param(types=(int,), optional=True), "freeze_norm": Param(types=(bool,), optional=True),
+    "optimiser": Param(choices=OPTIMISERS),
+    "augment": Param(choices=tuple(AUGMENT_PRESETS)),
+    "image_size": Param(types=(int,), optional=True),
+    "freeze_norm": Param(types=(bool,), optional=True),
 }
 
 
@@ -135,5 +138,3 @@ def augment_preset(name: str) -> Augment:
         return AUGMENT_PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown augmentation preset {name!r}; known: {', '.join(AUGMENT_PRESETS)}") from None
-
-

@@ -1,4 +1,5 @@
 """Samples to model inputs: the input pipeline, the map-style dataset, batching, seeded splits."""
+
 from __future__ import annotations
 
 import hashlib
@@ -51,7 +52,6 @@ class ImagePipeline:
         return self(sample.load(), rng)
 
 
-
 # -- dataset -----------------------------------------------------------------------------------------------
 class SampleDataset:
     """A map-style torch dataset over samples: item ``i`` is ``(input array, target, i)``.
@@ -61,8 +61,15 @@ class SampleDataset:
     makes resumption after an interruption reproduce an uninterrupted run.
     """
 
-    def __init__(self, samples: Sequence[Sample], targets: Sequence[Any], pipeline: ImagePipeline,
-                 *, augment: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        targets: Sequence[Any],
+        pipeline: ImagePipeline,
+        *,
+        augment: bool = True,
+        seed: int = 0,
+    ) -> None:
         if len(samples) != len(targets):
             raise ValueError(f"{len(samples)} samples but {len(targets)} targets")
         self.samples = list(samples)
@@ -86,6 +93,7 @@ class SampleDataset:
 def collate(items: Sequence[tuple[np.ndarray | None, Any, int]]) -> tuple[Any, Any, list[int], list[tuple[int, str]]]:
     """Stack decodable items into tensors; return ``(inputs, targets, indices, [(index, reason), ...])``."""
     import torch
+
     good = [item for item in items if item[0] is not None]
     bad = [(index, reason) for array, reason, index in items if array is None]
     if not good:
@@ -118,16 +126,15 @@ def _hashable(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value if not isinstance(value, list) else tuple(value)
 
 
-
 def samples_digest(samples: Sequence[Sample], targets: Sequence[Any] | None = None) -> str:
     """A cheap identity of a training list (names, views, labels, generators, targets; no file is read)."""
     digest = hashlib.sha256()
     for position, sample in enumerate(samples):
         target = "" if targets is None else str(_hashable(targets[position]))
-        digest.update(f"{sample.display_name}\t{sample.view_key}\t{sample.label}\t{sample.generator}\t{target}\n"
-                      .encode())
+        digest.update(
+            f"{sample.display_name}\t{sample.view_key}\t{sample.label}\t{sample.generator}\t{target}\n".encode()
+        )
     return digest.hexdigest()[:16]
-
 
 
 def binary_labels(samples: Sequence[Sample], who: str) -> list[int]:
@@ -136,5 +143,3 @@ def binary_labels(samples: Sequence[Sample], who: str) -> list[int]:
     if set(labels) != {0, 1}:
         raise ValueError(f"{who}: training needs both real (0) and fake (1) samples; got labels {sorted(set(labels))}")
     return labels
-
-

@@ -1,5 +1,6 @@
 """Detector bases that wire the training machinery to the run context: :class:`TrainedImageDetector`
 (any number of torch models) and :class:`SingleModelDetector` (one model, saved as safetensors)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 NATIVE_SIZE_CAP = 256  # largest input size taken from the data itself when nobody asked for a size
 
+
 # -- the detector base -------------------------------------------------------------------------------------
 class TrainedImageDetector(Detector):
     """Base of detectors that train torch image models; wires :func:`train_model` to the run context.
@@ -49,6 +51,7 @@ class TrainedImageDetector(Detector):
     @property
     def device(self) -> torch.device:
         from ..device import pick_device
+
         return pick_device(self.context.device)
 
     @property
@@ -82,11 +85,21 @@ class TrainedImageDetector(Detector):
         size = int(size)
         return int(math.ceil(size / multiple) * multiple)
 
-    def pipeline(self, normalisation: Normalisation, *, training: bool, augment: Augment = Augment(),
-                 post: Callable[[np.ndarray], np.ndarray] | None = None) -> ImagePipeline:
+    def pipeline(
+        self,
+        normalisation: Normalisation,
+        *,
+        training: bool,
+        augment: Augment = Augment(),
+        post: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> ImagePipeline:
         """The input pipeline with the run's policy (augmentation only when ``training``)."""
-        return ImagePipeline(policy=self.context.preprocess, normalisation=normalisation,
-                             augment=augment if training else Augment(), post=post)
+        return ImagePipeline(
+            policy=self.context.preprocess,
+            normalisation=normalisation,
+            augment=augment if training else Augment(),
+            post=post,
+        )
 
     def checkpointer(self, stage: str, samples: Sequence[Sample], targets: Sequence[Any]) -> Checkpointer | None:
         """A checkpoint folder for ``stage`` keyed by everything that changes the training run."""
@@ -94,41 +107,86 @@ class TrainedImageDetector(Detector):
         if root is None:
             return None
         context = self.context
-        key_source = json.dumps({"detector": self.name, "stage": stage, "params": _plain(self.params),
-                                 "seed": context.seed, "preprocess": context.preprocess.key,
-                                 "image_size": self.image_size, "data": samples_digest(samples, targets)},
-                                sort_keys=True)
+        key_source = json.dumps(
+            {
+                "detector": self.name,
+                "stage": stage,
+                "params": _plain(self.params),
+                "seed": context.seed,
+                "preprocess": context.preprocess.key,
+                "image_size": self.image_size,
+                "data": samples_digest(samples, targets),
+            },
+            sort_keys=True,
+        )
         key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
         return Checkpointer(Path(root) / "checkpoints" / f"{self.name}-{stage}-{key}", key)
 
     # -- training and inference --------------------------------------------------------------------------
-    def train_stage(self, stage: str, model: Any, samples: Sequence[Sample], targets: Sequence[Any],
-                    train_pipeline: ImagePipeline, eval_pipeline: ImagePipeline, loss_fn: LossFn,
-                    config: TrainConfig | None = None) -> TrainReport:
+    def train_stage(
+        self,
+        stage: str,
+        model: Any,
+        samples: Sequence[Sample],
+        targets: Sequence[Any],
+        train_pipeline: ImagePipeline,
+        eval_pipeline: ImagePipeline,
+        loss_fn: LossFn,
+        config: TrainConfig | None = None,
+    ) -> TrainReport:
         """Split, train (resuming from a checkpoint when one matches) and record one model of this detector."""
         config = config or self.train_config
         seed = self.context.seed
         train_idx, val_idx = split_indices(targets, config.val_fraction, seed)
-        train_set = SampleDataset([samples[i] for i in train_idx], [targets[i] for i in train_idx],
-                                  train_pipeline, seed=seed)
-        val_set = SampleDataset([samples[i] for i in val_idx], [targets[i] for i in val_idx], eval_pipeline,
-                                augment=False, seed=seed) if val_idx else None
-        report = train_model(model, train_set, loss_fn, config, device=self.device, val_dataset=val_set,
-                             checkpoint=self.checkpointer(stage, samples, targets), callbacks=self.epoch_callbacks,
-                             progress=self.context.progress, desc=f"{self.name} {stage}", seed=seed)
+        train_set = SampleDataset(
+            [samples[i] for i in train_idx], [targets[i] for i in train_idx], train_pipeline, seed=seed
+        )
+        val_set = (
+            SampleDataset(
+                [samples[i] for i in val_idx], [targets[i] for i in val_idx], eval_pipeline, augment=False, seed=seed
+            )
+            if val_idx
+            else None
+        )
+        report = train_model(
+            model,
+            train_set,
+            loss_fn,
+            config,
+            device=self.device,
+            val_dataset=val_set,
+            checkpoint=self.checkpointer(stage, samples, targets),
+            callbacks=self.epoch_callbacks,
+            progress=self.context.progress,
+            desc=f"{self.name} {stage}",
+            seed=seed,
+        )
         for index, reason in report.skipped.items():
             self.record_skip(train_set.samples[index], reason)
         self.reports[stage] = report
         return report
 
-    def run_model(self, forward: Callable[[Any], Any], samples: Sequence[Sample], pipeline: ImagePipeline,
-                  width: int = 1, desc: str = "score") -> np.ndarray:
+    def run_model(
+        self,
+        forward: Callable[[Any], Any],
+        samples: Sequence[Sample],
+        pipeline: ImagePipeline,
+        width: int = 1,
+        desc: str = "score",
+    ) -> np.ndarray:
         """``forward`` over samples (NaN rows for undecodable ones, which are recorded in ``skipped``)."""
         if hasattr(forward, "to") and hasattr(forward, "eval"):
             forward.to(self.device).eval()
-        out, errors = predict(forward, samples, pipeline, device=self.device,
-                              batch_size=self.context.batch_size or self.train_config.batch_size,
-                              progress=self.context.progress, desc=f"{self.name} {desc}", width=width)
+        out, errors = predict(
+            forward,
+            samples,
+            pipeline,
+            device=self.device,
+            batch_size=self.context.batch_size or self.train_config.batch_size,
+            progress=self.context.progress,
+            desc=f"{self.name} {desc}",
+            width=width,
+        )
         for position, reason in errors.items():
             self.record_skip(samples[position], reason)
         return out
@@ -137,23 +195,40 @@ class TrainedImageDetector(Detector):
         """The score of every single-logit detector: sigmoid of ``model``'s logit (NaN where undecodable)."""
         self._require_fitted()
         from scipy.special import expit
+
         return expit(self.run_model(model, samples, pipeline)[:, 0])
 
     def training_summary(self) -> dict[str, Any]:
         """Epochs trained and best losses of every stage, for ``describe()``."""
-        return {stage: {"epochs_trained": r.epochs_trained, "best_epoch": r.best_epoch,
-                        "best_val_loss": r.best_val_loss, "monitor": r.monitor, "best_loss": r.best_loss,
-                        "stopped_early": r.stopped_early, "train_size": r.train_size, "val_size": r.val_size,
-                        "skipped": len(r.skipped)}
-                for stage, r in self.reports.items()}
+        return {
+            stage: {
+                "epochs_trained": r.epochs_trained,
+                "best_epoch": r.best_epoch,
+                "best_val_loss": r.best_val_loss,
+                "monitor": r.monitor,
+                "best_loss": r.best_loss,
+                "stopped_early": r.stopped_early,
+                "train_size": r.train_size,
+                "val_size": r.val_size,
+                "skipped": len(r.skipped),
+            }
+            for stage, r in self.reports.items()
+        }
 
     def restore_reports(self, summary: Mapping[str, Mapping[str, Any]]) -> None:
         """Rebuild ``reports`` (without histories) from a saved :meth:`training_summary`."""
-        self.reports = {stage: TrainReport(epochs_trained=s["epochs_trained"], best_epoch=s["best_epoch"],
-                                           best_loss=s["best_loss"], monitor=s["monitor"],
-                                           stopped_early=s["stopped_early"], train_size=s["train_size"],
-                                           val_size=s["val_size"])
-                        for stage, s in summary.items()}
+        self.reports = {
+            stage: TrainReport(
+                epochs_trained=s["epochs_trained"],
+                best_epoch=s["best_epoch"],
+                best_loss=s["best_loss"],
+                monitor=s["monitor"],
+                stopped_early=s["stopped_early"],
+                train_size=s["train_size"],
+                val_size=s["val_size"],
+            )
+            for stage, s in summary.items()
+        }
 
 
 class SingleModelDetector(TrainedImageDetector):
@@ -176,14 +251,22 @@ class SingleModelDetector(TrainedImageDetector):
         """What every single-model detector's ``describe()`` reports: architecture, initial weights, input and
         training settings, and what the training did."""
         opts = self.options
-        return {"arch": opts["arch"], "pretrained": bool(opts["pretrained"]),
-                "init_weights": self.init_weights or
-                ("pending (resolved at fit)" if opts["pretrained"] else "random-init"),
-                "image_size": self.image_size, "preprocess": self.context.preprocess.key,
-                "augment": opts["augment"], "optimiser": opts["optimiser"], "lr": opts["lr"],
-                "batch_size": opts["batch_size"], "epochs": opts["epochs"],
-                "freeze_norm": self.train_config.freeze_norm, "training": self.training_summary(),
-                "threshold": 0.5, "train_skipped": len(self.skipped)}
+        return {
+            "arch": opts["arch"],
+            "pretrained": bool(opts["pretrained"]),
+            "init_weights": self.init_weights or ("pending (resolved at fit)" if opts["pretrained"] else "random-init"),
+            "image_size": self.image_size,
+            "preprocess": self.context.preprocess.key,
+            "augment": opts["augment"],
+            "optimiser": opts["optimiser"],
+            "lr": opts["lr"],
+            "batch_size": opts["batch_size"],
+            "epochs": opts["epochs"],
+            "freeze_norm": self.train_config.freeze_norm,
+            "training": self.training_summary(),
+            "threshold": 0.5,
+            "train_skipped": len(self.skipped),
+        }
 
     def _extra_state(self) -> dict[str, Any]:
         return {}
@@ -193,8 +276,12 @@ class SingleModelDetector(TrainedImageDetector):
 
     def _save_state(self, folder: Path) -> None:
         save_module(self.model, folder / self.model_file)
-        state = {"image_size": self.image_size, "init_weights": self.init_weights,
-                 "training": self.training_summary(), **self._extra_state()}
+        state = {
+            "image_size": self.image_size,
+            "init_weights": self.init_weights,
+            "training": self.training_summary(),
+            **self._extra_state(),
+        }
         (folder / self.state_file).write_text(json.dumps(state, indent=2, sort_keys=True))
 
     def _load_state(self, folder: Path) -> None:
@@ -208,7 +295,6 @@ class SingleModelDetector(TrainedImageDetector):
         self._restore_extra_state(state)
 
 
-
 def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
@@ -217,5 +303,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
-
-

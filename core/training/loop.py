@@ -1,5 +1,6 @@
 """The training loop (seeded split, optimiser, mixed precision on CUDA, early stopping, checkpoints
 after every epoch and resumption), loss functions, and batched inference."""
+
 from __future__ import annotations
 
 import logging
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE, BEST_FILE = "last.pt", "best.pt"
 
+
 # -- checkpoints -------------------------------------------------------------------------------------------
 class Checkpointer:
     """``last.pt`` (model, optimiser, scaler, epoch, early-stopping state) written after each epoch, and
@@ -38,6 +40,7 @@ class Checkpointer:
 
     def load(self) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
         from ..safeio import UnsafeFileError, torch_load
+
         last = self.folder / CHECKPOINT_FILE
         if not last.exists():
             return None
@@ -64,10 +67,10 @@ class Checkpointer:
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     import torch
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
-
 
 
 # -- the loop ----------------------------------------------------------------------------------------------
@@ -113,6 +116,7 @@ EpochCallback = Callable[[EpochRecord], None]
 
 def make_optimiser(parameters: Iterable[Any], config: TrainConfig) -> Any:
     import torch
+
     params = [p for p in parameters if p.requires_grad]
     if config.optimiser == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -121,10 +125,20 @@ def make_optimiser(parameters: Iterable[Any], config: TrainConfig) -> Any:
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def train_model(model: Any, dataset: SampleDataset, loss_fn: LossFn, config: TrainConfig, *,
-                device: Any, val_dataset: SampleDataset | None = None, checkpoint: Checkpointer | None = None,
-                callbacks: Sequence[EpochCallback] = (), progress: bool = True, desc: str = "train",
-                seed: int = 0) -> TrainReport:
+def train_model(
+    model: Any,
+    dataset: SampleDataset,
+    loss_fn: LossFn,
+    config: TrainConfig,
+    *,
+    device: Any,
+    val_dataset: SampleDataset | None = None,
+    checkpoint: Checkpointer | None = None,
+    callbacks: Sequence[EpochCallback] = (),
+    progress: bool = True,
+    desc: str = "train",
+    seed: int = 0,
+) -> TrainReport:
     """Train ``model`` in place; on return it holds the weights of the best epoch.
 
     Every epoch: seeded shuffle, forward/backward under :func:`dfzoo.device.autocast` (float16 with a grad
@@ -137,6 +151,7 @@ def train_model(model: Any, dataset: SampleDataset, loss_fn: LossFn, config: Tra
     from tqdm.auto import tqdm
 
     from ..device import autocast
+
     model.to(device)
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
@@ -168,17 +183,25 @@ def train_model(model: Any, dataset: SampleDataset, loss_fn: LossFn, config: Tra
         torch.manual_seed(seed * 100_003 + epoch)
         dataset.epoch = epoch
         order = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=order,
-                                             collate_fn=collate, num_workers=workers, drop_last=False,
-                                             pin_memory=device.type == "cuda")
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=config.batch_size,
+            shuffle=True,
+            generator=order,
+            collate_fn=collate,
+            num_workers=workers,
+            drop_last=False,
+            pin_memory=device.type == "cuda",
+        )
         model.train()
         if config.freeze_norm:
             for module in model.modules():
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
         total, seen = 0.0, 0
-        bar = tqdm(loader, desc=f"{desc} epoch {epoch}/{config.epochs}", unit="batch", leave=False,
-                   disable=not progress)
+        bar = tqdm(
+            loader, desc=f"{desc} epoch {epoch}/{config.epochs}", unit="batch", leave=False, disable=not progress
+        )
         for inputs, targets, _, bad in bar:
             report.skipped.update(bad)
             if inputs is None or len(inputs) < 2:  # batch norm cannot train on one image; it is reshuffled
@@ -196,15 +219,24 @@ def train_model(model: Any, dataset: SampleDataset, loss_fn: LossFn, config: Tra
             bar.set_postfix(loss=f"{total / seen:.4f}")
         bar.close()
         train_loss = total / seen if seen else math.nan
-        val_loss = evaluate_loss(model, val_dataset, loss_fn, config, device, use_amp) \
-            if monitor == "val_loss" else None
-        record = EpochRecord(epoch=epoch, train_loss=train_loss, val_loss=val_loss, images=seen,
-                             lr=float(optimiser.param_groups[0]["lr"]))
+        val_loss = (
+            evaluate_loss(model, val_dataset, loss_fn, config, device, use_amp) if monitor == "val_loss" else None
+        )
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=train_loss,
+            val_loss=val_loss,
+            images=seen,
+            lr=float(optimiser.param_groups[0]["lr"]),
+        )
         report.history.append(record)
         current = val_loss if monitor == "val_loss" else train_loss
         improved = False
-        if current is not None and math.isfinite(current) and (
-                report.best_loss is None or current < report.best_loss - config.min_delta):
+        if (
+            current is not None
+            and math.isfinite(current)
+            and (report.best_loss is None or current < report.best_loss - config.min_delta)
+        ):
             report.best_loss, report.best_epoch, bad_epochs, improved = current, epoch, 0, True
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
@@ -212,13 +244,21 @@ def train_model(model: Any, dataset: SampleDataset, loss_fn: LossFn, config: Tra
         if config.patience and bad_epochs >= config.patience and epoch < config.epochs:
             report.stopped_early = True
         if checkpoint is not None:
-            checkpoint.save({"epoch": epoch, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                             "scaler": scaler.state_dict() if use_amp else {},
-                             "history": [asdict(r) for r in report.history], "best_epoch": report.best_epoch,
-                             "best_loss": report.best_loss, "bad_epochs": bad_epochs,
-                             "stopped_early": report.stopped_early,
-                             "skipped": {str(k): v for k, v in report.skipped.items()}},
-                            best_state if improved else None)
+            checkpoint.save(
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimiser": optimiser.state_dict(),
+                    "scaler": scaler.state_dict() if use_amp else {},
+                    "history": [asdict(r) for r in report.history],
+                    "best_epoch": report.best_epoch,
+                    "best_loss": report.best_loss,
+                    "bad_epochs": bad_epochs,
+                    "stopped_early": report.stopped_early,
+                    "skipped": {str(k): v for k, v in report.skipped.items()},
+                },
+                best_state if improved else None,
+            )
         for callback in callbacks:
             callback(record)
     report.epochs_trained = len(report.history)
@@ -240,16 +280,23 @@ def seen_none(report: TrainReport) -> bool:
     return bool(report.history) and all(record.images == 0 for record in report.history)
 
 
-def evaluate_loss(model: Any, dataset: SampleDataset | None, loss_fn: LossFn, config: TrainConfig, device: Any,
-                  use_amp: bool = False) -> float:
+def evaluate_loss(
+    model: Any, dataset: SampleDataset | None, loss_fn: LossFn, config: TrainConfig, device: Any, use_amp: bool = False
+) -> float:
     """Mean ``loss_fn`` over ``dataset`` in eval mode without gradients (NaN when nothing decodes)."""
     import torch
 
     from ..device import autocast
+
     if dataset is None or not len(dataset):
         return math.nan
-    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
-                                         collate_fn=collate, num_workers=loader_workers(config, device))
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=False,
+        collate_fn=collate,
+        num_workers=loader_workers(config, device),
+    )
     model.eval()
     total, seen = 0.0, 0
     with torch.inference_mode():
@@ -263,9 +310,18 @@ def evaluate_loss(model: Any, dataset: SampleDataset | None, loss_fn: LossFn, co
     return total / seen if seen else math.nan
 
 
-def predict(forward: Callable[[Any], Any], samples: Sequence[Sample], pipeline: ImagePipeline, *, device: Any,
-            batch_size: int = 64, progress: bool = True, desc: str = "score", width: int = 1,
-            use_amp: bool = True) -> tuple[np.ndarray, dict[int, str]]:
+def predict(
+    forward: Callable[[Any], Any],
+    samples: Sequence[Sample],
+    pipeline: ImagePipeline,
+    *,
+    device: Any,
+    batch_size: int = 64,
+    progress: bool = True,
+    desc: str = "score",
+    width: int = 1,
+    use_amp: bool = True,
+) -> tuple[np.ndarray, dict[int, str]]:
     """``forward(batch tensor) -> [B, width]`` over ``samples`` in eval/inference mode.
 
     Returns ``(outputs [N, width] float64, {position: reason})``; rows of undecodable samples are NaN.
@@ -276,6 +332,7 @@ def predict(forward: Callable[[Any], Any], samples: Sequence[Sample], pipeline: 
 
     from ..device import autocast
     from ..features import iter_batches
+
     out = np.full((len(samples), width), np.nan, dtype=np.float64)
     errors: dict[int, str] = {}
     bar = tqdm(total=len(samples), desc=desc, unit="img", leave=False, disable=not progress or not samples)
@@ -290,16 +347,15 @@ def predict(forward: Callable[[Any], Any], samples: Sequence[Sample], pipeline: 
     return out, errors
 
 
-
 def bce_loss(model: Any, inputs: Any, targets: Any) -> Any:
     """Binary cross-entropy on the model's single logit."""
     import torch.nn.functional as F
+
     return F.binary_cross_entropy_with_logits(model(inputs).reshape(-1).float(), targets.float())
 
 
 def ce_loss(model: Any, inputs: Any, targets: Any) -> Any:
     """Cross-entropy on the model's class logits."""
     import torch.nn.functional as F
+
     return F.cross_entropy(model(inputs).float(), targets.long())
-
-

@@ -1,4 +1,5 @@
 """timm classifiers initialised through dfzoo's weights chain, new heads, and safetensors save/load."""
+
 from __future__ import annotations
 
 import logging
@@ -24,9 +25,17 @@ class InitWeights:
     pretrained: bool
 
 
-def create_timm_model(arch: str, num_classes: int, *, pretrained: bool, weights: str = "",
-                      weights_path: str | None = None, seed: int = 0, registry: Any = None,
-                      **create_kwargs: Any) -> tuple[Any, InitWeights]:
+def create_timm_model(
+    arch: str,
+    num_classes: int,
+    *,
+    pretrained: bool,
+    weights: str = "",
+    weights_path: str | None = None,
+    seed: int = 0,
+    registry: Any = None,
+    **create_kwargs: Any,
+) -> tuple[Any, InitWeights]:
     """A timm classifier with ``num_classes`` outputs, ImageNet-initialised through dfzoo's weights chain.
 
     With ``pretrained``, weights come from (in order) ``weights_path``; the registered backbone or
@@ -43,6 +52,7 @@ def create_timm_model(arch: str, num_classes: int, *, pretrained: bool, weights:
     from ..features import load_backbone, module_digest
     from ..registry import current_registry
     from ..weights import ResolvedWeights, resolve
+
     torch.manual_seed(seed)
     model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **create_kwargs)
     reset_head(model)
@@ -64,9 +74,11 @@ def create_timm_model(arch: str, num_classes: int, *, pretrained: bool, weights:
             resolved = ResolvedWeights(path.stem, path, "explicit")
         state, identity = load_state_dict(resolved.path), resolved.identity
     else:
-        raise ValueError(f"no ImageNet weights are registered for {arch!r} (looked for a backbone or weights "
-                         f"named {name!r}); pass weights=<a weights name>, weights_path=<a checkpoint>, or "
-                         f"pretrained=False to train from a random initialisation")
+        raise ValueError(
+            f"no ImageNet weights are registered for {arch!r} (looked for a backbone or weights "
+            f"named {name!r}); pass weights=<a weights name>, weights_path=<a checkpoint>, or "
+            f"pretrained=False to train from a random initialisation"
+        )
     load_backbone_state(model, state, source=identity)
     return model, InitWeights(identity, True)
 
@@ -75,9 +87,13 @@ def reset_head(model: Any, std: float = 0.02) -> None:
     """A new classifier head: weights ~ N(0, std), zero bias (as CNNSpot does). Some timm inits scale by
     1/sqrt(outputs), which for a single logit over ImageNet features starts with huge logits."""
     import torch
+
     head = model.get_classifier() if hasattr(model, "get_classifier") else None
-    for module in ([head] if isinstance(head, torch.nn.Linear) else
-                   [m for m in (head.modules() if head is not None else []) if isinstance(m, torch.nn.Linear)]):
+    for module in (
+        [head]
+        if isinstance(head, torch.nn.Linear)
+        else [m for m in (head.modules() if head is not None else []) if isinstance(m, torch.nn.Linear)]
+    ):
         torch.nn.init.normal_(module.weight, 0.0, std)
         if module.bias is not None:
             torch.nn.init.zeros_(module.bias)
@@ -86,9 +102,12 @@ def reset_head(model: Any, std: float = 0.02) -> None:
 def timm_normalisation(model: Any, size: int) -> Normalisation:
     """The input convention of a timm model (its pretrained config's mean/std) at ``size`` pixels."""
     cfg = getattr(model, "pretrained_cfg", {}) or {}
-    return Normalisation(size=int(size), mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
-                         std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
-                         interpolation=cfg.get("interpolation", "bicubic"))
+    return Normalisation(
+        size=int(size),
+        mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+        std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+        interpolation=cfg.get("interpolation", "bicubic"),
+    )
 
 
 def load_backbone_state(model: Any, state: Mapping[str, Any], source: str = "checkpoint") -> None:
@@ -104,6 +123,7 @@ def load_backbone_state(model: Any, state: Mapping[str, Any], source: str = "che
     first = f"{cfg.get('first_conv', 'conv1')}.weight"
     if first in state and first in own and state[first].shape[1] != own[first].shape[1]:
         from timm.models import adapt_input_conv
+
         state[first] = adapt_input_conv(own[first].shape[1], state[first])
     wrong = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
     if wrong:
@@ -111,19 +131,21 @@ def load_backbone_state(model: Any, state: Mapping[str, Any], source: str = "che
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not any(k.startswith(c + ".") for c in classifiers)]
     if missing or result.unexpected_keys:
-        raise ValueError(f"{source}: checkpoint does not match the model (missing {missing[:5]}, "
-                         f"unexpected {result.unexpected_keys[:5]})")
+        raise ValueError(
+            f"{source}: checkpoint does not match the model (missing {missing[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]})"
+        )
 
 
 def save_module(module: Any, path: Path) -> None:
     """A module's state dict as safetensors (contiguous CPU copies; loads without pickle)."""
     from safetensors.torch import save_file
+
     save_file({k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}, str(path))
 
 
 def load_module(module: Any, path: Path) -> None:
     """Load what :func:`save_module` wrote, strictly."""
     from safetensors.torch import load_file
+
     module.load_state_dict(load_file(str(path)), strict=True)
-
-

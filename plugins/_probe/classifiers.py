@@ -8,6 +8,7 @@ the SVC itself is fitted on all training data), so its score is a monotone funct
 A fitted classifier is one scikit-learn estimator (:func:`fitted_estimator`); each entry names the types that
 estimator holds, which are all a saved probe's classifier may contain when it is loaded (skops, no pickle).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -33,21 +34,25 @@ class ClassifierEntry:
 
 def _bagging(seed: int, **options: Any) -> Any:
     from sklearn.ensemble import BaggingClassifier
+
     return BaggingClassifier(**{"n_estimators": 10, "random_state": seed, **options})
 
 
 def _tree(seed: int, **options: Any) -> Any:
     from sklearn.tree import DecisionTreeClassifier
+
     return DecisionTreeClassifier(**{"random_state": seed, **options})
 
 
 def _forest(seed: int, **options: Any) -> Any:
     from sklearn.ensemble import RandomForestClassifier
+
     return RandomForestClassifier(**{"n_estimators": 100, "random_state": seed, **options})
 
 
 def _lda(seed: int, **options: Any) -> Any:
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
     return LinearDiscriminantAnalysis(**{"solver": "lsqr", "shrinkage": "auto", **options})
 
 
@@ -59,6 +64,7 @@ def _qda(seed: int, **options: Any) -> Any:
     import inspect
 
     from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+
     if "shrinkage" in inspect.signature(QuadraticDiscriminantAnalysis).parameters:
         defaults: dict[str, Any] = {"solver": "eigen", "shrinkage": QDA_REGULARISATION}
     else:
@@ -69,12 +75,15 @@ def _qda(seed: int, **options: Any) -> Any:
 def _knn(neighbours: int) -> Callable[..., Any]:
     def build(seed: int, **options: Any) -> Any:
         from sklearn.neighbors import KNeighborsClassifier
+
         return KNeighborsClassifier(**{"n_neighbors": neighbours, **options})
+
     return build
 
 
 def _logreg(seed: int, **options: Any) -> Any:
     from sklearn.linear_model import LogisticRegression
+
     return LogisticRegression(**{"C": 1.0, "max_iter": 2000, "random_state": seed, **options})
 
 
@@ -106,14 +115,15 @@ class CalibratedSVM(_Delegating):
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.model_selection import StratifiedKFold
         from sklearn.svm import SVC
+
         smallest = int(np.bincount(labels.astype(int)).min())
         if smallest < 2:
             raise ValueError("svm: calibration needs at least 2 training samples of each class")
         folds = StratifiedKFold(n_splits=min(3, smallest), shuffle=True, random_state=self.seed)
-        self.model = CalibratedClassifierCV(SVC(random_state=self.seed, **self.options), method="sigmoid",
-                                            cv=folds, ensemble=False).fit(features, labels)
+        self.model = CalibratedClassifierCV(
+            SVC(random_state=self.seed, **self.options), method="sigmoid", cv=folds, ensemble=False
+        ).fit(features, labels)
         return self
-
 
     def decision_function(self, features: np.ndarray) -> np.ndarray:
         return self.model.calibrated_classifiers_[0].estimator.decision_function(features)
@@ -136,10 +146,10 @@ class GradientBoosting(_Delegating):
 
     def fit(self, features: np.ndarray, labels: np.ndarray) -> GradientBoosting:
         from sklearn.ensemble import HistGradientBoostingClassifier
+
         options = {"min_samples_leaf": min(20, max(2, len(labels) // 10)), **self.options}
         self.model = HistGradientBoostingClassifier(**options).fit(features, labels)
         return self
-
 
 
 def _gboost(seed: int, **options: Any) -> Any:
@@ -148,40 +158,80 @@ def _gboost(seed: int, **options: Any) -> Any:
 
 def _nb(seed: int, **options: Any) -> Any:
     from sklearn.naive_bayes import GaussianNB
+
     return GaussianNB(**options)
 
 
 TREE = "sklearn.tree._tree.Tree"
 DECISION_TREE = "sklearn.tree._classes.DecisionTreeClassifier"
-KNN = ("sklearn.neighbors._classification.KNeighborsClassifier", "sklearn.neighbors._kd_tree.KDTree",
-       "sklearn.metrics._dist_metrics.EuclideanDistance64")
+KNN = (
+    "sklearn.neighbors._classification.KNeighborsClassifier",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+)
 
-CLASSIFIERS: dict[str, ClassifierEntry] = {entry.name: entry for entry in (
-    ClassifierEntry("bagging", "BaggingClassifier of 10 decision trees", _bagging,
-                    ("sklearn.ensemble._bagging.BaggingClassifier", DECISION_TREE, TREE)),
-    ClassifierEntry("tree", "DecisionTreeClassifier (unpruned)", _tree, (DECISION_TREE, TREE)),
-    ClassifierEntry("forest", "RandomForestClassifier, 100 trees", _forest,
-                    ("sklearn.ensemble._forest.RandomForestClassifier", DECISION_TREE, TREE)),
-    ClassifierEntry("lda", "LinearDiscriminantAnalysis, lsqr solver with Ledoit-Wolf shrinkage", _lda,
-                    ("sklearn.discriminant_analysis.LinearDiscriminantAnalysis",)),
-    ClassifierEntry("qda", "QuadraticDiscriminantAnalysis, class covariances blended 0.5 with the "
-                                   "identity (eigen-solver shrinkage, or reg_param on old scikit-learn)", _qda,
-                    ("sklearn.discriminant_analysis.QuadraticDiscriminantAnalysis",)),
-    ClassifierEntry("knn1", "k-nearest neighbours, k=1 (score = fake share of the neighbour)", _knn(1), KNN),
-    ClassifierEntry("knn3", "k-nearest neighbours, k=3 (score = fake share of the neighbours)", _knn(3), KNN),
-    ClassifierEntry("knn5", "k-nearest neighbours, k=5 (score = fake share of the neighbours)", _knn(5), KNN),
-    ClassifierEntry("logreg", "LogisticRegression (linear probe), C=1", _logreg,
-                    ("sklearn.linear_model._logistic.LogisticRegression",)),
-    ClassifierEntry("svm", "RBF SVC, Platt-calibrated on held-out folds", _svm,
-                    ("sklearn.calibration.CalibratedClassifierCV", "sklearn.calibration._CalibratedClassifier",
-                     "sklearn.calibration._SigmoidCalibration", "sklearn.svm._classes.SVC",
-                     "sklearn.model_selection._split.StratifiedKFold")),
-    ClassifierEntry("gboost", "HistGradientBoostingClassifier, 100 iterations, leaf size min(20, n/10)",
-                    _gboost, ("sklearn.ensemble._hist_gradient_boosting.gradient_boosting."
-                              "HistGradientBoostingClassifier",
-                              "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor")),
-    ClassifierEntry("nb", "GaussianNB", _nb, ("sklearn.naive_bayes.GaussianNB",)),
-)}
+CLASSIFIERS: dict[str, ClassifierEntry] = {
+    entry.name: entry
+    for entry in (
+        ClassifierEntry(
+            "bagging",
+            "BaggingClassifier of 10 decision trees",
+            _bagging,
+            ("sklearn.ensemble._bagging.BaggingClassifier", DECISION_TREE, TREE),
+        ),
+        ClassifierEntry("tree", "DecisionTreeClassifier (unpruned)", _tree, (DECISION_TREE, TREE)),
+        ClassifierEntry(
+            "forest",
+            "RandomForestClassifier, 100 trees",
+            _forest,
+            ("sklearn.ensemble._forest.RandomForestClassifier", DECISION_TREE, TREE),
+        ),
+        ClassifierEntry(
+            "lda",
+            "LinearDiscriminantAnalysis, lsqr solver with Ledoit-Wolf shrinkage",
+            _lda,
+            ("sklearn.discriminant_analysis.LinearDiscriminantAnalysis",),
+        ),
+        ClassifierEntry(
+            "qda",
+            "QuadraticDiscriminantAnalysis, class covariances blended 0.5 with the "
+            "identity (eigen-solver shrinkage, or reg_param on old scikit-learn)",
+            _qda,
+            ("sklearn.discriminant_analysis.QuadraticDiscriminantAnalysis",),
+        ),
+        ClassifierEntry("knn1", "k-nearest neighbours, k=1 (score = fake share of the neighbour)", _knn(1), KNN),
+        ClassifierEntry("knn3", "k-nearest neighbours, k=3 (score = fake share of the neighbours)", _knn(3), KNN),
+        ClassifierEntry("knn5", "k-nearest neighbours, k=5 (score = fake share of the neighbours)", _knn(5), KNN),
+        ClassifierEntry(
+            "logreg",
+            "LogisticRegression (linear probe), C=1",
+            _logreg,
+            ("sklearn.linear_model._logistic.LogisticRegression",),
+        ),
+        ClassifierEntry(
+            "svm",
+            "RBF SVC, Platt-calibrated on held-out folds",
+            _svm,
+            (
+                "sklearn.calibration.CalibratedClassifierCV",
+                "sklearn.calibration._CalibratedClassifier",
+                "sklearn.calibration._SigmoidCalibration",
+                "sklearn.svm._classes.SVC",
+                "sklearn.model_selection._split.StratifiedKFold",
+            ),
+        ),
+        ClassifierEntry(
+            "gboost",
+            "HistGradientBoostingClassifier, 100 iterations, leaf size min(20, n/10)",
+            _gboost,
+            (
+                "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+                "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+            ),
+        ),
+        ClassifierEntry("nb", "GaussianNB", _nb, ("sklearn.naive_bayes.GaussianNB",)),
+    )
+}
 
 
 def make_classifier(name: str, seed: int = 0, **options: Any) -> Any:

@@ -5,6 +5,7 @@ perturbation at scoring time. The fitted pipeline (scaler, reduction, classifier
 plain arrays and a skops file that loads only the scikit-learn types the saved configuration can hold (see
 :mod:`.state`).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -29,8 +30,10 @@ SCORE_RULE = "predict_proba of the fake class in [0, 1]; 0.5 is the classifier's
 
 def probe_label(params: dict[str, Any]) -> str:
     """``probe[backbone=...,reduction=...,classifier=...]``: a probe named by its parts."""
-    return (f"probe[backbone={backbone_label(params.get('backbone', ''))},"
-            f"reduction={params.get('reduction', 'none')},classifier={params.get('classifier', 'logreg')}]")
+    return (
+        f"probe[backbone={backbone_label(params.get('backbone', ''))},"
+        f"reduction={params.get('reduction', 'none')},classifier={params.get('classifier', 'logreg')}]"
+    )
 
 
 class ProbeDetector(FrozenFeatureDetector):
@@ -54,12 +57,15 @@ class ProbeDetector(FrozenFeatureDetector):
         if reduction not in REDUCTIONS:
             raise ValueError(f"unknown reduction {reduction!r}; known: {', '.join(REDUCTIONS)}")
         accepted = inspect.signature(REDUCTIONS[reduction]).parameters
-        shortcuts = {k: self.params[k] for k in REDUCTION_SHORTCUTS
-                     if k in accepted and self.params.get(k) is not None}
-        return FeaturePipeline(reduction, str(self.params.get("classifier", "logreg")),
-                               standardise=bool(self.params.get("standardise", True)),
-                               reduction_options={**shortcuts, **(self.params.get("reduction_options") or {})},
-                               classifier_options=self.params.get("classifier_options") or {}, seed=seed)
+        shortcuts = {k: self.params[k] for k in REDUCTION_SHORTCUTS if k in accepted and self.params.get(k) is not None}
+        return FeaturePipeline(
+            reduction,
+            str(self.params.get("classifier", "logreg")),
+            standardise=bool(self.params.get("standardise", True)),
+            reduction_options={**shortcuts, **(self.params.get("reduction_options") or {})},
+            classifier_options=self.params.get("classifier_options") or {},
+            seed=seed,
+        )
 
     @property
     def label(self) -> str:
@@ -68,10 +74,13 @@ class ProbeDetector(FrozenFeatureDetector):
     @property
     def backbones(self) -> BackboneSet:
         if self._backbones is None:
-            self._backbones = BackboneSet(self.params["backbone"], pretrained=bool(self.params["pretrained"]),
-                                          weights_path=self.params.get("weights_path") or None,
-                                          options=self.params.get("backbone_options") or None,
-                                          device=self.context.device)
+            self._backbones = BackboneSet(
+                self.params["backbone"],
+                pretrained=bool(self.params["pretrained"]),
+                weights_path=self.params.get("weights_path") or None,
+                options=self.params.get("backbone_options") or None,
+                device=self.context.device,
+            )
         return self._backbones
 
     @property
@@ -91,9 +100,12 @@ class ProbeDetector(FrozenFeatureDetector):
 
     def fit_features(self, features: np.ndarray, labels: np.ndarray) -> None:
         self.pipeline = self._new_pipeline(self.context.seed).fit(features, labels)
-        self.trained_on = {"n_train": len(labels), "n_train_fake": int(np.sum(labels == 1)),
-                           "backbone_weights": self.backbones.identities,
-                           "train_perturbation": self.train_perturbation}
+        self.trained_on = {
+            "n_train": len(labels),
+            "n_train_fake": int(np.sum(labels == 1)),
+            "backbone_weights": self.backbones.identities,
+            "train_perturbation": self.train_perturbation,
+        }
 
     def score_features(self, features: np.ndarray) -> np.ndarray:
         return self.pipeline.score(features)
@@ -105,9 +117,15 @@ class ProbeDetector(FrozenFeatureDetector):
 
     def describe(self) -> dict[str, Any]:
         backbones = self.backbones
-        out = {**backbones.describe(), "pretrained": all(b.pretrained for b in backbones.backbones),
-               "preprocess": self.context.preprocess.key, "label": self.label, **self.pipeline.describe(),
-               "score_rule": SCORE_RULE, "threshold": 0.5}
+        out = {
+            **backbones.describe(),
+            "pretrained": all(b.pretrained for b in backbones.backbones),
+            "preprocess": self.context.preprocess.key,
+            "label": self.label,
+            **self.pipeline.describe(),
+            "score_rule": SCORE_RULE,
+            "threshold": 0.5,
+        }
         if self.trained_on:
             out["trained_on"] = dict(self.trained_on)
         return out
@@ -116,8 +134,9 @@ class ProbeDetector(FrozenFeatureDetector):
         """A loaded probe must see the backbone weights it was trained on, or its features mean nothing."""
         saved = self.trained_on.get("backbone_weights")
         if saved and list(saved) != self.backbones.identities:
-            raise ValueError(f"probe was trained on backbone weights {saved}, but this machine resolves "
-                             f"{self.backbones.identities}")
+            raise ValueError(
+                f"probe was trained on backbone weights {saved}, but this machine resolves {self.backbones.identities}"
+            )
 
     def _save_state(self, folder: Path) -> None:
         state = self.pipeline.fitted_state()

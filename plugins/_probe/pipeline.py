@@ -4,6 +4,7 @@ Kept apart from the detector so it can be tested (and reused, e.g. by plots) on 
 pipeline is saved as data (:meth:`FeaturePipeline.fitted_state`) and rebuilt from it
 (:meth:`FeaturePipeline.from_state`), never pickled.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,6 +44,7 @@ class Standardiser:
             raise ValueError("probe: every feature is constant on the training set")
         if self.standardise:
             from sklearn.preprocessing import StandardScaler
+
             self.scaler = StandardScaler().fit(features[:, self.keep])
         return self
 
@@ -55,8 +57,9 @@ class Standardiser:
         return int((~self.keep).sum()) if self.keep is not None else 0
 
     def fitted_state(self) -> FittedState:
-        return FittedState(arrays={"keep": self.keep},
-                           estimators={"model": self.scaler} if self.scaler is not None else {})
+        return FittedState(
+            arrays={"keep": self.keep}, estimators={"model": self.scaler} if self.scaler is not None else {}
+        )
 
     def restore(self, state: FittedState) -> Standardiser:
         keep = state.arrays.get("keep")
@@ -66,8 +69,9 @@ class Standardiser:
         return self
 
 
-def _fit_unsupervised(vectors: np.ndarray, standardise: bool, reduction: str, options: dict[str, Any],
-                      seed: int) -> tuple[Standardiser, Any]:
+def _fit_unsupervised(
+    vectors: np.ndarray, standardise: bool, reduction: str, options: dict[str, Any], seed: int
+) -> tuple[Standardiser, Any]:
     """The fitted standardiser and reduction for these training features.
 
     Both are unsupervised and deterministic given (features, options, seed), so a grid that tries twelve
@@ -75,8 +79,9 @@ def _fit_unsupervised(vectors: np.ndarray, standardise: bool, reduction: str, op
     Fitted objects are treated as read-only after fitting.
     """
     digest = hashlib.blake2b(vectors.tobytes(), digest_size=16)
-    digest.update(json.dumps([vectors.shape, standardise, reduction, options, seed], sort_keys=True,
-                             default=str).encode())
+    digest.update(
+        json.dumps([vectors.shape, standardise, reduction, options, seed], sort_keys=True, default=str).encode()
+    )
     key = digest.hexdigest()
     with _memo_lock:
         if key in _memo:
@@ -94,9 +99,16 @@ def _fit_unsupervised(vectors: np.ndarray, standardise: bool, reduction: str, op
 class FeaturePipeline:
     """``fit(X, y)`` then ``score(X)`` in [0, 1] (higher = more likely fake, 0.5 = the classifier's threshold)."""
 
-    def __init__(self, reduction: str = "none", classifier: str = "logreg", *, standardise: bool = True,
-                 reduction_options: dict[str, Any] | None = None,
-                 classifier_options: dict[str, Any] | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        reduction: str = "none",
+        classifier: str = "logreg",
+        *,
+        standardise: bool = True,
+        reduction_options: dict[str, Any] | None = None,
+        classifier_options: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
         if reduction not in REDUCTIONS:
             raise ValueError(f"unknown reduction {reduction!r}; known: {', '.join(REDUCTIONS)}")
         if classifier not in CLASSIFIERS:
@@ -116,8 +128,9 @@ class FeaturePipeline:
         if len(np.unique(labels)) < 2:
             raise ValueError("probe: training needs samples of both classes")
         vectors = np.ascontiguousarray(features, dtype=np.float32)
-        self.scaler, self.reduction = _fit_unsupervised(vectors, self.standardise, self.reduction_name,
-                                                        self.reduction_options, self.seed)
+        self.scaler, self.reduction = _fit_unsupervised(
+            vectors, self.standardise, self.reduction_name, self.reduction_options, self.seed
+        )
         reduced = self.reduction.transform(self.scaler.transform(vectors))
         self.classifier = make_classifier(self.classifier_name, self.seed, **self.classifier_options)
         self.classifier.fit(reduced, labels)
@@ -136,17 +149,29 @@ class FeaturePipeline:
     # -- saved as data ---------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """The constructor's arguments as JSON values."""
-        return {"reduction": self.reduction_name, "classifier": self.classifier_name,
-                "standardise": self.standardise, "reduction_options": self.reduction_options,
-                "classifier_options": self.classifier_options, "seed": self.seed}
+        return {
+            "reduction": self.reduction_name,
+            "classifier": self.classifier_name,
+            "standardise": self.standardise,
+            "reduction_options": self.reduction_options,
+            "classifier_options": self.classifier_options,
+            "seed": self.seed,
+        }
 
     def fitted_state(self) -> FittedState:
         """The fitted pipeline as JSON values, plain arrays and scikit-learn estimators."""
         if self.classifier is None:
             raise RuntimeError("FeaturePipeline.fitted_state before fit")
         classifier = FittedState(estimators={"model": fitted_estimator(self.classifier)})
-        return FittedState.join({"scaler": self.scaler.fitted_state(), "reduction": self.reduction.fitted_state(),
-                                 "classifier": classifier}, config=self.config(), dims=list(self.dims or ()))
+        return FittedState.join(
+            {
+                "scaler": self.scaler.fitted_state(),
+                "reduction": self.reduction.fitted_state(),
+                "classifier": classifier,
+            },
+            config=self.config(),
+            dims=list(self.dims or ()),
+        )
 
     @staticmethod
     def estimator_types(values: dict[str, Any]) -> dict[str, tuple[str, ...]]:
@@ -156,8 +181,9 @@ class FeaturePipeline:
         """
         config = values["config"]
         if config["classifier"] not in CLASSIFIERS or config["reduction"] not in REDUCTIONS:
-            raise ValueError(f"probe state: unknown classifier {config['classifier']!r} or reduction "
-                             f"{config['reduction']!r}")
+            raise ValueError(
+                f"probe state: unknown classifier {config['classifier']!r} or reduction {config['reduction']!r}"
+            )
         slots = {"classifier.model": CLASSIFIERS[config["classifier"]].fitted_types}
         if config["standardise"]:
             slots["scaler.model"] = Standardiser.fitted_types
@@ -171,20 +197,27 @@ class FeaturePipeline:
         pipeline = cls(**state.values["config"])
         pipeline.scaler = Standardiser(pipeline.standardise).restore(state.part("scaler"))
         pipeline.reduction = make_reduction(pipeline.reduction_name, **pipeline.reduction_options).restore(
-            state.part("reduction"))
-        pipeline.classifier = restore_classifier(pipeline.classifier_name,
-                                                 state.part("classifier").estimators["model"], pipeline.seed,
-                                                 **pipeline.classifier_options)
+            state.part("reduction")
+        )
+        pipeline.classifier = restore_classifier(
+            pipeline.classifier_name,
+            state.part("classifier").estimators["model"],
+            pipeline.seed,
+            **pipeline.classifier_options,
+        )
         dims = state.values.get("dims") or ()
         pipeline.dims = (int(dims[0]), int(dims[1])) if len(dims) == 2 else None
         return pipeline
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"standardise": self.standardise, "reduction": self.reduction_name,
-                               "reduction_options": dict(self.reduction_options),
-                               "classifier": self.classifier_name,
-                               "classifier_summary": CLASSIFIERS[self.classifier_name].summary,
-                               "classifier_options": dict(self.classifier_options)}
+        out: dict[str, Any] = {
+            "standardise": self.standardise,
+            "reduction": self.reduction_name,
+            "reduction_options": dict(self.reduction_options),
+            "classifier": self.classifier_name,
+            "classifier_summary": CLASSIFIERS[self.classifier_name].summary,
+            "classifier_options": dict(self.classifier_options),
+        }
         if self.reduction is not None:
             out["reduction_fitted"] = self.reduction.describe()
         if self.dims is not None:

@@ -5,6 +5,7 @@ arrays or a scikit-learn estimator (never a torch module): ``fitted_state()`` gi
 :class:`~.state.FittedState` and ``restore(state)`` takes it back, so a fitted probe saves without pickle.
 ``fitted_types`` names the scikit-learn types that state may hold (its estimator's type first).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -49,6 +50,7 @@ class PCAReduction:
 
     def fit(self, features: np.ndarray, seed: int = 0) -> PCAReduction:
         from sklearn.decomposition import PCA
+
         components = max(1, min(self.n_components, features.shape[0], features.shape[1]))
         self.model = PCA(n_components=components, whiten=self.whiten, random_state=seed).fit(features)
         return self
@@ -58,8 +60,12 @@ class PCAReduction:
 
     def describe(self) -> dict[str, Any]:
         fitted = int(self.model.n_components_) if self.model is not None else None
-        return {"reduction": self.name, "n_components": self.n_components, "n_components_fitted": fitted,
-                "whiten": self.whiten}
+        return {
+            "reduction": self.name,
+            "n_components": self.n_components,
+            "n_components_fitted": fitted,
+            "whiten": self.whiten,
+        }
 
     def fitted_state(self) -> FittedState:
         return FittedState(estimators={"model": self.model})
@@ -80,8 +86,15 @@ class AutoencoderReduction:
     name = "ae"
     fitted_types: tuple[str, ...] = ()
 
-    def __init__(self, latent_dim: int = 32, hidden_dim: int = 128, epochs: int = 100, lr: float = 1e-3,
-                 batch_size: int = 256, weight_decay: float = 1e-5) -> None:
+    def __init__(
+        self,
+        latent_dim: int = 32,
+        hidden_dim: int = 128,
+        epochs: int = 100,
+        lr: float = 1e-3,
+        batch_size: int = 256,
+        weight_decay: float = 1e-5,
+    ) -> None:
         self.latent_dim = int(latent_dim)
         self.hidden_dim = int(hidden_dim)
         self.epochs = int(epochs)
@@ -94,13 +107,14 @@ class AutoencoderReduction:
     def fit(self, features: np.ndarray, seed: int = 0) -> AutoencoderReduction:
         import torch
         from torch import nn
+
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         dim = features.shape[1]
-        encoder = nn.Sequential(nn.Linear(dim, self.hidden_dim), nn.ReLU(), nn.Linear(self.hidden_dim,
-                                                                                      self.latent_dim))
-        decoder = nn.Sequential(nn.ReLU(), nn.Linear(self.latent_dim, self.hidden_dim), nn.ReLU(),
-                                nn.Linear(self.hidden_dim, dim))
+        encoder = nn.Sequential(nn.Linear(dim, self.hidden_dim), nn.ReLU(), nn.Linear(self.hidden_dim, self.latent_dim))
+        decoder = nn.Sequential(
+            nn.ReLU(), nn.Linear(self.latent_dim, self.hidden_dim), nn.ReLU(), nn.Linear(self.hidden_dim, dim)
+        )
         model = nn.Sequential(encoder, decoder)
         optimiser = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         data = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
@@ -108,14 +122,17 @@ class AutoencoderReduction:
         for _ in range(self.epochs):
             order = torch.randperm(len(data), generator=generator)
             for start in range(0, len(data), self.batch_size):
-                batch = data[order[start:start + self.batch_size]]
+                batch = data[order[start : start + self.batch_size]]
                 optimiser.zero_grad()
                 loss = nn.functional.mse_loss(model(batch), batch)
                 loss.backward()
                 optimiser.step()
         self.final_loss = float(loss.detach())
-        self.encoder = [(layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy())
-                        for layer in encoder if isinstance(layer, nn.Linear)]
+        self.encoder = [
+            (layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy())
+            for layer in encoder
+            if isinstance(layer, nn.Linear)
+        ]
         return self
 
     def transform(self, features: np.ndarray) -> np.ndarray:
@@ -127,8 +144,13 @@ class AutoencoderReduction:
         return out.astype(np.float32)
 
     def describe(self) -> dict[str, Any]:
-        return {"reduction": self.name, "latent_dim": self.latent_dim, "hidden_dim": self.hidden_dim,
-                "epochs": self.epochs, "final_mse": self.final_loss}
+        return {
+            "reduction": self.name,
+            "latent_dim": self.latent_dim,
+            "hidden_dim": self.hidden_dim,
+            "epochs": self.epochs,
+            "final_mse": self.final_loss,
+        }
 
     def fitted_state(self) -> FittedState:
         arrays: dict[str, np.ndarray] = {}
@@ -143,11 +165,17 @@ class AutoencoderReduction:
         except KeyError as missing:
             raise ValueError(f"autoencoder reduction: the saved encoder lacks {missing}") from None
         (w0, b0), (w1, b1) = encoder
-        if not (w0.ndim == w1.ndim == 2 and w0.shape[0] == w1.shape[1] == self.hidden_dim
-                and w1.shape[0] == self.latent_dim and b0.shape == (self.hidden_dim,)
-                and b1.shape == (self.latent_dim,)):
-            raise ValueError(f"autoencoder reduction: the saved encoder {w0.shape} -> {w1.shape} does not fit "
-                             f"hidden_dim={self.hidden_dim}, latent_dim={self.latent_dim}")
+        if not (
+            w0.ndim == w1.ndim == 2
+            and w0.shape[0] == w1.shape[1] == self.hidden_dim
+            and w1.shape[0] == self.latent_dim
+            and b0.shape == (self.hidden_dim,)
+            and b1.shape == (self.latent_dim,)
+        ):
+            raise ValueError(
+                f"autoencoder reduction: the saved encoder {w0.shape} -> {w1.shape} does not fit "
+                f"hidden_dim={self.hidden_dim}, latent_dim={self.latent_dim}"
+            )
         self.encoder = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in encoder]
         self.final_loss = state.values.get("final_loss")
         return self

@@ -6,6 +6,7 @@ vectors are joined side by side. So a grid that uses ``a``, ``b`` and ``a+b`` co
 each backbone once. Built backbones are memoised (a few, least recently used first out) because a grid
 builds hundreds of probes over the same two or three backbones.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,14 @@ def backbone_label(value: str | Sequence[str]) -> str:
     return SEPARATOR.join(parse_backbones(value))
 
 
-def get_backbone(name: str, *, pretrained: bool = True, weights_path: str | Path | None = None,
-                 device: Any = None, options: dict[str, Any] | None = None) -> Backbone:
+def get_backbone(
+    name: str,
+    *,
+    pretrained: bool = True,
+    weights_path: str | Path | None = None,
+    device: Any = None,
+    options: dict[str, Any] | None = None,
+) -> Backbone:
     """A built backbone (memoised per registry spec, weights path, device and options).
 
     Like :func:`dfzoo.features.load_backbone`, plus ``options`` passed to factories that take them (the
@@ -91,14 +98,22 @@ class FeatureSet:
 class BackboneSet:
     """One backbone, or several whose features are concatenated in the order given."""
 
-    def __init__(self, spec: str | Sequence[str], *, pretrained: bool = True,
-                 weights_path: str | Path | None = None, options: dict[str, Any] | None = None,
-                 device: Any = None) -> None:
+    def __init__(
+        self,
+        spec: str | Sequence[str],
+        *,
+        pretrained: bool = True,
+        weights_path: str | Path | None = None,
+        options: dict[str, Any] | None = None,
+        device: Any = None,
+    ) -> None:
         self.names = parse_backbones(spec)
         if weights_path and len(self.names) > 1:
             raise ValueError("weights_path applies to a single backbone, not to a concatenation")
-        self.backbones = [get_backbone(n, pretrained=pretrained, weights_path=weights_path, device=device,
-                                       options=options) for n in self.names]
+        self.backbones = [
+            get_backbone(n, pretrained=pretrained, weights_path=weights_path, device=device, options=options)
+            for n in self.names
+        ]
 
     @property
     def label(self) -> str:
@@ -116,18 +131,27 @@ class BackboneSet:
         parts = [b.describe() for b in self.backbones]
         if len(parts) == 1:
             return {**parts[0], "feature_dim": self.feature_dim}
-        return {"backbone": self.label, "backbone_weights": SEPARATOR.join(self.identities),
-                "input_size": [p.get("input_size") for p in parts], "feature_dim": self.feature_dim,
-                "parts": parts}
+        return {
+            "backbone": self.label,
+            "backbone_weights": SEPARATOR.join(self.identities),
+            "input_size": [p.get("input_size") for p in parts],
+            "feature_dim": self.feature_dim,
+            "parts": parts,
+        }
 
     def extract(self, samples: Sequence[Sample], context: RunContext, batch_size: int | None = None) -> FeatureSet:
         """Features through every part (each via the shared cache), joined side by side."""
         blocks, errors = [], {}
         for backbone in self.backbones:
             features = extract_features(
-                samples, backbone, policy=context.preprocess, batch_size=batch_size or context.batch_size or 32,
-                cache=context.cache, progress=context.progress,
-                desc=f"features {backbone.name} [{perturbation_keys(samples)}]")
+                samples,
+                backbone,
+                policy=context.preprocess,
+                batch_size=batch_size or context.batch_size or 32,
+                cache=context.cache,
+                progress=context.progress,
+                desc=f"features {backbone.name} [{perturbation_keys(samples)}]",
+            )
             blocks.append(features.vectors)
             errors.update(features.errors)
         vectors = np.hstack(blocks) if blocks else np.empty((len(samples), 0), np.float32)

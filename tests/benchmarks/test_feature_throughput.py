@@ -3,6 +3,7 @@
 Run: ``pytest tests/benchmarks/test_feature_throughput.py --benchmark-enable``. The ratios are printed and
 stored in the benchmark's ``extra_info``; both sides run in the same session on the same images.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,7 +35,7 @@ def backbone():
 def test_bare_forward(benchmark, backbone, images):
     policy = PreprocessPolicy()
     arrays = np.stack([prepare_image(s, policy, backbone.normalisation) for s in images])
-    batches = [arrays[i:i + BATCH] for i in range(0, len(arrays), BATCH)]
+    batches = [arrays[i : i + BATCH] for i in range(0, len(arrays), BATCH)]
     benchmark.pedantic(lambda: [backbone.embed(b) for b in batches], rounds=3, warmup_rounds=1)
     means["bare"] = benchmark.stats.stats.mean
 
@@ -58,8 +59,11 @@ def test_extract_cold(benchmark, backbone, images, tmp_path):
 def test_extract_warm(benchmark, backbone, images, tmp_path):
     cache = FeatureCache(cache_key(backbone, PreprocessPolicy()), root=tmp_path)
     extract_features(images, backbone, batch_size=BATCH, cache=cache, progress=False)
-    benchmark.pedantic(lambda: extract_features(images, backbone, batch_size=BATCH, cache=cache, progress=False),
-                       rounds=5, warmup_rounds=1)
+    benchmark.pedantic(
+        lambda: extract_features(images, backbone, batch_size=BATCH, cache=cache, progress=False),
+        rounds=5,
+        warmup_rounds=1,
+    )
     means["warm"] = benchmark.stats.stats.mean
     if "cold" in means:
         speedup = means["cold"] / means["warm"]

@@ -9,6 +9,7 @@ through the harness: feature cache, one detector object per cell, saved models, 
 The ratio grid / (extraction + pipelines) is printed and kept in ``extra_info``; the aim is <= 1.2. Both
 sides run in one process after a warm-up (imports, backbone build), on EfficientNet-Lite0 at 224 px.
 """
+
 from __future__ import annotations
 
 import time
@@ -32,12 +33,23 @@ BACKBONE = "efficientnet_lite0"
 
 
 def cost_grid(root):
-    return parse_grid({
-        "name": "cost", "bootstrap": 0, "backbones": [BACKBONE], "reductions": ["none", "pca", "ae"],
-        "classifiers": "all", "train_transforms": ["none"], "test_transforms": ["none", "jpeg"],
-        "pairs": [["a", "a"], ["a", "b"]], "reduction_options": {"pca": {"n_components": 32}},
-        "sets": {"a": {"dataset": str(root), "generators": ["gan_a"]},
-                 "b": {"dataset": str(root), "generators": ["gan_b"]}}})
+    return parse_grid(
+        {
+            "name": "cost",
+            "bootstrap": 0,
+            "backbones": [BACKBONE],
+            "reductions": ["none", "pca", "ae"],
+            "classifiers": "all",
+            "train_transforms": ["none"],
+            "test_transforms": ["none", "jpeg"],
+            "pairs": [["a", "a"], ["a", "b"]],
+            "reduction_options": {"pca": {"n_components": 32}},
+            "sets": {
+                "a": {"dataset": str(root), "generators": ["gan_a"]},
+                "b": {"dataset": str(root), "generators": ["gan_b"]},
+            },
+        }
+    )
 
 
 def unavoidable_work(grid, registry, workdir) -> dict[str, float]:
@@ -68,6 +80,7 @@ def unavoidable_work(grid, registry, workdir) -> dict[str, float]:
     extraction = time.perf_counter() - tick
 
     import numpy as np
+
     pipeline_module._memo.clear()
     tick = time.perf_counter()
     for protocol, split, detectors in plans:
@@ -79,8 +92,12 @@ def unavoidable_work(grid, registry, workdir) -> dict[str, float]:
                 for samples in split.tests.values():
                     pipe.score(np.stack([features[(transform, s.path)] for s in samples]))
     pipelines = time.perf_counter() - tick
-    return {"extraction": extraction, "pipelines": pipelines, "images": sum(len(v) for v in needed.values()),
-            "fits": sum(len(d) for _, _, d in plans)}
+    return {
+        "extraction": extraction,
+        "pipelines": pipelines,
+        "images": sum(len(v) for v in needed.values()),
+        "fits": sum(len(d) for _, _, d in plans),
+    }
 
 
 @pytest.fixture
@@ -91,8 +108,15 @@ def dataset(tmp_path):
 
 def test_grid_cost_against_extraction_plus_pipelines(benchmark, registry, dataset, tmp_path, monkeypatch):
     grid = cost_grid(dataset)
-    warm = parse_grid({"name": "warm", "bootstrap": 0, "backbones": [BACKBONE], "classifiers": ["logreg"],
-                       "sets": {"a": {"dataset": str(dataset), "generators": ["gan_a"]}}})
+    warm = parse_grid(
+        {
+            "name": "warm",
+            "bootstrap": 0,
+            "backbones": [BACKBONE],
+            "classifiers": ["logreg"],
+            "sets": {"a": {"dataset": str(dataset), "generators": ["gan_a"]}},
+        }
+    )
     run_grid(warm, tmp_path / "warm-store", registry, progress=False)  # imports, backbone build, first forward
     base = unavoidable_work(grid, registry, tmp_path / "work")
 
@@ -108,9 +132,18 @@ def test_grid_cost_against_extraction_plus_pipelines(benchmark, registry, datase
     seconds = benchmark.stats.stats.mean
     floor = base["extraction"] + base["pipelines"]
     ratio = seconds / floor
-    benchmark.extra_info.update({"grid_seconds": seconds, "extraction_seconds": base["extraction"],
-                                 "pipeline_seconds": base["pipelines"], "ratio": ratio, "fits": base["fits"],
-                                 "image_passes": base["images"]})
-    print(f"\ngrid {seconds:.1f} s for {base['fits']} probe fits over {base['images']} (image, transform) passes; "
-          f"extraction {base['extraction']:.1f} s + pipelines {base['pipelines']:.1f} s = {floor:.1f} s; "
-          f"ratio {ratio:.2f}")
+    benchmark.extra_info.update(
+        {
+            "grid_seconds": seconds,
+            "extraction_seconds": base["extraction"],
+            "pipeline_seconds": base["pipelines"],
+            "ratio": ratio,
+            "fits": base["fits"],
+            "image_passes": base["images"],
+        }
+    )
+    print(
+        f"\ngrid {seconds:.1f} s for {base['fits']} probe fits over {base['images']} (image, transform) passes; "
+        f"extraction {base['extraction']:.1f} s + pipelines {base['pipelines']:.1f} s = {floor:.1f} s; "
+        f"ratio {ratio:.2f}"
+    )

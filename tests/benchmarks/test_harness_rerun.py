@@ -4,6 +4,7 @@ Run: ``pytest tests/benchmarks/test_harness_rerun.py --benchmark-enable -p no:ra
 reuse every finished job (nothing fitted or scored again); the cold/warm ratio is printed and stored in
 ``extra_info``. A third case resumes a store missing half its rows (the saved model is reloaded, not refitted).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -47,8 +48,9 @@ def test_warm_rerun(benchmark, setup):
     store = root / "warm"
     run_benchmark(protocol, store, registry=registry, progress=False)
     fits = sum(HFEnergy.fit_calls.values())
-    summary = benchmark.pedantic(lambda: run_benchmark(protocol, store, registry=registry, progress=False),
-                                 rounds=5, warmup_rounds=1)
+    summary = benchmark.pedantic(
+        lambda: run_benchmark(protocol, store, registry=registry, progress=False), rounds=5, warmup_rounds=1
+    )
     assert summary.jobs_run == 0 and summary.jobs_complete == 2 and summary.rows == []
     assert sum(HFEnergy.fit_calls.values()) == fits  # nothing refitted
     assert len(ResultStore(store).rows()) == 12
@@ -80,8 +82,12 @@ def test_resume_half_missing(benchmark, setup):
         return (store,), {}
 
     fits = sum(HFEnergy.fit_calls.values())
-    summary = benchmark.pedantic(lambda store: run_benchmark(protocol, store, registry=registry, progress=False),
-                                 setup=prepare, rounds=3, warmup_rounds=0)
+    summary = benchmark.pedantic(
+        lambda store: run_benchmark(protocol, store, registry=registry, progress=False),
+        setup=prepare,
+        rounds=3,
+        warmup_rounds=0,
+    )
     assert summary.jobs_run == 1 and summary.rows_ok == 6 and all(r["model_reused"] for r in summary.rows)
     assert sum(HFEnergy.fit_calls.values()) == fits
     means["resume"] = benchmark.stats.stats.mean

@@ -12,6 +12,7 @@ at the real architectures' sizes where that matters (``random:sd_kl_f8`` = Stabl
 a random VGG16 checkpoint of the right shape (the compute is the same as with ImageNet weights). Scoring
 runs with the cache off.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,6 +46,7 @@ class PassCounter:
 
         def hook(_module, inputs, _output) -> None:
             self.rows[name] += int(inputs[0].shape[0])
+
         self.handles.append(module.register_forward_hook(hook))
 
     def per_image(self, images: int) -> dict[str, float]:
@@ -68,11 +70,17 @@ def write_images(folder: Path, n: int, size: int) -> list[dfzoo.Sample]:
 def models(tmp_path_factory) -> dict[str, Path | str]:
     from tests.test_aeroblade import partial_vgg16, tiny_autoencoder
     from tests.test_dire import tiny_unet
+
     root = tmp_path_factory.mktemp("recon-bench")
     partial_vgg16(root / "weights" / "vgg16_imagenet" / "vgg16-397923af.pth")
-    return {"weights": root / "weights", "sd_vae": "random:sd_kl_f8", "cifar_unet": "random:ddpm_cifar10_32",
-            "tiny_vae_a": tiny_autoencoder(root / "tiny_a", seed=0), "tiny_vae_b": tiny_autoencoder(root / "tiny_b", 1),
-            "tiny_unet": tiny_unet(root / "tiny_unet", train_steps=1)}
+    return {
+        "weights": root / "weights",
+        "sd_vae": "random:sd_kl_f8",
+        "cifar_unet": "random:ddpm_cifar10_32",
+        "tiny_vae_a": tiny_autoencoder(root / "tiny_a", seed=0),
+        "tiny_vae_b": tiny_autoencoder(root / "tiny_b", 1),
+        "tiny_unet": tiny_unet(root / "tiny_unet", train_steps=1),
+    }
 
 
 AEROBLADE = {  # label: (vaes, image size, images, params)
@@ -87,8 +95,9 @@ def test_aeroblade_throughput(benchmark, label, models, tmp_path, monkeypatch):
     monkeypatch.setenv("DFZOO_WEIGHTS_DIR", str(models["weights"]))
     vaes, size, n, params = AEROBLADE[label]
     samples = write_images(tmp_path, n, size)
-    detector = dfzoo.load_detector("aeroblade", vaes=[str(models[v]) for v in vaes], batch_size=4,
-                                   fallback=None, **params).setup(CONTEXT)
+    detector = dfzoo.load_detector(
+        "aeroblade", vaes=[str(models[v]) for v in vaes], batch_size=4, fallback=None, **params
+    ).setup(CONTEXT)
     detector.score(samples[:2])  # warm-up: model loading, allocator
     _, autoencoders, distance = detector._build()
     counter = PassCounter()
@@ -118,8 +127,9 @@ DIRE = {  # label: (unet, image size, images, steps)
 def test_dire_map_throughput(benchmark, label, models, tmp_path):
     unet, size, n, steps = DIRE[label]
     samples = write_images(tmp_path, n, size)
-    detector = dfzoo.load_detector("dire", unet=str(models[unet]), steps=steps, pretrained=False,
-                                   dire_batch_size=8).setup(CONTEXT)
+    detector = dfzoo.load_detector(
+        "dire", unet=str(models[unet]), steps=steps, pretrained=False, dire_batch_size=8
+    ).setup(CONTEXT)
     detector.dire_maps(samples[:1])  # warm-up
     counter = PassCounter()
     counter.watch("unet", detector.engine().unet)
@@ -129,7 +139,10 @@ def test_dire_map_throughput(benchmark, label, models, tmp_path):
     assert passes["unet"] == 2 * steps
     rate = n / benchmark.stats.stats.mean
     at_20 = rate * steps / 20
-    benchmark.extra_info.update({"images_per_second": rate, "passes_per_image": passes,
-                                 "images_per_second_at_20_steps_estimate": at_20})
-    print(f"\ndire {label}: {rate:.3f} images/s ({at_20:.3f} at the paper's 20 steps, by UNet passes); "
-          f"passes per image {passes}")
+    benchmark.extra_info.update(
+        {"images_per_second": rate, "passes_per_image": passes, "images_per_second_at_20_steps_estimate": at_20}
+    )
+    print(
+        f"\ndire {label}: {rate:.3f} images/s ({at_20:.3f} at the paper's 20 steps, by UNet passes); "
+        f"passes per image {passes}"
+    )

@@ -4,6 +4,7 @@ Run with ``.venv/bin/pytest tests/benchmarks/test_scan_speed.py --benchmark-enab
 (``--benchmark-only`` overrides the ``--benchmark-skip`` in the default options); each
 benchmark records files per second in ``extra_info``.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,9 @@ def test_scan_images_speed(benchmark, big_tree: Path) -> None:
 
 
 def test_open_forensynths_speed(benchmark, big_tree: Path, registry: Registry) -> None:
-    index = benchmark.pedantic(open_dataset, args=(big_tree,), kwargs={"registry": registry}, rounds=5,
-                               iterations=1, warmup_rounds=1)
+    index = benchmark.pedantic(
+        open_dataset, args=(big_tree,), kwargs={"registry": registry}, rounds=5, iterations=1, warmup_rounds=1
+    )
     assert index.layout == "forensynths" and len(index.samples) == TOTAL
     assert len(index.generators()) == GENERATORS and index.metadata["warnings"] == []
     _record_rate(benchmark, TOTAL)

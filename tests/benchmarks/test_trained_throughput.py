@@ -5,6 +5,7 @@ overrides the ``--benchmark-skip`` in the project's addopts; ``--benchmark-enabl
 trains one epoch on the same 64 images (64 px, random initialisation, no validation split, no checkpoints)
 and scores them; the images-per-second figures are printed and stored in each benchmark's ``extra_info``.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -29,10 +30,18 @@ CONFIGS = {
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list[Sample]:
-    root = write_folder_dataset(tmp_path_factory.mktemp("bench"), {"gan_a": 2, "gan_b": 4}, per_class=N_IMAGES // 4,
-                                size=SIZE)
-    return [Sample(path=p, label=int(p.parent.name == "1_fake"), generator=p.parent.parent.name,
-                   family="gan" if p.parent.name == "1_fake" else "real") for p in sorted(root.rglob("*.png"))]
+    root = write_folder_dataset(
+        tmp_path_factory.mktemp("bench"), {"gan_a": 2, "gan_b": 4}, per_class=N_IMAGES // 4, size=SIZE
+    )
+    return [
+        Sample(
+            path=p,
+            label=int(p.parent.name == "1_fake"),
+            generator=p.parent.parent.name,
+            family="gan" if p.parent.name == "1_fake" else "real",
+        )
+        for p in sorted(root.rglob("*.png"))
+    ]
 
 
 @pytest.fixture(scope="module", autouse=True)
