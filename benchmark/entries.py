@@ -10,9 +10,12 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .protocol import ANY_DETECTOR, Protocol, ProtocolError
+
+if TYPE_CHECKING:
+    from dfzoo.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ def _short(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
-def resolve_detectors(protocol: Protocol, registry: Any, *, check_weights: bool = True) -> list[ResolvedDetector]:
+def resolve_detectors(protocol: Protocol, registry: Registry, *, check_weights: bool = True) -> list[ResolvedDetector]:
     """Expand ``"*"``, merge parameters, validate names and every parameter value against the detector's spec
     (``"none"`` read as None where the spec allows it), and apply ``offline_only`` (unless ``check_weights``
     is False: the harness validates every protocol this way before it opens any dataset)."""

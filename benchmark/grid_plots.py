@@ -267,7 +267,7 @@ def feature_plots(
     keep = np.isfinite(features).all(axis=1)
     features = features[keep]
     labels = np.asarray(labels)[keep]
-    generators = np.asarray(generators, dtype=object)[keep]
+    kept_generators = np.asarray(generators, dtype=object)[keep]
     if len(features) < 3:
         raise ValueError(f"need at least 3 decodable samples to plot, got {len(features)}")
     scaled = StandardScaler().fit_transform(features)
@@ -286,10 +286,10 @@ def feature_plots(
             mask = labels == value
             axes[0].scatter(points[mask, 0], points[mask, 1], s=9, alpha=0.7, c=colour, label=name)
         axes[0].set_title("by label", fontsize=9)
-        groups = sorted(set(generators.tolist()))
+        groups = sorted(set(kept_generators.tolist()))
         cmap = plt.get_cmap("tab20" if len(groups) > 10 else "tab10")
         for index, group in enumerate(groups):
-            mask = generators == group
+            mask = kept_generators == group
             axes[1].scatter(points[mask, 0], points[mask, 1], s=9, alpha=0.7, color=cmap(index % cmap.N), label=group)
         axes[1].set_title("by generator", fontsize=9)
         for ax in axes:

@@ -133,7 +133,8 @@ def current_configurations(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[st
         name, stamp = str(row.get("protocol")), str(row.get("finished_at") or "")
         if name not in newest or (stamp, position) >= newest[name][:2]:
             newest[name] = (stamp, position, str(row.get("protocol_hash")))
-    shown, left_out = [], OrderedDict()
+    shown: list[dict[str, Any]] = []
+    left_out: OrderedDict[tuple[str, str], tuple[int, str]] = OrderedDict()
     for row in latest_rows(rows):
         name, digest = str(row.get("protocol")), str(row.get("protocol_hash"))
         if digest == newest[name][2]:
@@ -263,13 +264,15 @@ class ProtocolBoard:
         if (label, group) not in self._mean_ci:
             empty = {"auc_ci": [math.nan, math.nan], "ap_ci": [math.nan, math.nan]}
             rows = [self.cells.get((label, g, self.clean)) for g in self.groups[group]]
-            sidecars = {row["test_generator"]: self.store.load_sidecar(row["row_id"]) for row in rows if row}
-            usable = rows and all(rows) and all(sidecars.values())
-            n = int(rows[0].get("bootstrap") or 0) if usable else 0
+            present = [row for row in rows if row]
+            sidecars = {row["test_generator"]: self.store.load_sidecar(row["row_id"]) for row in present}
+            found = {generator: sidecar for generator, sidecar in sidecars.items() if sidecar is not None}
+            usable = bool(rows) and len(present) == len(rows) and len(found) == len(sidecars)
+            n = int(present[0].get("bootstrap") or 0) if usable else 0
             if usable and n:
-                sets = [(s.labels, s.scores) for s in sidecars.values()]
+                sets = [(s.labels, s.scores) for s in found.values()]
                 self._mean_ci[(label, group)] = metrics.mean_intervals(
-                    sets, n, int(rows[0].get("seed") or 0), ids=image_ids(sidecars)
+                    sets, n, int(present[0].get("seed") or 0), ids=image_ids(found)
                 )
             else:
                 self._mean_ci[(label, group)] = empty
@@ -379,20 +382,20 @@ class ProtocolBoard:
             summary.append([label, *cells, _threshold_text(row)])
         per_generator = []
         for label in self.labels:
-            cells = []
+            texts = []
             for g in self.generators:
-                row = self.cells.get((label, g, self.clean))
+                cell_row = self.cells.get((label, g, self.clean))
                 acc = self.metric(label, g, "acc")
-                if row is not None and not threshold_is_meaningful(row):
-                    cells.append(NOT_MEANINGFUL)
+                if cell_row is not None and not threshold_is_meaningful(cell_row):
+                    texts.append(NOT_MEANINGFUL)
                 else:
-                    cells.append(
+                    texts.append(
                         DASH
                         if not math.isfinite(acc)
                         else f"{_fmt(acc)} ({_fmt(self.metric(label, g, 'real_acc'))} / "
                         f"{_fmt(self.metric(label, g, 'fake_acc'))})"
                     )
-            per_generator.append([label, *cells])
+            per_generator.append([label, *texts])
         scope = {UNSEEN: "unseen test generators", ALL_GENERATORS: "test generators"}[self.rank_group]
         lines = [
             f"### Accuracy ({_condition(self.clean)}, mean over {scope})",
@@ -505,7 +508,11 @@ class ProtocolBoard:
                     reasons = ", ".join(
                         f"{count} {reason}" for reason, count in (row.get("skipped_reasons") or {}).items()
                     )
-                    key = (row.get("label"), "images not scored", f"{row['n_skipped']} NaN score(s): {reasons}")
+                    key: tuple[Any, ...] = (
+                        row.get("label"),
+                        "images not scored",
+                        f"{row['n_skipped']} NaN score(s): {reasons}",
+                    )
                     seen.setdefault(key, []).append(f"{row.get('test_generator')}/{row.get('test_perturbation')}")
                 continue
             error = row.get("error") or {}

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,11 +32,16 @@ from .rows import base_row, error_record, now, safe_dict, task_row
 from .splits import Split, dataset_source, open_protocol_dataset, split_dataset
 from .store import ERROR, OK, SKIPPED
 
+if TYPE_CHECKING:
+    from dfzoo.registry import Registry
+
 log = logging.getLogger(__name__)
 MAX_NAN_CHECKS = 200  # undecodable-image reasons are looked up for at most this many NaN scores per row
 
 
-def load_dataset(protocol: Protocol, registry: Any, cache: dict[Any, Any] | None = None) -> tuple[DatasetIndex, str]:
+def load_dataset(
+    protocol: Protocol, registry: Registry, cache: dict[Any, Any] | None = None
+) -> tuple[DatasetIndex, str]:
     """The protocol's dataset and its fingerprint, memoised in ``cache`` for the duration of a run."""
     key = (
         str(dataset_source(protocol, registry)),
@@ -254,10 +259,10 @@ def _score_task(
     try:
         todo = [s for s in samples if id(s) not in scored]
         if todo:
-            values = np.asarray(detector.score(todo), dtype=np.float64).reshape(-1)
-            if values.size != len(todo):
-                raise ValueError(f"score() returned {values.size} values for {len(todo)} samples")
-            scored.update(zip(map(id, todo), values.tolist(), strict=True))
+            returned = np.asarray(detector.score(todo), dtype=np.float64).reshape(-1)
+            if returned.size != len(todo):
+                raise ValueError(f"score() returned {returned.size} values for {len(todo)} samples")
+            scored.update(zip(map(id, todo), returned.tolist(), strict=True))
         score_seconds = time.perf_counter() - tick
         scores = np.array([scored[id(s)] for s in samples], dtype=np.float64)
         labels = np.array([s.label for s in samples], dtype=np.int64)
@@ -294,7 +299,7 @@ def nan_reasons(
     recorded = recorded or {}
     reasons: Counter[str] = Counter()
     for checked, position in enumerate(np.flatnonzero(np.isnan(scores))):
-        sample = samples[position]
+        sample = samples[int(position)]
         if sample.display_name in recorded:
             reasons[recorded[sample.display_name]] += 1
             continue

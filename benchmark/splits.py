@@ -28,16 +28,19 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from dfzoo.data.sample import FAKE, REAL, REAL_POOL, DatasetIndex, Sample
 
 from .protocol import ALL, Protocol, ProtocolError
 
+if TYPE_CHECKING:
+    from dfzoo.registry import Registry
+
 TRAIN_FRACTION = 0.8
 
 
-def dataset_source(protocol: Protocol, registry: Any) -> str | Path:
+def dataset_source(protocol: Protocol, registry: Registry) -> str | Path:
     """A registered self-locating dataset name as is; otherwise a path (relative to the protocol file)."""
     if protocol.dataset in registry.names("dataset") and not registry.dataset(protocol.dataset).needs_root:
         return protocol.dataset
@@ -47,7 +50,7 @@ def dataset_source(protocol: Protocol, registry: Any) -> str | Path:
     return path
 
 
-def open_protocol_dataset(protocol: Protocol, registry: Any) -> DatasetIndex:
+def open_protocol_dataset(protocol: Protocol, registry: Registry) -> DatasetIndex:
     """Load the protocol's dataset through the layouts module (or straight from a registered spec)."""
     source = dataset_source(protocol, registry)
     if isinstance(source, Path) and not source.exists() and not any(sep in protocol.dataset for sep in "/\\."):
@@ -59,8 +62,8 @@ def open_protocol_dataset(protocol: Protocol, registry: Any) -> DatasetIndex:
     try:
         from dfzoo.data.layouts import open_dataset
     except ImportError:  # layouts not installed: only registered names or an explicit layout can load
-        open_dataset = None
-    if open_dataset is not None:
+        pass
+    else:
         return open_dataset(source, layout=protocol.layout, registry=registry, **dict(protocol.dataset_params))
     if isinstance(source, str):
         return registry.dataset(source).load(None, **dict(protocol.dataset_params))

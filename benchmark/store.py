@@ -117,14 +117,17 @@ class ResultStore:
         self.scores_dir.mkdir(parents=True, exist_ok=True)
         path = self.scores_dir / f"{row_id}.npz"
         tmp = path.with_suffix(".tmp.npz")
-        arrays = {"labels": np.asarray(labels, dtype=np.int8), "scores": np.asarray(scores, dtype=np.float64)}
+        arrays: dict[str, np.ndarray] = {
+            "labels": np.asarray(labels, dtype=np.int8),
+            "scores": np.asarray(scores, dtype=np.float64),
+        }
         if generators is not None:
             arrays["generators"] = np.asarray(list(generators), dtype=str)
         if ids is not None:
             arrays["ids"] = np.asarray([str(i) for i in ids], dtype=str)
             if arrays["ids"].shape != arrays["labels"].shape:
                 raise ValueError(f"{arrays['ids'].size} ids for {arrays['labels'].size} labels")
-        np.savez_compressed(tmp, **arrays)
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub: **arrays could be allow_pickle
         os.replace(tmp, path)
         return path
 

@@ -7,7 +7,7 @@ Plugins declare specs with :func:`timm_weights` / :func:`open_clip_weights` and 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .features import TorchBackbone
 from .spec import WeightsSpec
@@ -94,18 +94,16 @@ def timm_backbone(
     import timm
 
     model = timm.create_model(arch, pretrained=False, num_classes=0, **create_kwargs)
+    # timm sets these attributes on every model; torch types unknown module attributes as Tensor | Module
+    cfg = cast("dict[str, Any]", model.pretrained_cfg)
+    num_features = cast(int, model.num_features)
     if state_dict is None and weights is not None:
         state_dict = load_state_dict(weights.path)
     if state_dict is not None:
         model.load_state_dict(
-            {
-                k: v
-                for k, v in state_dict.items()
-                if not k.startswith(model.pretrained_cfg.get("classifier", "fc") + ".")
-            },
+            {k: v for k, v in state_dict.items() if not k.startswith(cfg.get("classifier", "fc") + ".")},
             strict=True,
         )
-    cfg = model.pretrained_cfg
     normalisation = Normalisation(
         size=cfg["input_size"][-1],
         mean=tuple(cfg["mean"]),
@@ -116,7 +114,7 @@ def timm_backbone(
         name,
         model,
         normalisation,
-        model.num_features,
+        num_features,
         weights.identity if weights is not None else None,
         device,
         settings={"timm": arch, **create_kwargs},

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from PIL import Image
@@ -88,12 +88,12 @@ class Detector(ABC):
                 continue
             yield position, policy.geometry(image) if policy.size else image
 
-    def setup(self, context: RunContext) -> Detector:
+    def setup(self, context: RunContext) -> Self:
         """Adopt the harness's run settings (preprocessing, perturbations, seed, device)."""
         self.context = context
         return self
 
-    def fit(self, train: Sequence[Sample]) -> Detector:
+    def fit(self, train: Sequence[Sample]) -> Self:
         """Learn from labelled samples; a no-op for training-free methods."""
         self.fitted = True
         return self

@@ -99,7 +99,7 @@ def map_to_image(cam: np.ndarray, size: tuple[int, int], policy: PreprocessPolic
 
 
 def _resize_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    image = Image.fromarray(np.asarray(cam, dtype=np.float32), mode="F").resize(size, Image.BILINEAR)
+    image = Image.fromarray(np.asarray(cam, dtype=np.float32), mode="F").resize(size, Image.Resampling.BILINEAR)
     return np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
 
 

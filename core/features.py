@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from .data.decode import ImageDecodeError
 from .data.sample import Sample, content_id
 from .paths import features_dir
 from .transforms import Normalisation, PreprocessPolicy
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +134,7 @@ def load_backbone(
     pretrained: bool = True,
     weights_path: str | Path | None = None,
     device: Any = None,
-    registry: Any = None,
+    registry: Registry | None = None,
 ) -> Backbone:
     """Build a backbone by name with resolved weights (or randomly initialised when ``pretrained=False``)."""
     from .registry import current_registry

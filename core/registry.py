@@ -34,7 +34,9 @@ class Entry(Generic[SpecT]):
     provider: str
 
 
-KINDS: dict[str, tuple[str, type]] = {
+# any spec a plugin may offer
+AnySpec = DetectorSpec | DatasetSpec | BackboneSpec | WeightsSpec | PerturbationSpec | CommandSpec
+KINDS: dict[str, tuple[str, type[AnySpec]]] = {
     "detector": ("dfzoo_detectors", DetectorSpec),
     "dataset": ("dfzoo_datasets", DatasetSpec),
     "backbone": ("dfzoo_backbones", BackboneSpec),
@@ -58,7 +60,7 @@ class Registry:
         self.pm = pm if pm is not None else get_plugin_manager()
         self.problems: list[PluginProblem] = list(getattr(self.pm, "problems", []))
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
-        builtins = getattr(self.pm, "builtins", set())
+        builtins: set[str] = getattr(self.pm, "builtins", set())
         for provider, offers in self._gather(builtins).items():
             try:
                 self._add_all(provider, offers)

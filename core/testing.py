@@ -58,7 +58,7 @@ class ContractReport:
 def smooth_image(rng: np.random.Generator, size: int = 32) -> np.ndarray:
     """A natural-looking smooth RGB image (low-frequency noise upsampled), uint8 HWC."""
     coarse = rng.uniform(0, 255, (4, 4, 3)).astype(np.uint8)
-    return np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC))
+    return np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC))
 
 
 def planted_fake(rng: np.random.Generator, size: int = 32, period: int = 2, amplitude: float = 24.0) -> np.ndarray:

@@ -11,10 +11,13 @@ import hashlib
 import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 RESIZE, CENTER_CROP = "resize", "center_crop"
 
@@ -64,14 +67,19 @@ class PreprocessPolicy:
         image = self.geometry(image, normalisation.size, normalisation.interpolation)
         if image.size != (normalisation.size, normalisation.size):
             image = image.resize((normalisation.size, normalisation.size), resample)
-        array = np.asarray(image, dtype=np.float32) / 255.0
-        array = (array - np.asarray(normalisation.mean, dtype=np.float32)) / np.asarray(
+        pixels = np.asarray(image, dtype=np.float32) / 255.0
+        array = (pixels - np.asarray(normalisation.mean, dtype=np.float32)) / np.asarray(
             normalisation.std, dtype=np.float32
         )
         return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-_RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "lanczos": Image.LANCZOS}
+_RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
 
 
 def center_crop(image: Image.Image, size: int) -> Image.Image:
@@ -202,8 +210,8 @@ def downscale(scale: float = 0.5) -> Perturbation:
 
     def fn(image: Image.Image, rng: np.random.Generator) -> Image.Image:
         width, height = image.size
-        small = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC)
-        return small.resize((width, height), Image.BICUBIC)
+        small = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BICUBIC)
+        return small.resize((width, height), Image.Resampling.BICUBIC)
 
     return Perturbation("resize", {"scale": scale}, fn)
 
@@ -229,7 +237,7 @@ def compose(name: str, parts: Sequence[Perturbation], params: Mapping[str, Any])
     return Perturbation(name, dict(params), fn)
 
 
-def make_perturbation(text: str | None, registry: Any = None) -> Perturbation:
+def make_perturbation(text: str | None, registry: Registry | None = None) -> Perturbation:
     """Build a perturbation from its key (``"none"``, ``"blur:sigma=2"``...) via the registry."""
     if not text or text == "none":
         return IDENTITY

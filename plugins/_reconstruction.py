@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 from PIL import Image
@@ -66,7 +66,12 @@ def hub_diffusers_weights(name: str, repo: str, summary: str, subfolder: str = "
     )
 
 
+@overload
+def _hf_folder(repo: str, subfolder: str, patterns: tuple[str, ...], *, local_only: Literal[False]) -> Path: ...
+@overload
+def _hf_folder(repo: str, subfolder: str, patterns: tuple[str, ...], *, local_only: bool) -> Path | None: ...
 def _hf_folder(repo: str, subfolder: str, patterns: tuple[str, ...], *, local_only: bool) -> Path | None:
+    """The diffusers model folder of ``repo``, downloaded if needed; with ``local_only``, None when not cached."""
     from huggingface_hub import snapshot_download
 
     try:
@@ -311,7 +316,7 @@ def native_crop(image: Image.Image, factor: int) -> Image.Image:
     if width < new_w or height < new_h:
         array = np.asarray(image)
         pad_h, pad_w = max(0, new_h - height), max(0, new_w - width)
-        mode = "reflect" if min(width, height) > max(pad_h, pad_w) else "edge"
+        mode: Literal["reflect", "edge"] = "reflect" if min(width, height) > max(pad_h, pad_w) else "edge"
         array = np.pad(array, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)), mode=mode)
         image = Image.fromarray(array)
         width, height = image.size

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import partial, reduce
 from typing import Any
 
 import numpy as np
@@ -144,12 +145,11 @@ class _Distance:
         self.device = device
         self._torch = torch
         self.entry: Any = None  # the module every features() call runs first (hooks on it count passes)
+        self.layers: list[int] = []  # the compared layers (VGG blocks 0..4 for LPIPS; none for the pixel L2)
         if name.startswith(LPIPS_VGG):
             self._build_lpips(int(name[len(LPIPS_VGG) :]), *weights)
         elif name == EFFNET:
             self._build_effnet(registry)
-        else:
-            self.layers = [None]
 
     def _build_lpips(self, block: int, vgg: ResolvedWeights, linear: ResolvedWeights) -> None:
         import lpips
@@ -186,9 +186,11 @@ class _Distance:
         paper found decisive, and its real weights resolve offline; a random trunk is never used."""
         import lpips
 
-        from dfzoo.features import load_backbone
+        from dfzoo.features import TorchBackbone, load_backbone
 
         backbone = load_backbone("efficientnet_lite0", pretrained=True, device=self.device, registry=registry)
+        if not isinstance(backbone, TorchBackbone):
+            raise TypeError(f"the {EFFNET} distance needs a torch efficientnet_lite0 backbone, got {backbone!r}")
         net = backbone.module
         self.trunk = self._torch.nn.Sequential(net.conv_stem, net.bn1, net.blocks[0]).eval().to(self.device)
         mean = self._torch.tensor(backbone.normalisation.mean, device=self.device).view(1, 3, 1, 1)
@@ -205,7 +207,7 @@ class _Distance:
             mean, std = self._imagenet
             return [self._normalise(self.trunk(((x + 1) / 2 - mean) / std).float())]
         h = self.scaling(x)
-        out = []
+        out: list[Any] = []
         for k, block in enumerate(self.slices):
             h = block(h)
             if k in self.layers:
@@ -231,7 +233,7 @@ def _reduce(maps: list[Any], size: tuple[int, int], spatial: str, patch: int) ->
 
     if spatial == "mean":
         return sum(m.mean(dim=(1, 2, 3)) for m in maps)
-    full = sum(F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps)
+    full = reduce(operator.add, (F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps))
     kernel = (min(patch, size[0]), min(patch, size[1]))
     return F.avg_pool2d(full, kernel, stride=kernel).amax(dim=(1, 2, 3))
 
@@ -417,7 +419,7 @@ class Aeroblade(Detector):
                 columns.append(
                     _reduce(
                         [m.float() for m in maps],
-                        tuple(x.shape[-2:]),
+                        (x.shape[-2], x.shape[-1]),
                         self.params["spatial"],
                         int(self.params["patch_size"]),
                     )

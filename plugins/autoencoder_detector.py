@@ -231,7 +231,7 @@ class AutoencoderDetector(TrainedImageDetector):
         from dfzoo.training import save_module
 
         save_module(self.model, folder / "autoencoder.safetensors")
-        np.savez(folder / "head.npz", **self.head)
+        np.savez(folder / "head.npz", **self.head)  # type: ignore[arg-type]  # numpy's stub: **arrays could be allow_pickle
         state = {"image_size": self.image_size, "training": self.training_summary()}
         (folder / "state.json").write_text(json.dumps(state, indent=2))
 

@@ -201,7 +201,7 @@ def _triple(value: Any, default: tuple[float, float, float]) -> tuple[float, flo
     numbers = tuple(float(v) for v in value)
     if len(numbers) != 3:
         raise ValueError(f"expected 3 channel values, got {value!r}")
-    return numbers  # type: ignore[return-value]
+    return numbers
 
 
 def onnx_backbone(

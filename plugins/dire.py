@@ -150,7 +150,7 @@ class DdimReconstructor:
 
 @dataclass(frozen=True)
 class DireMapPipeline:
-    """Duck-types :class:`dfzoo.training.ImagePipeline` for precomputed DIRE maps: ``load(sample)`` returns
+    """A :class:`dfzoo.training.SamplePipeline` over precomputed DIRE maps: ``load(sample)`` returns
     the sample's map scaled to [0, 1] and normalised as the classifier expects (flip augmentation when an
     ``rng`` is given). A sample whose DIRE map could not be computed raises :class:`ImageDecodeError`."""
 

@@ -98,7 +98,7 @@ class ResNetFinetune(SingleModelDetector):
     def _normalisation(self):
         from dfzoo.training import timm_normalisation
 
-        return timm_normalisation(self.model, int(self.image_size))  # type: ignore[arg-type]
+        return timm_normalisation(self.model, int(self.image_size))
 
     # -- contract ----------------------------------------------------------------------------------------
     def fit(self, train: Sequence[Sample]) -> ResNetFinetune:

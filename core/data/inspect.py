@@ -100,7 +100,7 @@ def probe(sample: Sample, decode: bool = True) -> tuple[str, tuple[int, int]]:
         data = sample.path.read_bytes() if decode else None
     except OSError as error:
         raise ImageDecodeError(label, f"cannot read file ({error.strerror or error})") from error
-    if decode:
+    if data is not None:  # decode
         image = load_image(data)
         with Image.open(io.BytesIO(data)) as header:
             return header.format or "unknown", image.size

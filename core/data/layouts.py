@@ -479,8 +479,8 @@ def open_dataset(
             raise FileNotFoundError(
                 f"{source!r} is a layout, not a dataset: give a folder, e.g. `--dataset PATH --layout {source}`"
             )
-        named = [spec.name for spec in (registry.dataset(n) for n in sorted(names)) if not spec.needs_root]
-        hint = f" and it is not a named dataset ({', '.join(named)})" if named else ""
+        named_datasets = [spec.name for spec in (registry.dataset(n) for n in sorted(names)) if not spec.needs_root]
+        hint = f" and it is not a named dataset ({', '.join(named_datasets)})" if named_datasets else ""
         raise FileNotFoundError(f"dataset path {path} does not exist{hint}")
     if layout:
         spec = registry.dataset(layout)

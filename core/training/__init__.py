@@ -18,7 +18,7 @@ torch is imported inside functions, so plugin modules can import this module at 
 from __future__ import annotations
 
 from .config import AUGMENT_PRESETS, OPTIMISERS, TRAIN_PARAMS, TRAIN_SCHEMA, Augment, TrainConfig, augment_preset
-from .data import ImagePipeline, SampleDataset, binary_labels, collate, samples_digest, split_indices
+from .data import ImagePipeline, SampleDataset, SamplePipeline, binary_labels, collate, samples_digest, split_indices
 from .detectors import NATIVE_SIZE_CAP, SingleModelDetector, TrainedImageDetector
 from .loop import (
     BEST_FILE,
@@ -55,6 +55,7 @@ __all__ = [
     "ImagePipeline",
     "InitWeights",
     "SampleDataset",
+    "SamplePipeline",
     "SingleModelDetector",
     "TrainConfig",
     "TrainReport",

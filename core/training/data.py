@@ -6,7 +6,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -14,10 +14,6 @@ from PIL import Image
 from ..data.decode import ImageDecodeError
 from ..data.sample import Sample
 from ..transforms import Normalisation, PreprocessPolicy
-
-if TYPE_CHECKING:
-    pass
-
 from .config import Augment
 
 log = logging.getLogger(__name__)
@@ -52,6 +48,18 @@ class ImagePipeline:
         return self(sample.load(), rng)
 
 
+class SamplePipeline(Protocol):
+    """What training and scoring need of an input pipeline; :class:`ImagePipeline` is the usual one, a
+    detector with its own inputs (DIRE's precomputed maps) brings another."""
+
+    @property
+    def augment(self) -> Augment: ...
+
+    def load(self, sample: Sample, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The model input of ``sample`` (augmented when ``rng`` is given); raises ImageDecodeError."""
+        ...
+
+
 # -- dataset -----------------------------------------------------------------------------------------------
 class SampleDataset:
     """A map-style torch dataset over samples: item ``i`` is ``(input array, target, i)``.
@@ -65,7 +73,7 @@ class SampleDataset:
         self,
         samples: Sequence[Sample],
         targets: Sequence[Any],
-        pipeline: ImagePipeline,
+        pipeline: SamplePipeline,
         *,
         augment: bool = True,
         seed: int = 0,
@@ -94,13 +102,13 @@ def collate(items: Sequence[tuple[np.ndarray | None, Any, int]]) -> tuple[Any, A
     """Stack decodable items into tensors; return ``(inputs, targets, indices, [(index, reason), ...])``."""
     import torch
 
-    good = [item for item in items if item[0] is not None]
+    good = [(array, target, index) for array, target, index in items if array is not None]
     bad = [(index, reason) for array, reason, index in items if array is None]
     if not good:
         return None, None, [], bad
-    inputs = torch.from_numpy(np.stack([item[0] for item in good]))
-    targets = torch.as_tensor(np.asarray([item[1] for item in good]))
-    return inputs, targets, [item[2] for item in good], bad
+    inputs = torch.from_numpy(np.stack([array for array, _, _ in good]))
+    targets = torch.as_tensor(np.asarray([target for _, target, _ in good]))
+    return inputs, targets, [index for _, _, index in good], bad
 
 
 def split_indices(targets: Sequence[Any], fraction: float, seed: int) -> tuple[list[int], list[int]]:

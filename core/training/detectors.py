@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import torch
 
 from .config import Augment, TrainConfig
-from .data import ImagePipeline, SampleDataset, samples_digest, split_indices
+from .data import ImagePipeline, SampleDataset, SamplePipeline, samples_digest, split_indices
 from .loop import Checkpointer, EpochCallback, LossFn, TrainReport, predict, train_model
 from .models import load_module, save_module
 
@@ -129,8 +129,8 @@ class TrainedImageDetector(Detector):
         model: Any,
         samples: Sequence[Sample],
         targets: Sequence[Any],
-        train_pipeline: ImagePipeline,
-        eval_pipeline: ImagePipeline,
+        train_pipeline: SamplePipeline,
+        eval_pipeline: SamplePipeline,
         loss_fn: LossFn,
         config: TrainConfig | None = None,
     ) -> TrainReport:
@@ -170,7 +170,7 @@ class TrainedImageDetector(Detector):
         self,
         forward: Callable[[Any], Any],
         samples: Sequence[Sample],
-        pipeline: ImagePipeline,
+        pipeline: SamplePipeline,
         width: int = 1,
         desc: str = "score",
     ) -> np.ndarray:
@@ -191,7 +191,7 @@ class TrainedImageDetector(Detector):
             self.record_skip(samples[position], reason)
         return out
 
-    def fake_probability(self, model: Any, samples: Sequence[Sample], pipeline: ImagePipeline) -> np.ndarray:
+    def fake_probability(self, model: Any, samples: Sequence[Sample], pipeline: SamplePipeline) -> np.ndarray:
         """The score of every single-logit detector: sigmoid of ``model``'s logit (NaN where undecodable)."""
         self._require_fitted()
         from scipy.special import expit

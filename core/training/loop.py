@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     pass
 
 from .config import TrainConfig
-from .data import ImagePipeline, SampleDataset, collate
+from .data import SampleDataset, SamplePipeline, collate
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +183,9 @@ def train_model(
         torch.manual_seed(seed * 100_003 + epoch)
         dataset.epoch = epoch
         order = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        loader = torch.utils.data.DataLoader(
-            dataset,
+        # SampleDataset is a duck-typed map-style dataset (torch is imported lazily), not a Dataset subclass
+        loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
+            dataset,  # type: ignore[arg-type]
             batch_size=config.batch_size,
             shuffle=True,
             generator=order,
@@ -290,8 +291,8 @@ def evaluate_loss(
 
     if dataset is None or not len(dataset):
         return math.nan
-    loader = torch.utils.data.DataLoader(
-        dataset,
+    loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
+        dataset,  # type: ignore[arg-type]  # duck-typed map-style dataset, as in train_model
         batch_size=config.batch_size,
         shuffle=False,
         collate_fn=collate,
@@ -313,7 +314,7 @@ def evaluate_loss(
 def predict(
     forward: Callable[[Any], Any],
     samples: Sequence[Sample],
-    pipeline: ImagePipeline,
+    pipeline: SamplePipeline,
     *,
     device: Any,
     batch_size: int = 64,

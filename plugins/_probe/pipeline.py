@@ -11,6 +11,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,8 @@ class Standardiser:
         return int((~self.keep).sum()) if self.keep is not None else 0
 
     def fitted_state(self) -> FittedState:
+        if self.keep is None:
+            raise RuntimeError("Standardiser.fitted_state() called before fit()")
         return FittedState(
             arrays={"keep": self.keep}, estimators={"model": self.scaler} if self.scaler is not None else {}
         )
@@ -205,7 +208,7 @@ class FeaturePipeline:
             pipeline.seed,
             **pipeline.classifier_options,
         )
-        dims = state.values.get("dims") or ()
+        dims: Sequence[int] = state.values.get("dims") or ()
         pipeline.dims = (int(dims[0]), int(dims[1])) if len(dims) == 2 else None
         return pipeline
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from dfzoo.data.sample import Sample, perturbation_keys
 from dfzoo.detector import RunContext
-from dfzoo.features import Backbone, extract_features
+from dfzoo.features import Backbone, Features, extract_features
 from dfzoo.registry import current_registry
 from dfzoo.weights import resolve
 
@@ -82,11 +82,8 @@ def clear_memo() -> None:
 
 
 @dataclass
-class FeatureSet:
-    """Features of a sequence of samples; ``ok`` marks rows that every part could compute."""
-
-    vectors: np.ndarray
-    errors: dict[int, str]
+class FeatureSet(Features):
+    """Features of a sequence of samples; ``ok`` marks rows that every part could compute (finite)."""
 
     @property
     def ok(self) -> np.ndarray:

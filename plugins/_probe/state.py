@@ -59,7 +59,7 @@ def write_state(folder: Path, state: FittedState, expected: dict[str, tuple[str,
         raise TypeError(f"probe state: object arrays cannot be saved without pickle: {', '.join(objects)}")
     blob = _estimators_blob(state.estimators, expected) if state.estimators or expected else None
     (folder / VALUES_FILE).write_text(json.dumps(state.values, indent=2, sort_keys=True))
-    np.savez(folder / ARRAYS_FILE, **arrays)
+    np.savez(folder / ARRAYS_FILE, **arrays)  # type: ignore[arg-type]  # numpy's stub: **arrays could be allow_pickle
     if blob is not None:
         (folder / ESTIMATORS_FILE).write_bytes(blob)
 
