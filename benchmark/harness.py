@@ -31,16 +31,6 @@ from .splits import split_dataset
 from .store import ERROR, OK, SKIPPED, ResultStore
 
 log = logging.getLogger(__name__)
-VERSION_PACKAGES = {
-    "torch": "torch",
-    "timm": "timm",
-    "open_clip": "open_clip_torch",
-    "diffusers": "diffusers",
-    "sklearn": "scikit-learn",
-    "numpy": "numpy",
-    "dfzoo": "dfzoo",
-}
-MAX_NAN_CHECKS = 200  # undecodable-image reasons are looked up for at most this many NaN scores per row
 
 
 @dataclass

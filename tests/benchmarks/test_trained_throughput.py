@@ -14,7 +14,7 @@ import torch
 import dfzoo
 from dfzoo.data.sample import Sample
 from dfzoo.detector import RunContext
-from tests.synthetic import write_folder_dataset
+from tests.synthetic import labelled_samples, write_folder_dataset
 
 N_IMAGES, SIZE = 64, 64
 COMMON = {"image_size": SIZE, "epochs": 1, "batch_size": 16, "augment": "none", "val_fraction": 0.0}
@@ -33,15 +33,7 @@ def images(tmp_path_factory) -> list[Sample]:
     root = write_folder_dataset(
         tmp_path_factory.mktemp("bench"), {"gan_a": 2, "gan_b": 4}, per_class=N_IMAGES // 4, size=SIZE
     )
-    return [
-        Sample(
-            path=p,
-            label=int(p.parent.name == "1_fake"),
-            generator=p.parent.parent.name,
-            family="gan" if p.parent.name == "1_fake" else "real",
-        )
-        for p in sorted(root.rglob("*.png"))
-    ]
+    return labelled_samples(root)
 
 
 @pytest.fixture(scope="module", autouse=True)
