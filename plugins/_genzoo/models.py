@@ -3,6 +3,7 @@
 The two GAN generators differ only in how they upsample, the field's classic source of artefacts:
 transposed convolutions (checkerboard) versus nearest-neighbour upsampling followed by a convolution.
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,49 +17,68 @@ def dcgan_init(module: nn.Module) -> None:
     for layer in module.modules():
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(layer.weight, 0.0, 0.02)
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
         elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.normal_(layer.weight, 1.0, 0.02)
             nn.init.zeros_(layer.bias)
 
 
-class TConvGenerator(nn.Module):
+class LatentGenerator(nn.Module):
+    """A GAN generator: z ~ N(0, I) of ``z_dim`` projected to ``4 * width`` channels at 4x4, then ``body``."""
+
+    body: nn.Module
+
+    def __init__(self, z_dim: int, width: int) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+        self.width = width
+        self.project = nn.Sequential(nn.Linear(z_dim, width * 4 * 16), nn.BatchNorm1d(width * 4 * 16), nn.ReLU())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(self.project(z).view(-1, self.width * 4, 4, 4))
+
+
+class TConvGenerator(LatentGenerator):
     """DCGAN-style: project z to 4x4, then three stride-2 transposed convolutions to 32x32."""
 
     def __init__(self, z_dim: int = 64, width: int = 32) -> None:
-        super().__init__()
-        self.z_dim = z_dim
-        self.project = nn.Sequential(nn.Linear(z_dim, width * 4 * 16), nn.BatchNorm1d(width * 4 * 16), nn.ReLU())
-        self.width = width
+        super().__init__(z_dim, width)
         self.body = nn.Sequential(
-            nn.ConvTranspose2d(width * 4, width * 2, 4, 2, 1), nn.BatchNorm2d(width * 2), nn.ReLU(),
-            nn.ConvTranspose2d(width * 2, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.ConvTranspose2d(width, 3, 4, 2, 1), nn.Tanh())
+            nn.ConvTranspose2d(width * 4, width * 2, 4, 2, 1),
+            nn.BatchNorm2d(width * 2),
+            nn.ReLU(),
+            nn.ConvTranspose2d(width * 2, width, 4, 2, 1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.ConvTranspose2d(width, 3, 4, 2, 1),
+            nn.Tanh(),
+        )
         dcgan_init(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.body(self.project(z).view(-1, self.width * 4, 4, 4))
 
-
-class UpsampleGenerator(nn.Module):
+class UpsampleGenerator(LatentGenerator):
     """Project z to 4x4, then three (nearest upsample, 3x3 convolution) stages to 32x32."""
 
     def __init__(self, z_dim: int = 64, width: int = 32) -> None:
-        super().__init__()
-        self.z_dim = z_dim
-        self.width = width
-        self.project = nn.Sequential(nn.Linear(z_dim, width * 4 * 16), nn.BatchNorm1d(width * 4 * 16), nn.ReLU())
+        super().__init__(z_dim, width)
 
         def stage(cin: int, cout: int) -> list[nn.Module]:
-            return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1),
-                    nn.BatchNorm2d(cout), nn.ReLU()]
+            return [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(cin, cout, 3, 1, 1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+            ]
 
-        self.body = nn.Sequential(*stage(width * 4, width * 2), *stage(width * 2, width), *stage(width, width),
-                                  nn.Conv2d(width, 3, 3, 1, 1), nn.Tanh())
+        self.body = nn.Sequential(
+            *stage(width * 4, width * 2),
+            *stage(width * 2, width),
+            *stage(width, width),
+            nn.Conv2d(width, 3, 3, 1, 1),
+            nn.Tanh(),
+        )
         dcgan_init(self)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.body(self.project(z).view(-1, self.width * 4, 4, 4))
 
 
 class Discriminator(nn.Module):
@@ -67,10 +87,15 @@ class Discriminator(nn.Module):
     def __init__(self, width: int = 32) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            spectral_norm(nn.Conv2d(3, width, 4, 2, 1)), nn.LeakyReLU(0.2),
-            spectral_norm(nn.Conv2d(width, width * 2, 4, 2, 1)), nn.LeakyReLU(0.2),
-            spectral_norm(nn.Conv2d(width * 2, width * 4, 4, 2, 1)), nn.LeakyReLU(0.2),
-            nn.Flatten(), spectral_norm(nn.Linear(width * 4 * 16, 1)))
+            spectral_norm(nn.Conv2d(3, width, 4, 2, 1)),
+            nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(width, width * 2, 4, 2, 1)),
+            nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(width * 2, width * 4, 4, 2, 1)),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+            spectral_norm(nn.Linear(width * 4 * 16, 1)),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x).squeeze(1)
@@ -82,12 +107,24 @@ class PlainAutoencoder(nn.Module):
     def __init__(self, width: int = 32, latent: int = 8) -> None:
         super().__init__()
         self.encoder = nn.Sequential(
-            nn.Conv2d(3, width, 3, 1, 1), nn.ReLU(), nn.Conv2d(width, width * 2, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(width * 2, width * 2, 4, 2, 1), nn.ReLU(), nn.Conv2d(width * 2, latent, 3, 1, 1))
+            nn.Conv2d(3, width, 3, 1, 1),
+            nn.ReLU(),
+            nn.Conv2d(width, width * 2, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(width * 2, width * 2, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(width * 2, latent, 3, 1, 1),
+        )
         self.decoder = nn.Sequential(
-            nn.Conv2d(latent, width * 2, 3, 1, 1), nn.ReLU(), nn.ConvTranspose2d(width * 2, width * 2, 4, 2, 1),
-            nn.ReLU(), nn.ConvTranspose2d(width * 2, width, 4, 2, 1), nn.ReLU(), nn.Conv2d(width, 3, 3, 1, 1),
-            nn.Tanh())
+            nn.Conv2d(latent, width * 2, 3, 1, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(width * 2, width * 2, 4, 2, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(width * 2, width, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(width, 3, 3, 1, 1),
+            nn.Tanh(),
+        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -103,16 +140,32 @@ def make_vae(size: int = 32):
     """A small diffusers AutoencoderKL (latent 4 x size/2 x size/2), the class Stable Diffusion's VAE uses;
     without the mid-block attention, which costs most of the CPU time at this size."""
     from diffusers import AutoencoderKL
-    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                         up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 64),
-                         layers_per_block=1, latent_channels=4, norm_num_groups=16, sample_size=size,
-                         mid_block_add_attention=False)
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=16,
+        sample_size=size,
+        mid_block_add_attention=False,
+    )
 
 
 def make_unet(size: int = 32):
     """A small diffusers UNet2DModel for noise prediction at ``size`` px."""
     from diffusers import UNet2DModel
-    return UNet2DModel(sample_size=size, in_channels=3, out_channels=3, layers_per_block=1,
-                       block_out_channels=(32, 64, 64), norm_num_groups=8,
-                       down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D", "UpBlock2D"))
+
+    return UNet2DModel(
+        sample_size=size,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(32, 64, 64),
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D", "UpBlock2D"),
+    )

@@ -2,6 +2,7 @@
 
 Train and test patches come from different photos; which photo went where is recorded in the manifest.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,37 +15,52 @@ from PIL import Image
 def _skimage(name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         import skimage.data
+
         return getattr(skimage.data, name)()
+
     return load
 
 
 def _sklearn(name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         from sklearn.datasets import load_sample_image
+
         return load_sample_image(name)
+
     return load
 
 
 def _matplotlib(name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         import matplotlib
+
         path = Path(matplotlib.get_data_path()) / "sample_data" / name
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
+
     return load
 
 
 # Photographs (not drawings or synthetic renders) that load without a download.
 TRAIN_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
-    "skimage:astronaut": _skimage("astronaut"), "skimage:coffee": _skimage("coffee"),
-    "skimage:rocket": _skimage("rocket"), "skimage:hubble_deep_field": _skimage("hubble_deep_field"),
-    "skimage:immunohistochemistry": _skimage("immunohistochemistry"), "skimage:camera": _skimage("camera"),
-    "skimage:grass": _skimage("grass"), "skimage:brick": _skimage("brick"), "sklearn:china.jpg": _sklearn("china.jpg"),
+    "skimage:astronaut": _skimage("astronaut"),
+    "skimage:coffee": _skimage("coffee"),
+    "skimage:rocket": _skimage("rocket"),
+    "skimage:hubble_deep_field": _skimage("hubble_deep_field"),
+    "skimage:immunohistochemistry": _skimage("immunohistochemistry"),
+    "skimage:camera": _skimage("camera"),
+    "skimage:grass": _skimage("grass"),
+    "skimage:brick": _skimage("brick"),
+    "sklearn:china.jpg": _sklearn("china.jpg"),
 }
 TEST_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
-    "skimage:chelsea": _skimage("chelsea"), "skimage:retina": _skimage("retina"), "skimage:moon": _skimage("moon"),
-    "skimage:gravel": _skimage("gravel"), "skimage:coins": _skimage("coins"),
-    "sklearn:flower.jpg": _sklearn("flower.jpg"), "matplotlib:grace_hopper.jpg": _matplotlib("grace_hopper.jpg"),
+    "skimage:chelsea": _skimage("chelsea"),
+    "skimage:retina": _skimage("retina"),
+    "skimage:moon": _skimage("moon"),
+    "skimage:gravel": _skimage("gravel"),
+    "skimage:coins": _skimage("coins"),
+    "sklearn:flower.jpg": _sklearn("flower.jpg"),
+    "matplotlib:grace_hopper.jpg": _matplotlib("grace_hopper.jpg"),
 }
 
 
@@ -54,8 +70,9 @@ def as_rgb(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array[..., :3]).astype(np.uint8)
 
 
-def cut_patches(photos: dict[str, Callable[[], np.ndarray]], count: int, size: int,
-                rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+def cut_patches(
+    photos: dict[str, Callable[[], np.ndarray]], count: int, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[str]]:
     """``count`` random patches (uint8 [N, size, size, 3]) spread evenly over ``photos``.
 
     Each patch is a random square of ``size`` to ``3 * size`` pixels (scale jitter), resized to ``size``
@@ -71,9 +88,9 @@ def cut_patches(photos: dict[str, Callable[[], np.ndarray]], count: int, size: i
         height, width = image.shape[:2]
         side = int(rng.integers(size, min(3 * size, height, width) + 1))
         top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
-        crop = Image.fromarray(image[top:top + side, left:left + side])
+        crop = Image.fromarray(image[top : top + side, left : left + side])
         if side != size:
-            crop = crop.resize((size, size), Image.LANCZOS)
+            crop = crop.resize((size, size), Image.Resampling.LANCZOS)
         patch = np.asarray(crop)
         patches[index] = patch[:, ::-1] if rng.random() < 0.5 else patch
         sources.append(name)

@@ -1,17 +1,22 @@
 """Training and sampling for the zoo's generators. Every loop records its loss curve for the manifest.
 
-Images are tensors in [-1, 1]. Each function is deterministic for a given ``torch.manual_seed``.
+Images are tensors in [-1, 1] of torch's default dtype (set by the build's :mod:`.numerics`).
+Each function is deterministic for a given ``torch.manual_seed``.
 """
+
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .models import LatentGenerator
 
 
 @dataclass
@@ -31,9 +36,13 @@ class LossCurve:
         return len(self.values) >= 2 and kept is not None and kept < self.values[0]
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "values": [round(v, 6) for v in self.values], "fell": self.fell,
-                "selected": list(self.selected) if self.selected is not None else None,
-                **{k: [round(v, 6) for v in vs] for k, vs in self.extra.items()}}
+        return {
+            "name": self.name,
+            "values": [round(v, 6) for v in self.values],
+            "fell": self.fell,
+            "selected": list(self.selected) if self.selected is not None else None,
+            **{k: [round(v, 6) for v in vs] for k, vs in self.extra.items()},
+        }
 
 
 def chunked(losses: list[float], points: int = 10) -> list[float]:
@@ -48,8 +57,8 @@ def batches(data: torch.Tensor, steps: int, batch_size: int, generator: torch.Ge
 
 
 def to_tensor(patches: np.ndarray) -> torch.Tensor:
-    """uint8 [N, H, W, 3] -> float [N, 3, H, W] in [-1, 1]."""
-    return torch.from_numpy(patches).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    """uint8 [N, H, W, 3] -> [N, 3, H, W] in [-1, 1], in torch's default dtype."""
+    return torch.from_numpy(patches).permute(0, 3, 1, 2).to(torch.get_default_dtype()).div(127.5).sub(1.0)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -64,8 +73,15 @@ def image_statistics(images: torch.Tensor) -> torch.Tensor:
     return torch.cat([images.mean(dim=(0, 2, 3)), images.std(dim=(0, 2, 3)), dx, dy])
 
 
-def train_gan(generator: nn.Module, discriminator: nn.Module, data: torch.Tensor, steps: int,
-              batch_size: int, rng: torch.Generator, progress: Callable[[], None]) -> LossCurve:
+def train_gan(
+    generator: LatentGenerator,
+    discriminator: nn.Module,
+    data: torch.Tensor,
+    steps: int,
+    batch_size: int,
+    rng: torch.Generator,
+    progress: Callable[[], object],
+) -> LossCurve:
     """Non-saturating GAN training, two-time-scale Adam (generator 4e-4, discriminator 1e-4, betas 0.5/0.999).
 
     GAN losses need not fall (the players compete), so the curve that must fall is the distance between
@@ -109,19 +125,29 @@ def train_gan(generator: nn.Module, discriminator: nn.Module, data: torch.Tensor
     if best_state is not None:  # keep the checkpoint closest to the real statistics (GAN training oscillates)
         generator.load_state_dict(best_state)
     generator.eval()
-    curve = LossCurve("image-statistics distance to real patches (generator kept at its best checkpoint)",
-                      distances, {"generator_loss": chunked(g_losses), "discriminator_loss": chunked(d_losses)})
+    curve = LossCurve(
+        "image-statistics distance to real patches (generator kept at its best checkpoint)",
+        distances,
+        {"generator_loss": chunked(g_losses), "discriminator_loss": chunked(d_losses)},
+    )
     curve.selected = (best_step, best_distance)
     return curve
 
 
-def sample_gan(generator: nn.Module, count: int, rng: torch.Generator) -> torch.Tensor:
+def sample_gan(generator: LatentGenerator, count: int, rng: torch.Generator) -> torch.Tensor:
     with torch.no_grad():
         return generator(torch.randn(count, generator.z_dim, generator=rng))
 
 
-def train_autoencoder(model: nn.Module, data: torch.Tensor, steps: int, batch_size: int, rng: torch.Generator,
-                      progress: Callable[[], None], kl_weight: float = 0.0) -> LossCurve:
+def train_autoencoder(
+    model: Any,  # a diffusers AutoencoderKL (kl_weight > 0) or a PlainAutoencoder: two APIs
+    data: torch.Tensor,
+    steps: int,
+    batch_size: int,
+    rng: torch.Generator,
+    progress: Callable[[], object],
+    kl_weight: float = 0.0,
+) -> LossCurve:
     """Reconstruction training (L1 + MSE); ``kl_weight`` > 0 trains a diffusers AutoencoderKL as a VAE."""
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
@@ -143,7 +169,7 @@ def train_autoencoder(model: nn.Module, data: torch.Tensor, steps: int, batch_si
     return LossCurve("reconstruction loss (L1 + MSE" + (" + KL)" if kl_weight else ")"), chunked(losses))
 
 
-def encode_latents(model: nn.Module, data: torch.Tensor, variational: bool) -> torch.Tensor:
+def encode_latents(model: Any, data: torch.Tensor, variational: bool) -> torch.Tensor:
     with torch.no_grad():
         return model.encode(data).latent_dist.mean if variational else model.encode(data)
 
@@ -156,16 +182,23 @@ def sample_latent_gaussian(latents: torch.Tensor, count: int, rng: torch.Generat
     values, vectors = torch.linalg.eigh(covariance)
     root = vectors * values.clamp(min=0).sqrt()
     noise = torch.randn(count, flat.shape[1], generator=rng, dtype=torch.float64)
-    return (mean + noise @ root.T).float().view(count, *latents.shape[1:])
+    return (mean + noise @ root.T).to(latents.dtype).view(count, *latents.shape[1:])
 
 
-def decode(model: nn.Module, latents: torch.Tensor, variational: bool) -> torch.Tensor:
+def decode(model: Any, latents: torch.Tensor, variational: bool) -> torch.Tensor:
     with torch.no_grad():
         return model.decode(latents).sample if variational else model.decode(latents)
 
 
-def train_diffusion(unet: nn.Module, scheduler, data: torch.Tensor, steps: int, batch_size: int,
-                    rng: torch.Generator, progress: Callable[[], None]) -> LossCurve:
+def train_diffusion(
+    unet: Any,  # diffusers UNet2DModel and scheduler (untyped configs)
+    scheduler: Any,
+    data: torch.Tensor,
+    steps: int,
+    batch_size: int,
+    rng: torch.Generator,
+    progress: Callable[[], object],
+) -> LossCurve:
     """Noise-prediction (epsilon) training with the DDPM forward process; AdamW 1e-3 (small model, few steps)."""
     optimiser = torch.optim.AdamW(unet.parameters(), lr=1e-3)
     horizon = scheduler.config.num_train_timesteps
@@ -185,8 +218,15 @@ def train_diffusion(unet: nn.Module, scheduler, data: torch.Tensor, steps: int, 
     return LossCurve("noise-prediction MSE", chunked(losses))
 
 
-def sample_diffusion(unet: nn.Module, scheduler, count: int, steps: int, rng: torch.Generator,
-                     batch_size: int = 128, eta: float | None = None) -> torch.Tensor:
+def sample_diffusion(
+    unet: Any,
+    scheduler: Any,
+    count: int,
+    steps: int,
+    rng: torch.Generator,
+    batch_size: int = 128,
+    eta: float | None = None,
+) -> torch.Tensor:
     """Ancestral sampling with ``scheduler`` (DDPM or DDIM) over ``steps`` inference steps."""
     size = unet.config.sample_size
     out = []
