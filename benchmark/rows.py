@@ -55,6 +55,7 @@ def base_row(job: Job, dataset: DatasetIndex | None, split: Split | None) -> dic
             "source": protocol.dataset,
             "layout": dataset.layout if dataset else protocol.layout,
             "fingerprint": job.dataset_fingerprint,
+            **_content_identity(dataset),
         },
         "train_generators": split.train_generators if split else list(protocol.train_generators),
         "seed": protocol.seed,
@@ -149,3 +150,9 @@ def git_commit() -> str:
 
 
 __all__ = ["base_row", "error_record", "git_commit", "now", "package_versions", "safe_dict", "task_row"]
+
+
+def _content_identity(dataset: DatasetIndex | None) -> dict[str, Any]:
+    """The dataset's own pixel checksum and reference comparison, where it states them (the generator zoo)."""
+    metadata = dataset.metadata if dataset else {}
+    return {key: metadata[key] for key in ("content_sha256", "reference_match") if key in metadata}

@@ -383,6 +383,18 @@ def test_fingerprint_is_stable_across_roots_and_tracks_changes(tmp_path: Path, r
     assert open_dataset(second, registry=registry).fingerprint() != a
 
 
+def test_fingerprint_mixes_in_a_stated_pixel_checksum(tmp_path: Path, registry: Registry) -> None:
+    """Two builds with the same files and sizes but other pixels (the zoo on another CPU) never share one."""
+    write_images(tmp_path / "gan_a" / "0_real", 2)
+    write_images(tmp_path / "gan_a" / "1_fake", 2)
+    index = open_dataset(tmp_path, registry=registry)
+    plain = index.fingerprint()
+    index.metadata["content_sha256"] = "a" * 64
+    first = index.fingerprint()
+    index.metadata["content_sha256"] = "b" * 64
+    assert len({plain, first, index.fingerprint()}) == 3
+
+
 # -- opening and errors ---------------------------------------------------------------------------------
 
 

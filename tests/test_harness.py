@@ -123,7 +123,10 @@ def load_tiny_dataset(root: Path | None = None, folder: str = "") -> DatasetInde
         family = "real" if generator == REAL_POOL else TINY_GENERATORS[generator][0]
         samples.append(Sample(path=path, label=0 if generator == REAL_POOL else 1, generator=generator, family=family))
     families = {g: f for g, (f, _) in TINY_GENERATORS.items()}
-    return DatasetIndex(name="tinyzoo", layout="tinyzoo", root=base, samples=samples, families=families)
+    metadata = {"content_sha256": "c" * 64, "reference_match": True}  # as the generator zoo states them
+    return DatasetIndex(
+        name="tinyzoo", layout="tinyzoo", root=base, samples=samples, families=families, metadata=metadata
+    )
 
 
 class BenchmarkTestPlugin:
@@ -219,6 +222,7 @@ def test_end_to_end_rows(bench_registry: Registry, tiny_data: Path, tmp_path: Pa
     assert row["threshold_policy"] == "train_real_quantile" and row["threshold_fpr"] == 0.05
     assert 0.0 < row["threshold"] < 1.0 and row["metrics"]["real_acc"] >= 0.75  # few held-out reals
     assert row["dataset"]["name"] == "tinyzoo" and len(row["dataset"]["fingerprint"]) == 16
+    assert row["dataset"]["content_sha256"] == "c" * 64 and row["dataset"]["reference_match"] is True
     assert row["train_generators"] == ["gan_a"] and row["preprocess"]["key"] == "resize:model"
     assert {"python", "torch", "numpy", "sklearn", "dfzoo", "timm", "open_clip", "diffusers"} <= set(row["versions"])
     assert row["commit"]  # a hash in a checkout, else "unknown"

@@ -140,9 +140,14 @@ class DatasetIndex:
     def fingerprint(self) -> str:
         """A hash of what the dataset holds (relative paths, sizes, labels, generators, splits).
 
-        Cheap (no file is read) and stable across machines for the same files at any root.
+        Cheap (no file is read) and stable across machines for the same files at any root. A dataset that
+        states a checksum of its pixels (``metadata["content_sha256"]``, the generator zoo does) mixes it in,
+        so two builds with equal file sizes but other pixels never share a fingerprint.
         """
         digest = hashlib.sha256()
+        content = self.metadata.get("content_sha256")
+        if content:
+            digest.update(f"content_sha256\t{content}\n".encode())
         rows = []
         prefix = os.path.join(str(self.root), "") if self.root else ""
         for s in self.samples:
