@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import pkgutil
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -15,7 +14,35 @@ from . import hookspecs
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 DISABLE_AUTOLOAD_ENV = "DFZOO_DISABLE_PLUGIN_AUTOLOAD"
+DISABLE_PLUGINS_ENV = "DFZOO_DISABLE_PLUGINS"
 BUILTIN_PACKAGE = "dfzoo.plugins"
+
+# dfzoo's own plugins, by kind (as pytest lists its default plugins): a module is registered because it is
+# named here, never because of where it sits. Modules and packages with a leading underscore are private
+# helpers of the plugins beside them.
+BUILTIN_PLUGINS: tuple[str, ...] = tuple(
+    f"{BUILTIN_PACKAGE}.{name}"
+    for name in (
+        "detectors.aeroblade",
+        "detectors.autoencoder",
+        "detectors.dire",
+        "detectors.fft_densenet",
+        "detectors.hierarchical_resnet18",
+        "detectors.probe",
+        "detectors.resnet_finetune",
+        "detectors.univfd",
+        "backbones.standard",
+        "backbones.extra",
+        "backbones.lpips",
+        "datasets.layouts",
+        "datasets.generator_zoo",
+        "perturbations.standard",
+        "commands.core",
+        "commands.benchmark",
+        "commands.grid",
+        "commands.explain",
+    )
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +71,20 @@ class DfzooPluginManager(pluggy.PluginManager):
 
 
 def builtin_plugin_modules() -> list[str]:
-    """Every public module of ``dfzoo.plugins`` (one module per method), sorted for a stable order."""
-    package = importlib.import_module(BUILTIN_PACKAGE)
-    return sorted(
-        f"{BUILTIN_PACKAGE}.{info.name}"
-        for info in pkgutil.iter_modules(package.__path__)
-        if not info.name.startswith("_")
-    )
+    """The built-in plugin modules, in registration order."""
+    return list(BUILTIN_PLUGINS)
+
+
+def blocked_plugin_names(value: str | None = None) -> set[str]:
+    """Names in ``$DFZOO_DISABLE_PLUGINS`` (comma-separated): entry-point names or built-in module names."""
+    text = os.environ.get(DISABLE_PLUGINS_ENV, "") if value is None else value
+    return {name.strip() for name in text.split(",") if name.strip()}
+
+
+def builtin_aliases(module_name: str) -> set[str]:
+    """The names a built-in answers to when blocked: ``dfzoo.plugins.detectors.dire``, ``detectors.dire``, ``dire``."""
+    tail = module_name.removeprefix(f"{BUILTIN_PACKAGE}.")
+    return {module_name, tail, tail.rsplit(".", 1)[-1]}
 
 
 def get_plugin_manager(
@@ -58,15 +92,23 @@ def get_plugin_manager(
 ) -> DfzooPluginManager:
     """Build a fresh plugin manager.
 
-    Built-in plugins are registered first, then entry points of group ``dfzoo`` (unless ``autoload`` is
-    False or ``$DFZOO_DISABLE_PLUGIN_AUTOLOAD`` is set), then ``extra_plugins``. An entry-point plugin that
-    fails to import or register, or implements a hook dfzoo does not have, is recorded in ``pm.problems``
-    and skipped with a warning. ``extra_plugins`` are the caller's own: a misspelled hook there raises.
+    Built-in plugins (:data:`BUILTIN_PLUGINS`) are registered first, then entry points of group
+    ``dfzoo`` (unless ``autoload`` is False or ``$DFZOO_DISABLE_PLUGIN_AUTOLOAD`` is set), then
+    ``extra_plugins``. An entry-point plugin that fails to import or register, or implements a hook dfzoo
+    does not have, is recorded in ``pm.problems`` and skipped with a warning. Plugins named in
+    ``$DFZOO_DISABLE_PLUGINS`` are blocked (pluggy's ``set_blocked``): never imported, never registered.
+    ``extra_plugins`` are the caller's own: a misspelled hook there raises.
     """
     pm = DfzooPluginManager()
     pm.add_hookspecs(hookspecs)
+    blocked = blocked_plugin_names()
+    for name in blocked:
+        pm.set_blocked(name)
     if builtins:
         for module_name in builtin_plugin_modules():
+            if builtin_aliases(module_name) & blocked:
+                pm.set_blocked(module_name)
+                continue
             pm.register_builtin(importlib.import_module(module_name), module_name)
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)

@@ -1,5 +1,8 @@
-"""Built-in plugins: one module per method, dataset family or backbone family.
+"""Built-in plugins, grouped by kind: ``detectors/``, ``backbones/``, ``datasets/``, ``perturbations/`` and
+``commands/`` (one module per method, backbone family, dataset family or command group).
 
-Every public module here is registered by :func:`dfzoo.manager.get_plugin_manager`. Modules import only
-the dfzoo core at top level; heavy libraries are imported inside factories.
+:data:`dfzoo.manager.BUILTIN_PLUGINS` lists the modules that are registered. A leading underscore marks a
+private helper of the plugins beside it (``detectors/_probe``, ``datasets/_genzoo``), nothing else. Plugins
+import the core (``dfzoo``, ``dfzoo.data``, ``dfzoo.training``) and the harness (``dfzoo.benchmark``); neither
+of those imports a plugin. Heavy libraries are imported inside factories, not at registration.
 """

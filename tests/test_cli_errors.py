@@ -285,7 +285,8 @@ def test_a_duplicate_between_builtins_is_one_error_line(fresh_default_registry, 
     assert main(["list"]) == 2
     [line] = error_lines(capsys.readouterr().err)
     assert line == (
-        "dfzoo: error: detector 'nn_cosine' is offered twice: by dfzoo.plugins.univfd and by dfzoo_test_builtin_twin"
+        "dfzoo: error: detector 'nn_cosine' is offered twice: "
+        "by dfzoo.plugins.detectors.univfd and by dfzoo_test_builtin_twin"
     )
 
 

@@ -8,9 +8,24 @@ import json
 import numpy as np
 import pytest
 
-from dfzoo.benchmark.grid import GridError, default_grid, expand_grid, load_grid, parse_grid, read_cells, run_grid
-from dfzoo.benchmark.grid_plots import cross_matrix, feature_plots, grid_cells, grid_report, mean_by, transform_matrix
 from dfzoo.benchmark.store import ResultStore
+from dfzoo.plugins.detectors._probe.grid import (
+    GridError,
+    default_grid,
+    expand_grid,
+    load_grid,
+    parse_grid,
+    read_cells,
+    run_grid,
+)
+from dfzoo.plugins.detectors._probe.grid_plots import (
+    cross_matrix,
+    feature_plots,
+    grid_cells,
+    grid_report,
+    mean_by,
+    transform_matrix,
+)
 from tests.synthetic import write_folder_dataset
 
 GRID = """

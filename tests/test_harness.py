@@ -161,8 +161,8 @@ class BenchmarkTestPlugin:
 
 def make_registry() -> Registry:
     """Only what these tests need (perturbations + the test plugin): independent of other plugins' state."""
-    import dfzoo.plugins.benchmark_commands as commands
-    import dfzoo.plugins.perturbations as perturbations
+    import dfzoo.plugins.commands.benchmark as commands
+    import dfzoo.plugins.perturbations.standard as perturbations
 
     return Registry(
         get_plugin_manager(
@@ -337,8 +337,8 @@ def test_store_tolerates_a_torn_last_line(tmp_path: Path) -> None:
 def test_folder_dataset_through_layouts(bench_registry: Registry, tmp_path: Path) -> None:
     """A ForenSynths folder (per-generator reals) given as a path relative to the protocol file."""
     pytest.importorskip("dfzoo.data.layouts")
-    import dfzoo.plugins.datasets as datasets
-    import dfzoo.plugins.perturbations as perturbations
+    import dfzoo.plugins.datasets.layouts as datasets
+    import dfzoo.plugins.perturbations.standard as perturbations
     from tests.synthetic import write_folder_dataset
 
     registry = Registry(
@@ -424,7 +424,7 @@ def test_run_and_leaderboard_commands(
 def test_run_flags_override_default_protocols() -> None:
     import argparse
 
-    from dfzoo.plugins.benchmark_commands import _run_arguments, build_protocols
+    from dfzoo.plugins.commands.benchmark import _run_arguments, build_protocols
 
     parser = argparse.ArgumentParser()
     _run_arguments(parser)
@@ -490,7 +490,7 @@ def test_weights_built_by_opening_the_dataset_count_as_offline(tiny_data: Path, 
                 params={"backbone": "built_weights"},
             )
 
-    import dfzoo.plugins.perturbations as perturbations
+    import dfzoo.plugins.perturbations.standard as perturbations
 
     registry = Registry(
         get_plugin_manager(builtins=False, autoload=False, extra_plugins=(perturbations, BuildsWeights()))

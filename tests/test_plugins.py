@@ -43,7 +43,7 @@ THIRD_PARTY = """
 def test_builtin_plugins_offer_both_univfd_detectors():
     registry = Registry(get_plugin_manager(autoload=False))
     assert {"clip_probe", "nn_cosine"} <= set(registry.names("detector"))
-    assert registry.provider("detector", "nn_cosine") == "dfzoo.plugins.univfd"
+    assert registry.provider("detector", "nn_cosine") == "dfzoo.plugins.detectors.univfd"
 
 
 def test_entry_point_plugin_adds_a_detector_without_changing_dfzoo(tmp_path, monkeypatch):
@@ -102,10 +102,14 @@ class Impostor:
 
 def test_third_party_duplicate_of_a_builtin_is_skipped_as_a_whole(caplog):
     registry = Registry(get_plugin_manager(autoload=False, extra_plugins=(Impostor(),)))
-    assert registry.provider("detector", "nn_cosine") == "dfzoo.plugins.univfd"
+    assert registry.provider("detector", "nn_cosine") == "dfzoo.plugins.detectors.univfd"
     assert "impostor_own" not in registry.names("detector")  # nothing of a conflicting plugin is half-loaded
     [problem] = registry.problems
-    assert "Impostor" in problem.plugin and "nn_cosine" in problem.error and "dfzoo.plugins.univfd" in problem.error
+    assert (
+        "Impostor" in problem.plugin
+        and "nn_cosine" in problem.error
+        and "dfzoo.plugins.detectors.univfd" in problem.error
+    )
     assert [r.getMessage() for r in caplog.records if "skipping plugin" in r.getMessage()] == [
         f"skipping plugin {problem.plugin}: {problem.error}"
     ]
@@ -161,7 +165,7 @@ def test_plugin_hook_that_exits_is_skipped():
 def test_duplicate_between_builtins_raises_and_names_both_providers():
     pm = get_plugin_manager(autoload=False)
     pm.register_builtin(Impostor(), "dfzoo.plugins.impostor")
-    with pytest.raises(RegistryError, match=r"nn_cosine.*dfzoo\.plugins\.univfd.*dfzoo\.plugins\.impostor"):
+    with pytest.raises(RegistryError, match=r"nn_cosine.*dfzoo\.plugins\.detectors\.univfd.*dfzoo\.plugins\.impostor"):
         Registry(pm)
 
 

@@ -11,10 +11,10 @@ from sklearn.metrics import roc_auc_score
 
 import dfzoo
 from dfzoo.detector import RunContext
-from dfzoo.plugins._probe.classifiers import CLASSIFIERS
-from dfzoo.plugins._probe.pipeline import FeaturePipeline
-from dfzoo.plugins._probe.reductions import REDUCTIONS, AutoencoderReduction, PCAReduction
-from dfzoo.plugins._probe.state import ESTIMATORS_FILE, read_state, read_values, write_state
+from dfzoo.plugins.detectors._probe.classifiers import CLASSIFIERS
+from dfzoo.plugins.detectors._probe.pipeline import FeaturePipeline
+from dfzoo.plugins.detectors._probe.reductions import REDUCTIONS, AutoencoderReduction, PCAReduction
+from dfzoo.plugins.detectors._probe.state import ESTIMATORS_FILE, read_state, read_values, write_state
 from dfzoo.safeio import refuse_pickles
 from dfzoo.transforms import make_perturbation
 from tests.synthetic import labelled_samples as labelled

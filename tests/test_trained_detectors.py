@@ -262,7 +262,7 @@ def test_efficientnet_lite0_starts_from_the_offline_imagenet_weights(registry):
 
 
 def test_cnnspot_preset_fills_defaults_but_keeps_explicit_values(registry):
-    from dfzoo.plugins.resnet_finetune import DEFAULTS, PRESETS, apply_preset
+    from dfzoo.plugins.detectors.resnet_finetune import DEFAULTS, PRESETS, apply_preset
 
     explicit = {**DEFAULTS, "preset": "cnnspot", "lr": 3e-4}
     options = apply_preset(explicit, DEFAULTS, PRESETS)
@@ -330,7 +330,7 @@ def test_training_stops_early_and_keeps_the_best_epoch(tmp_path):
 
 
 def test_log_spectrum_shows_the_grid_at_nyquist():
-    from dfzoo.plugins.fft_densenet import log_spectrum
+    from dfzoo.plugins.detectors.fft_densenet import log_spectrum
 
     rng = np.random.default_rng(0)
     real = log_spectrum(smooth_image(rng).transpose(2, 0, 1) / 255.0)

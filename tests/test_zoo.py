@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import dfzoo
-from dfzoo.plugins._genzoo.build import (
+from dfzoo.plugins.datasets._genzoo.build import (
     GENERATORS,
     MANIFEST,
     ZOO_VERSION,
@@ -22,8 +22,8 @@ from dfzoo.plugins._genzoo.build import (
     pixels_digest,
     warn_if_unlike_reference,
 )
-from dfzoo.plugins._genzoo.numerics import PINNED, Numerics
-from dfzoo.plugins._genzoo.reference import REFERENCE_BUILDS, ZooReferenceMismatch, compare_with_reference
+from dfzoo.plugins.datasets._genzoo.numerics import PINNED, Numerics
+from dfzoo.plugins.datasets._genzoo.reference import REFERENCE_BUILDS, ZooReferenceMismatch, compare_with_reference
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def tiny(tmp_path_factory):
 
 
 def test_tiny_build_has_every_generator_family_and_split(tiny):
-    from dfzoo.plugins.generator_zoo import load_zoo
+    from dfzoo.plugins.datasets.generator_zoo import load_zoo
 
     dataset = load_zoo(root=tiny.parent, preset="tiny")
     assert dataset.generators() == sorted(GENERATORS)
@@ -92,7 +92,7 @@ def test_same_seed_gives_identical_images_on_another_simulated_cpu(tiny, tmp_pat
 
 
 def test_an_interrupted_build_is_redone(tiny, tmp_path, monkeypatch):
-    from dfzoo.plugins._genzoo import process
+    from dfzoo.plugins.datasets._genzoo import process
 
     builds = []
 
@@ -150,7 +150,7 @@ def test_reference_comparison_and_its_warning():
 
 
 def test_a_failing_build_process_is_one_clear_error(tmp_path):
-    from dfzoo.plugins._genzoo import process
+    from dfzoo.plugins.datasets._genzoo import process
 
     with pytest.raises(ZooBuildError, match=r"zoo build \(nope, seed 0\) failed: KeyError: 'nope' \(traceback: "):
         process.run_build(tmp_path / "out", "nope", 0, PINNED, progress=False)
@@ -173,7 +173,7 @@ def test_cached_build_is_reused(tiny):
 def test_zoo_models_resolve_by_name_and_load_with_diffusers(tiny, registry, monkeypatch):
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DModel
 
-    from dfzoo.plugins._genzoo import build
+    from dfzoo.plugins.datasets._genzoo import build
     from dfzoo.weights import WeightsNotFound, resolve
 
     with pytest.raises(WeightsNotFound, match="dfzoo data build-zoo"):

@@ -1,7 +1,7 @@
 """Dataset layouts on disk, and :func:`open_dataset`, which finds the right one for a folder or manifest.
 
 Each layout is a pair of plain functions (``detect_*`` looks at a few folder names, ``load_*`` walks the
-tree once with ``os.scandir``); :mod:`dfzoo.plugins.datasets` offers them as :class:`~dfzoo.DatasetSpec`
+tree once with ``os.scandir``); :mod:`dfzoo.plugins.datasets.layouts` offers them as :class:`~dfzoo.DatasetSpec`
 plugins, so a third-party layout is found the same way. Loading never decodes an image: bad images are
 the decoder's business (:func:`dfzoo.data.decode.load_image`, ``dfzoo data inspect``).
 

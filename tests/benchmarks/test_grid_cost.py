@@ -19,13 +19,13 @@ import pytest
 import torch
 
 from dfzoo.benchmark.entries import resolve_detectors
-from dfzoo.benchmark.grid import expand_grid, parse_grid, run_grid
 from dfzoo.benchmark.harness import load_dataset
 from dfzoo.benchmark.splits import split_dataset
 from dfzoo.features import extract_features
-from dfzoo.plugins._probe import pipeline as pipeline_module
-from dfzoo.plugins._probe.detector import ProbeDetector
-from dfzoo.plugins._probe.sources import get_backbone
+from dfzoo.plugins.detectors._probe import pipeline as pipeline_module
+from dfzoo.plugins.detectors._probe.detector import ProbeDetector
+from dfzoo.plugins.detectors._probe.grid import expand_grid, parse_grid, run_grid
+from dfzoo.plugins.detectors._probe.sources import get_backbone
 from dfzoo.transforms import make_perturbation
 from tests.synthetic import write_folder_dataset
 

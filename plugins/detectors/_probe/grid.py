@@ -49,10 +49,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from dfzoo.benchmark.protocol import ALL, DetectorEntry, Protocol, ProtocolError, parse_generators, parse_protocol
 from dfzoo.data.sample import FAKE, REAL_POOL
 from dfzoo.transforms import RESIZE, PreprocessPolicy
-
-from .protocol import ALL, DetectorEntry, Protocol, ProtocolError, parse_generators, parse_protocol
 
 log = logging.getLogger(__name__)
 GRID_KEYS = (
@@ -169,16 +168,16 @@ def load_grid(path: str | Path) -> Grid:
 
 
 def default_grid() -> Grid:
-    """The grid shipped with dfzoo (``benchmark/grids/default.toml``): the built-in zoo."""
-    item = resources.files("dfzoo.benchmark") / "grids" / "default.toml"
+    """The grid shipped with dfzoo (``plugins/detectors/_probe/grids/default.toml``): the built-in zoo."""
+    item = resources.files(__package__ or "dfzoo.plugins.detectors._probe") / "grids" / "default.toml"
     data = tomllib.loads(item.read_text())
-    return parse_grid(data, source="dfzoo.benchmark/grids/default.toml")
+    return parse_grid(data, source="dfzoo.plugins.detectors._probe/grids/default.toml")
 
 
 def parse_grid(data: Mapping[str, Any], *, source: str = "<grid>", base_dir: str | None = None) -> Grid:
     """Build and validate a :class:`Grid` from a TOML-shaped mapping; errors name ``source``."""
-    from dfzoo.plugins._probe.classifiers import CLASSIFIERS
-    from dfzoo.plugins._probe.reductions import REDUCTIONS
+    from dfzoo.plugins.detectors._probe.classifiers import CLASSIFIERS
+    from dfzoo.plugins.detectors._probe.reductions import REDUCTIONS
 
     def fail(message: str) -> GridError:
         return GridError(f"{source}: {message}")
@@ -329,7 +328,7 @@ def available_backbones(grid: Grid, registry: Any) -> tuple[list[str], list[str]
 
 def detector_entries(grid: Grid, backbones: Sequence[str]) -> tuple[DetectorEntry, ...]:
     """One ``probe`` entry per (backbone, reduction, classifier), labelled by its parts."""
-    from dfzoo.plugins._probe.detector import probe_label
+    from dfzoo.plugins.detectors._probe.detector import probe_label
 
     entries = []
     for backbone in backbones:
@@ -515,9 +514,8 @@ def run_grid(
     grid: Grid, store_dir: str | Path, registry: Any = None, progress: bool = True, device: str | None = None
 ) -> tuple[Any, list[str]]:
     """Expand ``grid`` and run it with the harness into ``store_dir``; returns (RunSummary, notes)."""
+    from dfzoo.benchmark.harness import run_benchmark
     from dfzoo.registry import current_registry
-
-    from .harness import run_benchmark
 
     registry = registry or current_registry()
     cells, notes = expand_grid(grid, registry, Path(store_dir) / "grid-manifests")

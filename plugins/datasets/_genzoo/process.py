@@ -20,7 +20,7 @@ from pathlib import Path
 from .build import ZooBuildError, build_here
 from .numerics import Numerics
 
-MODULE = "dfzoo.plugins._genzoo"  # ``python -m`` runs its __main__, i.e. :func:`main`
+MODULE = "dfzoo.plugins.datasets._genzoo"  # ``python -m`` runs its __main__, i.e. :func:`main`
 
 
 def run_build(folder: Path, preset: str, seed: int, numerics: Numerics, progress: bool) -> None:

@@ -37,7 +37,7 @@ def probe_label(params: dict[str, Any]) -> str:
 
 
 class ProbeDetector(FrozenFeatureDetector):
-    """A classifier on frozen features; see :mod:`dfzoo.plugins.probe` for the parameters.
+    """A classifier on frozen features; see :mod:`dfzoo.plugins.detectors.probe` for the parameters.
 
     Built on :class:`dfzoo.frozen.FrozenFeatureDetector` (label checks, undecodable images, embed); the
     backbone may be a concatenation, extracted part by part through the shared cache.

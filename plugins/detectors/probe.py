@@ -31,7 +31,7 @@ PARAMS: dict[str, Any] = {
 
 
 def _make(**params: Any):
-    from dfzoo.plugins._probe.detector import ProbeDetector
+    from dfzoo.plugins.detectors._probe.detector import ProbeDetector
 
     return ProbeDetector(**params)
 

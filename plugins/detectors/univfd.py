@@ -9,13 +9,13 @@ PAPER = "Ojha et al., Towards Universal Fake Image Detectors, CVPR 2023 (arXiv:2
 
 
 def _make_probe(**params):
-    from dfzoo.plugins._univfd import LinearProbe
+    from dfzoo.plugins.detectors._univfd import LinearProbe
 
     return LinearProbe(**params)
 
 
 def _make_nn(**params):
-    from dfzoo.plugins._univfd import NearestNeighbourCosine
+    from dfzoo.plugins.detectors._univfd import NearestNeighbourCosine
 
     return NearestNeighbourCosine(**params)
 

@@ -18,7 +18,7 @@ from dfzoo import CommandSpec, DatasetSpec, WeightsSpec, hookimpl
 def load_zoo(root: Path | None = None, preset: str = "default", seed: int = 0, progress: bool = True):
     """The zoo as a DatasetIndex, building it first when it is not in the cache."""
     from dfzoo.data.sample import DatasetIndex, Sample
-    from dfzoo.plugins._genzoo.build import GENERATORS, build_zoo, load_manifest
+    from dfzoo.plugins.datasets._genzoo.build import GENERATORS, build_zoo, load_manifest
 
     folder = build_zoo(preset, seed, root=Path(root) if root else None, progress=progress)
     manifest = load_manifest(folder)
@@ -62,7 +62,7 @@ def load_zoo(root: Path | None = None, preset: str = "default", seed: int = 0, p
 
 def _model_folder(name: str) -> Path | None:
     """A trained zoo model of the default build, if that build exists (never builds anything)."""
-    from dfzoo.plugins._genzoo.build import MANIFEST, zoo_dir
+    from dfzoo.plugins.datasets._genzoo.build import MANIFEST, zoo_dir
 
     folder = zoo_dir("default", 0)
     return folder / "models" / name if (folder / MANIFEST).exists() else None
@@ -104,7 +104,7 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from dfzoo.plugins._genzoo.build import build_zoo, load_manifest
+    from dfzoo.plugins.datasets._genzoo.build import build_zoo, load_manifest
 
     folder = build_zoo(args.preset, args.seed, force=args.force)
     manifest = load_manifest(folder)

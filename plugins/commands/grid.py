@@ -11,7 +11,7 @@ from typing import Any
 
 from dfzoo import CommandSpec, hookimpl
 
-from .benchmark_commands import report_errors
+from .benchmark import report_errors
 
 DEFAULT_STORE = Path("runs") / "grid"
 DEFAULT_OUT = Path("grid-report")
@@ -23,7 +23,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         "`probe` cells, run them into a result store (resumable), and write the leaderboard, "
         "grid.md with summary plots, and t-SNE/PCA feature plots."
     )
-    parser.add_argument("grid", nargs="?", type=Path, help="grid TOML file (default: benchmark/grids/default.toml)")
+    parser.add_argument("grid", nargs="?", type=Path, help="grid TOML file (default: the built-in zoo grid)")
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"result store (default {DEFAULT_STORE})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
     parser.add_argument("--dry-run", action="store_true", help="print the expansion (protocols, cells) and stop")
@@ -49,7 +49,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_grid(args: argparse.Namespace) -> Any:
     """The grid file (or the default grid) with the command line's axis overrides, re-validated."""
-    from dfzoo.benchmark.grid import default_grid, load_grid, parse_grid
+    from dfzoo.plugins.detectors._probe.grid import default_grid, load_grid, parse_grid
 
     grid = load_grid(args.grid) if args.grid else default_grid()
     overrides: dict[str, Any] = {}
@@ -99,7 +99,7 @@ def _grid_data(grid: Any) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dfzoo.benchmark.grid import expand_grid, run_grid
+    from dfzoo.plugins.detectors._probe.grid import expand_grid, run_grid
 
     grid = build_grid(args)
     if args.dry_run:
@@ -144,8 +144,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace, grid: Any) -> None:
-    from dfzoo.benchmark.grid_plots import grid_feature_plots, grid_report
     from dfzoo.benchmark.leaderboard import render_leaderboard
+    from dfzoo.plugins.detectors._probe.grid_plots import grid_feature_plots, grid_report
 
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.no_leaderboard:

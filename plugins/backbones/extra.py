@@ -4,7 +4,7 @@ CLIP-derived INT8 ONNX encoder shipped in a PyPI package.
 Concatenating several backbones is not a backbone of its own here: backbones with different input
 conventions (CLIP vs ImageNet statistics, different sizes) cannot share one input batch, so the probe
 detector concatenates *features*, extracting each part through the shared feature cache (see
-``dfzoo.plugins._probe.sources``). Write ``backbone="efficientnet_lite0+clip_vit_b16_int8"``.
+``dfzoo.plugins.detectors._probe.sources``). Write ``backbone="efficientnet_lite0+clip_vit_b16_int8"``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class OnnxBackbone(Backbone):
     the output shape (or from one dummy run when the shape is symbolic).
 
     A dynamically quantised graph (activation scale computed per batch) is rewritten at load to float
-    activations on its dequantised weights (:mod:`dfzoo.plugins._onnx_float`), so an image's features do
+    activations on its dequantised weights (:mod:`dfzoo.plugins.backbones._onnx_float`), so an image's features do
     not depend on its batch-mates; what cannot be rewritten runs one image at a time. ``describe()`` says
     which (``onnx_graph``, ``execution``), and both are part of the feature cache key.
     """

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from dfzoo.benchmark.leaderboard import current_configurations
+from dfzoo.benchmark.store import OK, ResultStore
+
 from .grid import read_cells
-from .leaderboard import current_configurations
-from .store import OK, ResultStore
 
 AXES = ("classifier", "backbone", "reduction", "train_transform", "test_transform")
 CLEAN = "none"
@@ -316,7 +317,7 @@ def grid_feature_plots(
     grid run filled.
     """
     from dfzoo.detector import RunContext
-    from dfzoo.plugins._probe.sources import BackboneSet
+    from dfzoo.plugins.detectors._probe.sources import BackboneSet
     from dfzoo.registry import current_registry, use_registry
 
     from .grid import available_backbones, open_set

@@ -1,7 +1,0 @@
-"""``python -m dfzoo.plugins._genzoo``: the zoo build's child process (see :mod:`.process`)."""
-
-import sys
-
-from .process import main
-
-sys.exit(main())

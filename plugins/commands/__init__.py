@@ -1,0 +1,1 @@
+"""Command plugins: the ``dfzoo`` sub-commands."""

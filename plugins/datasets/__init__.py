@@ -1,0 +1,1 @@
+"""Dataset plugins: folder and manifest layouts, and the built-in generator zoo (built by ``_genzoo``)."""
