@@ -49,7 +49,9 @@ def test_tiny_build_has_every_generator_family_and_split(tiny):
         assert splits == {"train", "test"}, generator
     assert all(s.path.exists() for s in dataset.samples)
     assert dataset.metadata["content_sha256"] == load_manifest(tiny)["content_sha256"]
-    assert "reference_match" in dataset.metadata and dataset.metadata["numerics"]["threads"] == PINNED.threads
+    recorded = REFERENCE_BUILDS[f"tiny-seed0-v{ZOO_VERSION}"]["content_sha256"]
+    assert dataset.metadata["reference_match"] is (dataset.metadata["content_sha256"] == recorded)
+    assert dataset.metadata["numerics"]["threads"] == PINNED.threads
     reals = [s for s in dataset.samples if s.label == 0]
     assert {s.generator for s in reals} == {"real"} and {s.family for s in reals} == {"real"}
 
