@@ -6,23 +6,36 @@ Plugins declare specs with :func:`timm_weights` / :func:`open_clip_weights` and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 from .features import TorchBackbone
 from .spec import WeightsSpec
 from .transforms import Normalisation
-from .weights import ResolvedWeights
+from .weights import ResolvedWeights, hub_unreachable_reason
 
 HF_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin", "open_clip_model.safetensors")
 
 
-def hf_cached_file(repo_id: str, filenames: tuple[str, ...] = HF_FILES) -> Path | None:
-    """A file of ``repo_id`` already in the Hugging Face cache (never touches the network)."""
+def hf_cached_file(repo_id: str | Callable[[], str], filenames: tuple[str, ...] = HF_FILES) -> Path | None:
+    """A file of ``repo_id`` already in the Hugging Face cache (never touches the network).
+
+    ``repo_id`` may be a function that names the repo (open_clip's lookup imports torch): it is called only
+    when the cache holds one of ``filenames`` at all. The cache folder is looked at before huggingface_hub's
+    lookup is imported, so listing weights on a machine without them stays fast.
+    """
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import constants
     except ImportError:
         return None
+    folders = f"models--{repo_id.replace('/', '--')}" if isinstance(repo_id, str) else "models--*"
+    cache = Path(constants.HF_HUB_CACHE)
+    if not any(next(cache.glob(f"{folders}/snapshots/*/{name}"), None) for name in filenames):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    repo_id = repo_id if isinstance(repo_id, str) else repo_id()
     for filename in filenames:
         found = try_to_load_from_cache(repo_id, filename)
         if isinstance(found, str):
@@ -31,16 +44,21 @@ def hf_cached_file(repo_id: str, filenames: tuple[str, ...] = HF_FILES) -> Path 
 
 
 def hf_download(repo_id: str, filenames: tuple[str, ...] = HF_FILES) -> Path:
-    """Download the first of ``filenames`` that ``repo_id`` has (online only)."""
+    """Download the first of ``filenames`` that ``repo_id`` has (online only). Fails at once, saying why,
+    when the hub cannot be reached (one short check per process: :func:`dfzoo.weights.hub_unreachable_reason`)."""
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
 
+    unreachable = hub_unreachable_reason()
+    if unreachable:
+        raise FileNotFoundError(f"{repo_id}: not downloaded: {unreachable}")
     errors = []
     for filename in filenames:
         try:
             return Path(hf_hub_download(repo_id, filename))
-        except Exception as error:  # try the next file name; report all if none works
+        except EntryNotFoundError as error:  # the repo has no such file: try the next name
             errors.append(f"{filename}: {type(error).__name__}")
-    raise FileNotFoundError(f"{repo_id}: none of {', '.join(errors)}")
+    raise FileNotFoundError(f"{repo_id}: has none of {', '.join(errors)}")
 
 
 def timm_weights(name: str, model: str, summary: str, licence: str = "") -> WeightsSpec:
@@ -74,7 +92,7 @@ def open_clip_weights(name: str, model: str, tag: str, summary: str, licence: st
         library="open_clip",
         source=f"{model} / {tag}",
         files=("open_clip_pytorch_model.bin", "open_clip_model.safetensors", f"{model}.pt"),
-        find_local=lambda: hf_cached_file(repo()),
+        find_local=lambda: hf_cached_file(repo),
         download=lambda: hf_download(repo()),
         fetch_hint=f"python -c \"import open_clip; open_clip.create_model('{model}', pretrained='{tag}')\" "
         f"(or put open_clip_pytorch_model.bin in $DFZOO_WEIGHTS_DIR/{name}/)",

@@ -22,8 +22,14 @@ def features_dir() -> Path:
     return cache_dir() / "features"
 
 
+OFFLINE_VARIABLES = ("DFZOO_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def offline_variable() -> str:
+    """The first of :data:`OFFLINE_VARIABLES` that is set (not empty, not ``0``), or ``""``."""
+    return next((var for var in OFFLINE_VARIABLES if os.environ.get(var, "") not in ("", "0")), "")
+
+
 def offline() -> bool:
     """True when downloads are off: ``DFZOO_OFFLINE``, ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` set."""
-    return any(
-        os.environ.get(var, "") not in ("", "0") for var in ("DFZOO_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
+    return bool(offline_variable())

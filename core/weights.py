@@ -4,20 +4,32 @@ Order: an explicit path, then ``$DFZOO_WEIGHTS_DIR/<name>/``, then the library's
 in an installed package (``WeightsSpec.find_local``), then a download where the network is allowed. Missing
 weights raise :class:`WeightsNotFound` naming the path we looked in and how to fetch them: a pretrained
 model is never silently replaced by a random one.
+
+Offline is detected, not waited for: before the first download attempt of a process, one short connection
+check of the model hub (huggingface.co, or ``$HF_ENDPOINT``) stands for the network. When it fails, downloads
+are off for the rest of the process and ``HF_HUB_OFFLINE`` is set, so huggingface_hub, timm, open_clip and
+diffusers fail at once instead of retrying for minutes; the error says why (:func:`downloads_off_reason`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from .paths import cache_dir, offline, weights_dir
+from .paths import cache_dir, offline_variable, weights_dir
 from .spec import WeightsSpec
 
 EXPLICIT, WEIGHTS_DIR, LOCAL, DOWNLOAD = "explicit", "weights_dir", "local", "download"
+DEFAULT_HUB = "https://huggingface.co"
+HUB_CHECK_SECONDS = 2.0  # the one wait a machine without network pays, once per process
+_went_offline: list[str] = []  # why this process turned downloads off (the hub did not answer)
 
 
 class WeightsNotFound(FileNotFoundError):
@@ -61,16 +73,17 @@ def resolve(
             local = None
         if local is not None and Path(local).exists():
             return ResolvedWeights(spec.name, Path(local), LOCAL)
-    if allow_download is None:
-        allow_download = not offline()
-    if allow_download and spec.download is not None:
-        try:
-            return ResolvedWeights(spec.name, Path(spec.download()), DOWNLOAD)
-        except Exception as error:
-            raise WeightsNotFound(
-                _missing_message(spec, folder, f"download failed: {type(error).__name__}: {error}")
-            ) from error
-    raise WeightsNotFound(_missing_message(spec, folder, "downloads are off" if not allow_download else ""))
+    if spec.download is None or allow_download is False:  # not downloadable, or not asked to
+        raise WeightsNotFound(_missing_message(spec, folder, ""))
+    off = "" if allow_download else downloads_off_reason()  # asked for explicitly: `dfzoo weights NAME --fetch`
+    if off:
+        raise WeightsNotFound(_missing_message(spec, folder, f"downloads are off: {off}"))
+    try:
+        return ResolvedWeights(spec.name, Path(spec.download()), DOWNLOAD)
+    except Exception as error:
+        raise WeightsNotFound(
+            _missing_message(spec, folder, f"download failed: {type(error).__name__}: {error}")
+        ) from error
 
 
 def can_resolve(spec: WeightsSpec) -> bool:
@@ -80,6 +93,55 @@ def can_resolve(spec: WeightsSpec) -> bool:
         return True
     except WeightsNotFound:
         return False
+
+
+def downloads_off_reason() -> str:
+    """Why weights are not downloaded in this process, or ``""`` when they may be: an offline variable
+    (``DFZOO_OFFLINE``, ``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``), or a hub that did not answer."""
+    if _went_offline:
+        return _went_offline[0]
+    variable = offline_variable()
+    if variable:
+        return f"{variable}={os.environ[variable]} is set"
+    return hub_unreachable_reason()
+
+
+def hub_unreachable_reason() -> str:
+    """``""`` when the model hub accepts a connection within :data:`HUB_CHECK_SECONDS`, else why not. Checked
+    once per process; an unreachable hub also turns huggingface_hub's offline mode on (:func:`go_offline`)."""
+    if _went_offline:
+        return _went_offline[0]
+    host, port = hub_address()
+    reason = _connect_failure(host, port, HUB_CHECK_SECONDS)
+    if reason:
+        go_offline(reason)
+    return reason
+
+
+def hub_address() -> tuple[str, int]:
+    """Host and port of the model hub: ``$HF_ENDPOINT`` (huggingface_hub's own setting), else huggingface.co."""
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or DEFAULT_HUB)
+    return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+
+
+@functools.cache
+def _connect_failure(host: str, port: int, timeout: float) -> str:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return ""
+    except OSError as error:
+        why = error.strerror or str(error) or type(error).__name__
+        return f"the model hub {host}:{port} cannot be reached ({why}; checked with a {timeout:g} s connection)"
+
+
+def go_offline(reason: str) -> None:
+    """Turn downloads off for the rest of the process: dfzoo's own and those libraries make by themselves
+    (``HF_HUB_OFFLINE=1``, also in an already imported huggingface_hub), so nothing waits on retries."""
+    _went_offline[:] = [reason]
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True  # read at call time by huggingface_hub's is_offline_mode()
 
 
 def _missing_message(spec: WeightsSpec, folder: Path, detail: str) -> str:

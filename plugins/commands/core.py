@@ -121,7 +121,7 @@ def _weights(args: argparse.Namespace) -> int:
 
     from dfzoo.paths import weights_dir
     from dfzoo.registry import current_registry
-    from dfzoo.weights import WeightsNotFound, resolve
+    from dfzoo.weights import WeightsNotFound, downloads_off_reason, hub_unreachable_reason, resolve
 
     registry = current_registry()
     names = [args.name] if args.name else registry.names("weights")
@@ -136,7 +136,9 @@ def _weights(args: argparse.Namespace) -> int:
             rows.append([name, "missing", str(error).splitlines()[1].strip(), ""])
             if args.name:
                 print(error, file=sys.stderr)
-    print(f"weights folder: {weights_dir()}  (DFZOO_WEIGHTS_DIR)\n")
+    off = hub_unreachable_reason() if args.fetch else downloads_off_reason()
+    downloads = f"off: {off}" if off else "on (the model hub answers; `dfzoo weights NAME --fetch` downloads)"
+    print(f"weights folder: {weights_dir()}  (DFZOO_WEIGHTS_DIR)\ndownloads: {downloads}\n")
     print(tabulate(rows, headers=["weights", "found by", "path", "sha256"], tablefmt="github"))
     return 1 if args.name and failed else 0
 
