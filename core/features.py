@@ -25,6 +25,7 @@ from .paths import features_dir
 from .transforms import Normalisation, PreprocessPolicy
 
 if TYPE_CHECKING:
+    from .layers import LayerSelection
     from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,12 @@ class Backbone:
     def embed(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def with_layers(self, selection: LayerSelection) -> Backbone:
+        """This backbone giving the pooled tokens of intermediate blocks instead (see :mod:`dfzoo.layers`)."""
+        from .layers import LayersNotExposed
+
+        raise LayersNotExposed(f"backbone {self.name!r} ({type(self).__name__}) does not expose its blocks")
+
     def describe(self) -> dict[str, Any]:
         return {"backbone": self.name, "backbone_weights": self.weights_identity, "input_size": self.normalisation.size}
 
@@ -118,6 +125,11 @@ class TorchBackbone(Backbone):
             out = self.module(tensor)
         return out.float().flatten(1).cpu().numpy()
 
+    def with_layers(self, selection: LayerSelection) -> Backbone:
+        from .layers import TorchLayerBackbone
+
+        return TorchLayerBackbone(self, selection)
+
 
 def module_digest(module: Any) -> str:
     """A short hash of a module's parameters and buffers: identifies a random initialisation honestly."""
@@ -135,17 +147,27 @@ def load_backbone(
     weights_path: str | Path | None = None,
     device: Any = None,
     registry: Registry | None = None,
+    layers: str | Sequence[int] | None = None,
+    token: str | None = None,
 ) -> Backbone:
-    """Build a backbone by name with resolved weights (or randomly initialised when ``pretrained=False``)."""
+    """Build a backbone by name with resolved weights (or randomly initialised when ``pretrained=False``).
+
+    ``layers`` / ``token`` (or a name suffix, ``"name:layers=5-11,token=cls"``) make it give the pooled tokens
+    of intermediate blocks (:mod:`dfzoo.layers`).
+    """
+    from .layers import selection_from, split_backbone_name
     from .registry import current_registry
     from .weights import resolve
 
     registry = registry or current_registry()
-    spec = registry.backbone(name)
+    base, suffix = split_backbone_name(name)
+    selection = selection_from(suffix, layers, token)
+    spec = registry.backbone(base)
     weights = None
     if pretrained and spec.weights:
         weights = resolve(registry.weights(spec.weights), weights_path)
-    return spec.factory(weights=weights, device=device)
+    backbone = spec.factory(weights=weights, device=device)
+    return backbone if selection is None else backbone.with_layers(selection)
 
 
 # -- batching --------------------------------------------------------------------------------------------
