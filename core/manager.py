@@ -28,6 +28,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = tuple(
         "detectors.dire",
         "detectors.fft_densenet",
         "detectors.hierarchical_resnet18",
+        "detectors.npr",
         "detectors.probe",
         "detectors.resnet_finetune",
         "detectors.univfd",
