@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -26,6 +26,9 @@ from PIL import Image
 from .data.sample import Sample
 from .detector import Detector, RunContext
 from .spec import DetectorSpec
+
+if TYPE_CHECKING:
+    from dfzoo.registry import Registry
 
 PERTURBATIONS = ("jpeg:quality=10", "blur:sigma=2")  # strong enough that any image-based score moves
 BATCH_PROBES = 4  # test images scored alone to compare with their batch scores
@@ -104,7 +107,7 @@ def check_detector(
     workdir: str | Path,
     *,
     params: Mapping[str, Any] | None = None,
-    registry: Any = None,
+    registry: Registry | None = None,
     raise_on_failure: bool = True,
 ) -> ContractReport:
     """Run detector ``name_or_spec`` (with ``params``, default: its spec's ``smoke_params``) through every

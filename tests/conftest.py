@@ -1,4 +1,6 @@
-"""Shared fixtures: an isolated cache per test, a tiny random backbone, and small generated datasets."""
+"""Shared fixtures: an isolated cache per test, a tiny random backbone, small generated datasets and the tiny
+benchmark of tests/kit.py. Helpers that are not fixtures live in tests/kit.py, tests/synthetic.py and
+tests/tiny_models.py; test modules never import each other."""
 
 from __future__ import annotations
 
@@ -6,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import dfzoo
 from dfzoo.manager import get_plugin_manager
 from dfzoo.registry import Registry, use_registry
+from tests.kit import HFEnergy, TinyBackbonePlugin, make_registry, write_tiny_dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -22,27 +24,6 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("DFZOO_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return cache
-
-
-class TinyBackbonePlugin:
-    """A test plugin: ``tiny_cnn`` is a randomly initialised timm ResNet at 32 px (seeded, so stable)."""
-
-    @dfzoo.hookimpl
-    def dfzoo_backbones(self):
-        def factory(weights=None, device=None):
-            import timm
-            import torch
-
-            from dfzoo.features import TorchBackbone
-            from dfzoo.transforms import Normalisation
-
-            torch.manual_seed(0)
-            model = timm.create_model("resnet10t", pretrained=False, num_classes=0)
-            return TorchBackbone("tiny_cnn", model, Normalisation(size=32), model.num_features, None, device)
-
-        yield dfzoo.BackboneSpec(
-            name="tiny_cnn", summary="random-init timm resnet10t at 32 px (tests)", factory=factory, feature_dim=512
-        )
 
 
 @pytest.fixture
@@ -67,3 +48,22 @@ def shared_dir() -> Path:
     if not (SHARED / "datasets").is_dir():
         pytest.skip("../shared/datasets is not present on this machine")
     return SHARED
+
+
+# -- the tiny benchmark of tests/kit.py -------------------------------------------------------------------
+@pytest.fixture
+def bench_registry() -> Registry:
+    """The tiny benchmark's registry (HFEnergy, tinyzoo, perturbations), with HFEnergy's counters reset."""
+    HFEnergy.fit_calls.clear()
+    HFEnergy.score_calls.clear()
+    HFEnergy.interrupt_after = None
+    registry = make_registry()
+    with use_registry(registry):
+        yield registry
+    HFEnergy.interrupt_after = None
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    """The tiny three-generator dataset of tests/kit.py, written under tmp_path."""
+    return write_tiny_dataset(tmp_path / "tiny")

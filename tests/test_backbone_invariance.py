@@ -13,9 +13,9 @@ from dfzoo.manager import get_plugin_manager
 from dfzoo.registry import Registry
 from dfzoo.transforms import PreprocessPolicy
 from dfzoo.weights import WeightsNotFound, resolve
-from tests.conftest import TinyBackbonePlugin
+from tests.kit import TinyBackbonePlugin
 from tests.synthetic import planted_fake, smooth_image
-from tests.test_backbones_extra import export
+from tests.tiny_models import export, quantise, token_encoder
 
 BACKBONES = Registry(get_plugin_manager(autoload=False, extra_plugins=(TinyBackbonePlugin(),))).names("backbone")
 ALONE = (0, 3, 7)  # batch positions also embedded alone: a smooth image, the flat grey one, the noisy one
@@ -84,33 +84,6 @@ def test_every_backbone_embeds_an_image_the_same_alone_and_in_a_batch(name, regi
 
 
 # -- dynamically quantised ONNX -----------------------------------------------------------------------------
-def token_encoder():
-    """A tiny ViT-like encoder: a patchifying Conv, then a two-layer MLP on tokens (MatMul on 3-D input)."""
-    import torch
-    from torch import nn
-
-    class Encoder(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.patches = nn.Conv2d(3, 8, 4, stride=4)
-            self.fc1, self.fc2 = nn.Linear(8, 24), nn.Linear(24, 12)
-
-        def forward(self, x):
-            tokens = self.patches(x).flatten(2).transpose(1, 2)
-            return self.fc2(nn.functional.gelu(self.fc1(tokens))).mean(1)
-
-    torch.manual_seed(0)
-    return Encoder().eval()
-
-
-def quantise(path, weight_type: str, per_channel: bool = False, **extra_options):
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    out = path.with_name(f"{path.stem}.{weight_type}{'.pc' if per_channel else ''}.onnx")
-    quantize_dynamic(
-        str(path), str(out), weight_type=QuantType[weight_type], per_channel=per_channel, extra_options=extra_options
-    )
-    return out
 
 
 def run_stored(path, batch: np.ndarray) -> np.ndarray:

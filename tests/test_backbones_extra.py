@@ -13,6 +13,7 @@ from dfzoo.detector import RunContext
 from dfzoo.features import extract_features, load_backbone
 from dfzoo.weights import WeightsNotFound, resolve
 from tests.synthetic import labelled_samples as labelled
+from tests.tiny_models import export
 
 
 def small_encoder():
@@ -27,31 +28,6 @@ def small_encoder():
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
     ).eval()
-
-
-def export(model, path, size=32, dynamic=True, metadata=None, any_size=False):
-    """Export to ONNX: a dynamic batch axis (or a fixed batch of 1), and optionally any image size."""
-    import onnx
-    import torch
-
-    pixel_axes = {0: "batch", 2: "height", 3: "width"} if any_size else {0: "batch"}
-    axes = {"pixels": pixel_axes, "embedding": {0: "batch"}} if dynamic else None
-    torch.onnx.export(
-        model,
-        (torch.zeros(1, 3, size, size),),
-        str(path),
-        input_names=["pixels"],
-        output_names=["embedding"],
-        dynamic_axes=axes,
-        dynamo=False,
-    )
-    if metadata:
-        proto = onnx.load(str(path))
-        for key, value in metadata.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.save(proto, str(path))
-    return path
 
 
 @pytest.mark.parametrize("dynamic", [True, False])

@@ -17,8 +17,7 @@ import dfzoo.registry
 from dfzoo.cli import error_line, main, writable_dir, writable_file
 from dfzoo.detector import Detector
 from dfzoo.registry import use_registry
-from tests.test_harness import HFEnergy, make_registry, write_tiny_dataset
-from tests.test_plugins import install_fake_distribution
+from tests.kit import HFEnergy, install_fake_distribution, make_registry, write_tiny_dataset
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import dfzoo
 from dfzoo.manager import get_plugin_manager
 from dfzoo.registry import Registry
 from dfzoo.testing import ContractError, check_detector
-from tests.conftest import TinyBackbonePlugin
+from tests.kit import TinyBackbonePlugin
 
 DETECTORS = Registry(get_plugin_manager(autoload=False, extra_plugins=(TinyBackbonePlugin(),))).names("detector")
 

@@ -19,47 +19,10 @@ from PIL import Image
 import dfzoo
 from dfzoo.weights import WeightsNotFound
 from tests.synthetic import planted_fake, smooth_image
+from tests.tiny_models import tiny_unet
 
 SIZE = 16
 STEPS = 5
-
-
-def tiny_unet(folder: Path, train_steps: int = 20, seed: int = 0, size: int = SIZE) -> Path:
-    """A 2-level diffusers UNet2DModel trained briefly (epsilon loss) on smooth images, saved with its DDIM
-    scheduler config beside it (``scheduler_config.json``), as a hub repo like google/ddpm-cifar10-32 is."""
-    import torch
-    from diffusers import DDIMScheduler, UNet2DModel
-
-    torch.manual_seed(seed)
-    unet = UNet2DModel(
-        sample_size=size,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D",) * 2,
-        up_block_types=("UpBlock2D",) * 2,
-        norm_num_groups=4,
-    )
-    scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
-    rng = np.random.default_rng(seed)
-    data = torch.from_numpy(np.stack([smooth_image(rng, size) for _ in range(128)])).permute(0, 3, 1, 2).float()
-    data = data / 127.5 - 1
-    optimiser = torch.optim.Adam(unet.parameters(), lr=2e-3)
-    alphas = scheduler.alphas_cumprod
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(train_steps):
-        x0 = data[torch.randint(0, len(data), (16,), generator=generator)]
-        t = torch.randint(0, 1000, (16,), generator=generator)
-        noise = torch.randn(x0.shape, generator=generator)
-        a = alphas[t].view(-1, 1, 1, 1)
-        loss = (unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t).sample - noise).pow(2).mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    unet.eval().save_pretrained(folder)
-    scheduler.save_pretrained(folder)  # writes scheduler_config.json
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import dfzoo
 from dfzoo.data.sample import Sample
 from dfzoo.detector import RunContext
 from dfzoo.transforms import PreprocessPolicy
+from tests.kit import write_task
 from tests.synthetic import planted_fake, smooth_image
-from tests.test_trained_detectors import write_task
 
 TINY = {
     "resnet_finetune": {

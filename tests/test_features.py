@@ -82,8 +82,7 @@ def test_features_do_not_depend_on_the_batch_size(registry, samples):
 def test_cache_key_holds_everything_that_changes_the_vectors(registry, tmp_path):
     """Input convention, build settings, run precision and, for ONNX, the graph rewrite and execution mode."""
     from dfzoo.plugins.backbones.extra import onnx_backbone
-    from tests.test_backbone_invariance import quantise, token_encoder
-    from tests.test_backbones_extra import export
+    from tests.tiny_models import export, quantise, token_encoder
 
     policy = PreprocessPolicy()
     tiny = load_backbone("tiny_cnn")

@@ -1,205 +1,27 @@
 """The benchmark harness end to end on a tiny generated dataset with a real (if simple) detector.
 
-This module also holds the test kit other benchmark tests import: ``HFEnergy`` (scores the high-frequency
-energy of an image, which separates tests/synthetic.py's planted fakes from smooth reals), a named tiny
-dataset plugin, and a detector whose weights never resolve.
+The kit (``HFEnergy``, the tinyzoo dataset plugin, a detector whose weights never resolve) is in tests/kit.py.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
 
-import numpy as np
 import pytest
-from PIL import Image
 
 import dfzoo
 from dfzoo.benchmark.harness import run_benchmark
-from dfzoo.benchmark.protocol import parse_protocol
 from dfzoo.benchmark.store import ResultStore
-from dfzoo.data.decode import ImageDecodeError
-from dfzoo.data.sample import REAL_POOL, DatasetIndex, Sample
 from dfzoo.manager import get_plugin_manager
-from dfzoo.registry import Registry, use_registry
-from tests.synthetic import planted_fake, smooth_image
-
-TINY_GENERATORS = {"gan_a": ("gan", 2), "gan_b": ("gan", 4), "diff_c": ("diffusion", 3)}
-
-
-class HFEnergy(dfzoo.Detector):
-    """Log energy of the Laplacian of the grey image, squashed around the midpoint learnt in ``fit``.
-
-    ``fail`` makes it raise in "fit" or "score" (the factory handles "factory"). Class-level counters let
-    tests see how often it was fitted; ``interrupt_after`` raises KeyboardInterrupt on a later score call.
-    """
-
-    trainable = True
-    fit_calls: ClassVar[Counter] = Counter()
-    score_calls: ClassVar[Counter] = Counter()
-    interrupt_after: int | None = None
-
-    def energy(self, sample: Sample) -> float:
-        try:
-            image = sample.load()  # decoded, with the harness's perturbation for this view
-        except ImageDecodeError:
-            return math.nan
-        grey = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
-        lap = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
-        return float(np.log(np.mean(lap**2) + 1e-8))
-
-    def fit(self, train: Sequence[Sample]) -> HFEnergy:
-        HFEnergy.fit_calls[self.params.get("fail", "")] += 1
-        if self.params.get("fail") == "fit":
-            raise RuntimeError("fit exploded on purpose")
-        energies = np.array([self.energy(s) for s in train])
-        labels = np.array([s.label for s in train])
-        real, fake = np.nanmean(energies[labels == 0]), np.nanmean(energies[labels == 1])
-        self.mid, self.scale = float((real + fake) / 2), float(max(abs(fake - real) / 4, 1e-3))
-        self.fitted = True
-        return self
-
-    def score(self, samples: Sequence[Sample]) -> np.ndarray:
-        self._require_fitted()
-        HFEnergy.score_calls[self.params.get("fail", "")] += 1
-        if HFEnergy.interrupt_after is not None and sum(HFEnergy.score_calls.values()) > HFEnergy.interrupt_after:
-            raise KeyboardInterrupt
-        if self.params.get("fail") == "score":
-            raise ValueError("score exploded on purpose")
-        return self._scores(samples)
-
-    def _scores(self, samples: Sequence[Sample]) -> np.ndarray:
-        energies = np.array([self.energy(s) for s in samples])
-        return 1.0 / (1.0 + np.exp(-(energies - self.mid) / self.scale))
-
-    def describe(self) -> dict:
-        return {"feature": "laplacian-energy", "weights": "none"}
-
-    def extra_metrics(self, samples: Sequence[Sample]) -> dict:
-        scores = self._scores(samples)
-        labels = np.array([s.label for s in samples])
-        predicted = (scores >= 0.5).astype(int)
-        confusion = [[int(np.sum((labels == t) & (predicted == p))) for p in (0, 1)] for t in (0, 1)]
-        return {"confusion": confusion, "per_family": {"gan": 1.0, "diffusion": 0.5}}
-
-    def _save_state(self, folder: Path) -> None:
-        (folder / "state.json").write_text(json.dumps({"mid": self.mid, "scale": self.scale}))
-
-    def _load_state(self, folder: Path) -> None:
-        state = json.loads((folder / "state.json").read_text())
-        self.mid, self.scale = state["mid"], state["scale"]
-
-
-def make_hf_energy(fail: str = "") -> HFEnergy:
-    if fail == "factory":
-        raise RuntimeError("factory exploded on purpose")
-    return HFEnergy(fail=fail)
-
-
-def write_tiny_dataset(folder: Path, reals: int = 24, fakes: int = 12, corrupt: bool = False) -> Path:
-    """``folder/real/*.png`` (shared reals) and ``folder/<generator>/*.png`` fakes, 32 px."""
-    rng = np.random.default_rng(0)
-    (folder / REAL_POOL).mkdir(parents=True, exist_ok=True)
-    for i in range(reals):
-        Image.fromarray(smooth_image(rng)).save(folder / REAL_POOL / f"{i:03d}.png")
-    for generator, (_, period) in TINY_GENERATORS.items():
-        (folder / generator).mkdir(exist_ok=True)
-        for i in range(fakes):
-            Image.fromarray(planted_fake(rng, period=period)).save(folder / generator / f"{i:03d}.png")
-    if corrupt:
-        (folder / "gan_b" / "broken.png").write_bytes(b"this is not a png")
-    return folder
-
-
-def load_tiny_dataset(root: Path | None = None, folder: str = "") -> DatasetIndex:
-    base = Path(folder)
-    samples = []
-    for path in sorted(base.glob("*/*.png")):
-        generator = path.parent.name
-        family = "real" if generator == REAL_POOL else TINY_GENERATORS[generator][0]
-        samples.append(Sample(path=path, label=0 if generator == REAL_POOL else 1, generator=generator, family=family))
-    families = {g: f for g, (f, _) in TINY_GENERATORS.items()}
-    metadata = {"content_sha256": "c" * 64, "reference_match": True}  # as the generator zoo states them
-    return DatasetIndex(
-        name="tinyzoo", layout="tinyzoo", root=base, samples=samples, families=families, metadata=metadata
-    )
-
-
-class BenchmarkTestPlugin:
-    """hf_energy, a detector needing weights that are never present, and the named dataset "tinyzoo"."""
-
-    @dfzoo.hookimpl
-    def dfzoo_detectors(self):
-        yield dfzoo.DetectorSpec(
-            name="hf_energy", summary="high-frequency energy (tests)", factory=make_hf_energy, params={"fail": ""}
-        )
-        yield dfzoo.DetectorSpec(
-            name="needs_weights",
-            summary="needs absent weights (tests)",
-            factory=lambda backbone="absent_weights": HFEnergy(),
-            params={"backbone": "absent_weights"},
-        )
-
-    @dfzoo.hookimpl
-    def dfzoo_weights(self):
-        yield dfzoo.WeightsSpec(name="absent_weights", summary="never present", library="file", files=("w.bin",))
-
-    @dfzoo.hookimpl
-    def dfzoo_datasets(self):
-        yield dfzoo.DatasetSpec(
-            name="tinyzoo",
-            summary="tiny generated zoo (tests)",
-            load=load_tiny_dataset,
-            needs_root=False,
-            params={"folder": ""},
-        )
-
-
-def make_registry() -> Registry:
-    """Only what these tests need (perturbations + the test plugin): independent of other plugins' state."""
-    import dfzoo.plugins.commands.benchmark as commands
-    import dfzoo.plugins.perturbations.standard as perturbations
-
-    return Registry(
-        get_plugin_manager(
-            builtins=False, autoload=False, extra_plugins=(perturbations, commands, BenchmarkTestPlugin())
-        )
-    )
-
-
-def tiny_protocol(folder: Path, **overrides) -> dfzoo.benchmark.protocol.Protocol:
-    data = {
-        "name": "tiny",
-        "dataset": "tinyzoo",
-        "dataset_params": {"folder": str(folder)},
-        "train_generators": ["gan_a"],
-        "test_generators": "all",
-        "bootstrap": 50,
-        "perturbations": ["none", "jpeg:quality=75"],
-        "detectors": [{"name": "hf_energy"}],
-    }
-    data.update(overrides)
-    return parse_protocol(data)
-
-
-@pytest.fixture
-def bench_registry() -> Registry:
-    HFEnergy.fit_calls.clear()
-    HFEnergy.score_calls.clear()
-    HFEnergy.interrupt_after = None
-    registry = make_registry()
-    with use_registry(registry):
-        yield registry
-    HFEnergy.interrupt_after = None
-
-
-@pytest.fixture
-def tiny_data(tmp_path: Path) -> Path:
-    return write_tiny_dataset(tmp_path / "tiny")
+from dfzoo.registry import Registry
+from tests.kit import (
+    TINY_GENERATORS,
+    BenchmarkTestPlugin,
+    HFEnergy,
+    load_tiny_dataset,
+    tiny_protocol,
+    write_tiny_dataset,
+)
 
 
 # -- tests -----------------------------------------------------------------------------------------------

@@ -62,3 +62,14 @@ def test_plugins_can_be_blocked_by_name(monkeypatch: pytest.MonkeyPatch) -> None
     assert "dfzoo.plugins.detectors.probe" in registered
     detectors = {spec.name for specs in pm.hook.dfzoo_detectors() for spec in specs}
     assert "dire" not in detectors and "aeroblade" not in detectors and "probe" in detectors
+
+
+def test_test_modules_never_import_each_other() -> None:
+    """Shared test helpers live in tests/kit.py, tests/synthetic.py, tests/tiny_models.py or conftest.py."""
+    offending = sorted(
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in (ROOT / "tests").rglob("test_*.py")
+        for name in imported_modules(path)
+        if name.startswith(("tests.test_", "tests.benchmarks.test_", "tests.conftest"))
+    )
+    assert not offending, "\n".join(offending)

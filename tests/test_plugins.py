@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import textwrap
 from pathlib import Path
 
 import pluggy
@@ -13,16 +12,7 @@ import dfzoo
 from dfzoo import hookspecs
 from dfzoo.manager import get_plugin_manager
 from dfzoo.registry import Registry, RegistryError, UnknownNameError
-
-
-def install_fake_distribution(root: Path, name: str, module_source: str) -> None:
-    """Write a module plus a ``.dist-info`` with a ``dfzoo`` entry point, as ``pip install`` would."""
-    (root / f"{name}_plugin.py").write_text(textwrap.dedent(module_source))
-    info = root / f"{name}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[dfzoo]\n{name} = {name}_plugin\n")
-
+from tests.kit import install_fake_distribution
 
 THIRD_PARTY = """
     import numpy as np

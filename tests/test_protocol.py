@@ -21,7 +21,7 @@ from dfzoo.benchmark.splits import split_dataset
 from dfzoo.data.sample import REAL_POOL, DatasetIndex, Sample
 from dfzoo.registry import Registry, use_registry
 from dfzoo.transforms import PreprocessPolicy
-from tests.test_harness import make_registry
+from tests.kit import make_registry
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ training loop keeps its promises (stratified split, early stopping, undecodable 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,39 +11,8 @@ from sklearn.metrics import roc_auc_score
 import dfzoo
 from dfzoo.data.sample import Sample
 from dfzoo.detector import RunContext
+from tests.kit import write_task
 from tests.synthetic import planted_fake, smooth_image
-
-
-def wave_fake(rng: np.random.Generator, size: int = 32, period: float = 5.0, amplitude: float = 20.0) -> np.ndarray:
-    """A smooth image plus a diagonal sinusoid: one sharp peak pair in the spectrum."""
-    base = smooth_image(rng, size).astype(np.float32)
-    yy, xx = np.mgrid[0:size, 0:size]
-    wave = amplitude * np.sin(2 * np.pi * (xx + yy) / period)
-    return np.clip(base + wave[..., None], 0, 255).astype(np.uint8)
-
-
-GENERATORS = {
-    "gan_a": ("gan", lambda rng: planted_fake(rng, period=2)),
-    "gan_b": ("gan", lambda rng: planted_fake(rng, period=4)),
-    "diff_a": ("diffusion", wave_fake),
-}
-
-
-def write_task(root: Path, per_class: int, seed: int, generators: tuple[str, ...] = ("gan_a",)) -> list[Sample]:
-    """``per_class`` smooth reals and as many fakes cycling over ``generators`` (32 px PNGs)."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    samples = []
-    for i in range(per_class):
-        path = root / f"real_{i:03d}.png"
-        Image.fromarray(smooth_image(rng)).save(path)
-        samples.append(Sample(path=path, label=0, generator="real", family="real"))
-        name = generators[i % len(generators)]
-        family, make = GENERATORS[name]
-        path = root / f"{name}_{i:03d}.png"
-        Image.fromarray(make(rng)).save(path)
-        samples.append(Sample(path=path, label=1, generator=name, family=family))
-    return samples
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from ..transforms import Normalisation
 
 if TYPE_CHECKING:
+    from dfzoo.registry import Registry
+
     pass
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ def create_timm_model(
     weights: str = "",
     weights_path: str | None = None,
     seed: int = 0,
-    registry: Any = None,
+    registry: Registry | None = None,
     **create_kwargs: Any,
 ) -> tuple[Any, InitWeights]:
     """A timm classifier with ``num_classes`` outputs, ImageNet-initialised through dfzoo's weights chain.

@@ -15,7 +15,7 @@ import pytest
 from dfzoo.benchmark.harness import run_benchmark
 from dfzoo.benchmark.store import ResultStore
 from dfzoo.registry import use_registry
-from tests.test_harness import HFEnergy, make_registry, tiny_protocol, write_tiny_dataset
+from tests.kit import HFEnergy, make_registry, tiny_protocol, write_tiny_dataset
 
 means: dict[str, float] = {}
 DETECTORS = [{"name": "hf_energy"}, {"name": "hf_energy", "params": {"fail": "x"}}]  # two jobs, same method

@@ -68,8 +68,7 @@ def write_images(folder: Path, n: int, size: int) -> list[dfzoo.Sample]:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path | str]:
-    from tests.test_aeroblade import partial_vgg16, tiny_autoencoder
-    from tests.test_dire import tiny_unet
+    from tests.tiny_models import partial_vgg16, tiny_autoencoder, tiny_unet
 
     root = tmp_path_factory.mktemp("recon-bench")
     partial_vgg16(root / "weights" / "vgg16_imagenet" / "vgg16-397923af.pth")

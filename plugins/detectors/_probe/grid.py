@@ -47,11 +47,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dfzoo.benchmark.protocol import ALL, DetectorEntry, Protocol, ProtocolError, parse_generators, parse_protocol
 from dfzoo.data.sample import FAKE, REAL_POOL
 from dfzoo.transforms import RESIZE, PreprocessPolicy
+
+if TYPE_CHECKING:
+    from dfzoo.registry import Registry
 
 log = logging.getLogger(__name__)
 GRID_KEYS = (
@@ -301,7 +304,7 @@ def probe_params(grid: Grid, backbone: str, reduction: str, classifier: str) -> 
     return params
 
 
-def available_backbones(grid: Grid, registry: Any) -> tuple[list[str], list[str]]:
+def available_backbones(grid: Grid, registry: Registry) -> tuple[list[str], list[str]]:
     """The grid's backbones whose weights resolve on this machine, and notes about the others."""
     from dfzoo.registry import UnknownNameError
     from dfzoo.weights import can_resolve
@@ -345,7 +348,7 @@ def protocol_name(grid: str, train_set: str, test_set: str, train_transform: str
 
 
 def expand_grid(
-    grid: Grid, registry: Any = None, workdir: str | Path | None = None
+    grid: Grid, registry: Registry | None = None, workdir: str | Path | None = None
 ) -> tuple[list[GridCell], list[str]]:
     """The grid as harness protocols (one per pair and train transform) plus notes on what was left out.
 
@@ -378,7 +381,7 @@ def expand_grid(
 
 
 def _pair_protocol_data(
-    grid: Grid, train: SampleSet, test: SampleSet, registry: Any, workdir: str | Path | None
+    grid: Grid, train: SampleSet, test: SampleSet, registry: Registry, workdir: str | Path | None
 ) -> tuple[dict[str, Any], str | None]:
     """Protocol fields shared by a pair's protocols, and the folder relative dataset paths start from."""
     data: dict[str, Any] = {
@@ -422,7 +425,7 @@ def _listed(value: tuple[str, ...] | str) -> list[str] | str:
     return value if isinstance(value, str) else list(value)
 
 
-def open_set(grid: Grid, sample_set: SampleSet, registry: Any) -> Any:
+def open_set(grid: Grid, sample_set: SampleSet, registry: Registry) -> Any:
     from dfzoo.data.layouts import open_dataset
 
     source: str | Path = sample_set.dataset
@@ -433,7 +436,7 @@ def open_set(grid: Grid, sample_set: SampleSet, registry: Any) -> Any:
 
 
 def joined_manifest(
-    grid: Grid, train: SampleSet, test: SampleSet, registry: Any, workdir: Path
+    grid: Grid, train: SampleSet, test: SampleSet, registry: Registry, workdir: Path
 ) -> tuple[Path, list[str], list[str]]:
     """A CSV manifest holding ``train``'s samples as split ``train`` and ``test``'s as ``test``.
 
@@ -511,7 +514,11 @@ def read_cells(store_dir: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def run_grid(
-    grid: Grid, store_dir: str | Path, registry: Any = None, progress: bool = True, device: str | None = None
+    grid: Grid,
+    store_dir: str | Path,
+    registry: Registry | None = None,
+    progress: bool = True,
+    device: str | None = None,
 ) -> tuple[Any, list[str]]:
     """Expand ``grid`` and run it with the harness into ``store_dir``; returns (RunSummary, notes)."""
     from dfzoo.benchmark.harness import run_benchmark

@@ -11,7 +11,7 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from dfzoo.benchmark.leaderboard import current_configurations
 from dfzoo.benchmark.store import OK, ResultStore
 
 from .grid import read_cells
+
+if TYPE_CHECKING:
+    from dfzoo.registry import Registry
 
 AXES = ("classifier", "backbone", "reduction", "train_transform", "test_transform")
 CLEAN = "none"
@@ -305,7 +308,7 @@ def feature_plots(
 def grid_feature_plots(
     grid: Any,
     out_dir: str | Path,
-    registry: Any = None,
+    registry: Registry | None = None,
     max_per_group: int = 150,
     progress: bool = False,
     device: str | None = None,

@@ -1,0 +1,244 @@
+"""Shared test kit: a tiny benchmark (the HFEnergy detector, a generated three-generator dataset and a
+registry with only what harness tests need), a tiny random backbone plugin, fake plugin distributions and
+small trained-detector tasks."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from PIL import Image
+
+import dfzoo
+from dfzoo.benchmark.protocol import parse_protocol
+from dfzoo.data.decode import ImageDecodeError
+from dfzoo.data.sample import REAL_POOL, DatasetIndex, Sample
+from dfzoo.manager import get_plugin_manager
+from dfzoo.registry import Registry
+from tests.synthetic import planted_fake, smooth_image
+
+
+def wave_fake(rng: np.random.Generator, size: int = 32, period: float = 5.0, amplitude: float = 20.0) -> np.ndarray:
+    """A smooth image plus a diagonal sinusoid: one sharp peak pair in the spectrum."""
+    base = smooth_image(rng, size).astype(np.float32)
+    yy, xx = np.mgrid[0:size, 0:size]
+    wave = amplitude * np.sin(2 * np.pi * (xx + yy) / period)
+    return np.clip(base + wave[..., None], 0, 255).astype(np.uint8)
+
+
+GENERATORS = {
+    "gan_a": ("gan", lambda rng: planted_fake(rng, period=2)),
+    "gan_b": ("gan", lambda rng: planted_fake(rng, period=4)),
+    "diff_a": ("diffusion", wave_fake),
+}
+
+
+def write_task(root: Path, per_class: int, seed: int, generators: tuple[str, ...] = ("gan_a",)) -> list[Sample]:
+    """``per_class`` smooth reals and as many fakes cycling over ``generators`` (32 px PNGs)."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for i in range(per_class):
+        path = root / f"real_{i:03d}.png"
+        Image.fromarray(smooth_image(rng)).save(path)
+        samples.append(Sample(path=path, label=0, generator="real", family="real"))
+        name = generators[i % len(generators)]
+        family, make = GENERATORS[name]
+        path = root / f"{name}_{i:03d}.png"
+        Image.fromarray(make(rng)).save(path)
+        samples.append(Sample(path=path, label=1, generator=name, family=family))
+    return samples
+
+
+def install_fake_distribution(root: Path, name: str, module_source: str) -> None:
+    """Write a module plus a ``.dist-info`` with a ``dfzoo`` entry point, as ``pip install`` would."""
+    (root / f"{name}_plugin.py").write_text(textwrap.dedent(module_source))
+    info = root / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[dfzoo]\n{name} = {name}_plugin\n")
+
+
+TINY_GENERATORS = {"gan_a": ("gan", 2), "gan_b": ("gan", 4), "diff_c": ("diffusion", 3)}
+
+
+class HFEnergy(dfzoo.Detector):
+    """Log energy of the Laplacian of the grey image, squashed around the midpoint learnt in ``fit``.
+
+    ``fail`` makes it raise in "fit" or "score" (the factory handles "factory"). Class-level counters let
+    tests see how often it was fitted; ``interrupt_after`` raises KeyboardInterrupt on a later score call.
+    """
+
+    trainable = True
+    fit_calls: ClassVar[Counter] = Counter()
+    score_calls: ClassVar[Counter] = Counter()
+    interrupt_after: int | None = None
+
+    def energy(self, sample: Sample) -> float:
+        try:
+            image = sample.load()  # decoded, with the harness's perturbation for this view
+        except ImageDecodeError:
+            return math.nan
+        grey = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+        lap = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
+        return float(np.log(np.mean(lap**2) + 1e-8))
+
+    def fit(self, train: Sequence[Sample]) -> HFEnergy:
+        HFEnergy.fit_calls[self.params.get("fail", "")] += 1
+        if self.params.get("fail") == "fit":
+            raise RuntimeError("fit exploded on purpose")
+        energies = np.array([self.energy(s) for s in train])
+        labels = np.array([s.label for s in train])
+        real, fake = np.nanmean(energies[labels == 0]), np.nanmean(energies[labels == 1])
+        self.mid, self.scale = float((real + fake) / 2), float(max(abs(fake - real) / 4, 1e-3))
+        self.fitted = True
+        return self
+
+    def score(self, samples: Sequence[Sample]) -> np.ndarray:
+        self._require_fitted()
+        HFEnergy.score_calls[self.params.get("fail", "")] += 1
+        if HFEnergy.interrupt_after is not None and sum(HFEnergy.score_calls.values()) > HFEnergy.interrupt_after:
+            raise KeyboardInterrupt
+        if self.params.get("fail") == "score":
+            raise ValueError("score exploded on purpose")
+        return self._scores(samples)
+
+    def _scores(self, samples: Sequence[Sample]) -> np.ndarray:
+        energies = np.array([self.energy(s) for s in samples])
+        return 1.0 / (1.0 + np.exp(-(energies - self.mid) / self.scale))
+
+    def describe(self) -> dict:
+        return {"feature": "laplacian-energy", "weights": "none"}
+
+    def extra_metrics(self, samples: Sequence[Sample]) -> dict:
+        scores = self._scores(samples)
+        labels = np.array([s.label for s in samples])
+        predicted = (scores >= 0.5).astype(int)
+        confusion = [[int(np.sum((labels == t) & (predicted == p))) for p in (0, 1)] for t in (0, 1)]
+        return {"confusion": confusion, "per_family": {"gan": 1.0, "diffusion": 0.5}}
+
+    def _save_state(self, folder: Path) -> None:
+        (folder / "state.json").write_text(json.dumps({"mid": self.mid, "scale": self.scale}))
+
+    def _load_state(self, folder: Path) -> None:
+        state = json.loads((folder / "state.json").read_text())
+        self.mid, self.scale = state["mid"], state["scale"]
+
+
+def make_hf_energy(fail: str = "") -> HFEnergy:
+    if fail == "factory":
+        raise RuntimeError("factory exploded on purpose")
+    return HFEnergy(fail=fail)
+
+
+def write_tiny_dataset(folder: Path, reals: int = 24, fakes: int = 12, corrupt: bool = False) -> Path:
+    """``folder/real/*.png`` (shared reals) and ``folder/<generator>/*.png`` fakes, 32 px."""
+    rng = np.random.default_rng(0)
+    (folder / REAL_POOL).mkdir(parents=True, exist_ok=True)
+    for i in range(reals):
+        Image.fromarray(smooth_image(rng)).save(folder / REAL_POOL / f"{i:03d}.png")
+    for generator, (_, period) in TINY_GENERATORS.items():
+        (folder / generator).mkdir(exist_ok=True)
+        for i in range(fakes):
+            Image.fromarray(planted_fake(rng, period=period)).save(folder / generator / f"{i:03d}.png")
+    if corrupt:
+        (folder / "gan_b" / "broken.png").write_bytes(b"this is not a png")
+    return folder
+
+
+def load_tiny_dataset(root: Path | None = None, folder: str = "") -> DatasetIndex:
+    base = Path(folder)
+    samples = []
+    for path in sorted(base.glob("*/*.png")):
+        generator = path.parent.name
+        family = "real" if generator == REAL_POOL else TINY_GENERATORS[generator][0]
+        samples.append(Sample(path=path, label=0 if generator == REAL_POOL else 1, generator=generator, family=family))
+    families = {g: f for g, (f, _) in TINY_GENERATORS.items()}
+    metadata = {"content_sha256": "c" * 64, "reference_match": True}  # as the generator zoo states them
+    return DatasetIndex(
+        name="tinyzoo", layout="tinyzoo", root=base, samples=samples, families=families, metadata=metadata
+    )
+
+
+class BenchmarkTestPlugin:
+    """hf_energy, a detector needing weights that are never present, and the named dataset "tinyzoo"."""
+
+    @dfzoo.hookimpl
+    def dfzoo_detectors(self):
+        yield dfzoo.DetectorSpec(
+            name="hf_energy", summary="high-frequency energy (tests)", factory=make_hf_energy, params={"fail": ""}
+        )
+        yield dfzoo.DetectorSpec(
+            name="needs_weights",
+            summary="needs absent weights (tests)",
+            factory=lambda backbone="absent_weights": HFEnergy(),
+            params={"backbone": "absent_weights"},
+        )
+
+    @dfzoo.hookimpl
+    def dfzoo_weights(self):
+        yield dfzoo.WeightsSpec(name="absent_weights", summary="never present", library="file", files=("w.bin",))
+
+    @dfzoo.hookimpl
+    def dfzoo_datasets(self):
+        yield dfzoo.DatasetSpec(
+            name="tinyzoo",
+            summary="tiny generated zoo (tests)",
+            load=load_tiny_dataset,
+            needs_root=False,
+            params={"folder": ""},
+        )
+
+
+def make_registry() -> Registry:
+    """Only what these tests need (perturbations + the test plugin): independent of other plugins' state."""
+    import dfzoo.plugins.commands.benchmark as commands
+    import dfzoo.plugins.perturbations.standard as perturbations
+
+    return Registry(
+        get_plugin_manager(
+            builtins=False, autoload=False, extra_plugins=(perturbations, commands, BenchmarkTestPlugin())
+        )
+    )
+
+
+def tiny_protocol(folder: Path, **overrides) -> dfzoo.benchmark.protocol.Protocol:
+    data = {
+        "name": "tiny",
+        "dataset": "tinyzoo",
+        "dataset_params": {"folder": str(folder)},
+        "train_generators": ["gan_a"],
+        "test_generators": "all",
+        "bootstrap": 50,
+        "perturbations": ["none", "jpeg:quality=75"],
+        "detectors": [{"name": "hf_energy"}],
+    }
+    data.update(overrides)
+    return parse_protocol(data)
+
+
+class TinyBackbonePlugin:
+    """A test plugin: ``tiny_cnn`` is a randomly initialised timm ResNet at 32 px (seeded, so stable)."""
+
+    @dfzoo.hookimpl
+    def dfzoo_backbones(self):
+        def factory(weights=None, device=None):
+            import timm
+            import torch
+
+            from dfzoo.features import TorchBackbone
+            from dfzoo.transforms import Normalisation
+
+            torch.manual_seed(0)
+            model = timm.create_model("resnet10t", pretrained=False, num_classes=0)
+            return TorchBackbone("tiny_cnn", model, Normalisation(size=32), model.num_features, None, device)
+
+        yield dfzoo.BackboneSpec(
+            name="tiny_cnn", summary="random-init timm resnet10t at 32 px (tests)", factory=factory, feature_dim=512
+        )
