@@ -18,30 +18,9 @@ import dfzoo
 from dfzoo.transforms import make_perturbation
 from dfzoo.weights import WeightsNotFound
 from tests.synthetic import smooth_image
+from tests.tiny_models import partial_vgg16, tiny_autoencoder
 
 SIZE = 32
-
-
-def tiny_autoencoder(folder: Path, seed: int = 0, kind: str = "kl") -> Path:
-    """A random-init 2-level diffusers AutoencoderKL (or VQModel) saved with ``save_pretrained``."""
-    import torch
-    from diffusers import AutoencoderKL, VQModel
-
-    torch.manual_seed(seed)
-    common = dict(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=SIZE,
-    )
-    model = AutoencoderKL(**common) if kind == "kl" else VQModel(**common, num_vq_embeddings=16, vq_embed_dim=4)
-    model.save_pretrained(folder)
-    return folder
 
 
 def reconstruct_files(vae_folder: Path, sources: list[Path], out: Path) -> list[Path]:
@@ -142,25 +121,11 @@ def test_lpips_missing_offline_falls_back_and_records_it(registry, vae_dir, tmp_
     assert "vgg16_imagenet" in message and "vgg16-397923af.pth" in message and "torchvision" in message
 
 
-def partial_vgg16(path: Path, seed: int = 0) -> dict:
-    """The first two VGG16 blocks (all LPIPS_2 needs) in torchvision's key names, randomly initialised:
-    enough to check our LPIPS_2 against the lpips package without a 528 MB file."""
-    import torch
-    from torchvision.models.vgg import cfgs, make_layers
-
-    torch.manual_seed(seed)
-    features = make_layers(cfgs["D"])[:9]
-    state = {f"features.{k}": v for k, v in features.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    return state
-
-
 def test_lpips2_matches_the_lpips_package(registry, vae_dir, tmp_path, monkeypatch):
     import lpips
     import torch
 
-    from dfzoo.plugins.detectors.aeroblade import _Distance
+    from dfzoo.plugins.detectors._aeroblade_distances import build_distance
 
     weights_dir = tmp_path / "weights"
     monkeypatch.setenv("DFZOO_WEIGHTS_DIR", str(weights_dir))
@@ -171,7 +136,7 @@ def test_lpips2_matches_the_lpips_package(registry, vae_dir, tmp_path, monkeypat
     assert [w.name for w in plan.distance_weights] == ["vgg16_imagenet", "lpips_vgg_lin"]
     assert "distance_requested" not in det.describe()
 
-    ours = _Distance("lpips_vgg_2", plan.distance_weights, torch.device("cpu"), registry)
+    ours = build_distance("lpips_vgg_2", plan.distance_weights, torch.device("cpu"), registry)
     reference = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval()
     reference.net.load_state_dict(
         {f"slice{1 if int(k.split('.')[1]) < 4 else 2}.{k.split('.', 1)[1]}": v for k, v in state.items()}, strict=False
@@ -314,3 +279,26 @@ def test_random_architectures_are_labelled_random(registry, tmp_path):
         detector(registry, vaes=["random:nope"]).describe()
     with pytest.raises(ValueError, match="not an autoencoder"):
         detector(registry, vaes=["random:tiny_unet"], distance="l2").score(as_samples(write_images(tmp_path, 1)))
+
+
+def test_each_distance_name_has_its_class_and_unknown_names_fail_clearly():
+    import torch
+
+    from dfzoo.plugins.detectors._aeroblade_distances import (
+        DISTANCES,
+        EffnetStride2,
+        LpipsVgg,
+        PixelL2,
+        build_distance,
+        distance_class,
+    )
+
+    assert {distance_class(name) for name in DISTANCES} == {LpipsVgg, EffnetStride2, PixelL2}
+    with pytest.raises(ValueError, match="unknown distance 'ssim'"):
+        distance_class("ssim")
+    pixel = build_distance("l2", [], torch.device("cpu"), registry=None)
+    x = torch.zeros(2, 3, 8, 8)
+    y = x.clone()
+    y[1] += 0.5
+    [same, moved] = pixel.maps(pixel.features(x), pixel.features(y))[0].mean(dim=(1, 2, 3))
+    assert same == 0 and moved == pytest.approx(0.25)
