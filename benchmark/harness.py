@@ -27,7 +27,7 @@ from .executor import Executor, Job, LocalExecutor, RowTask
 from .protocol import Protocol, check_perturbations, load_protocol, settings_hash
 from .rows import base_row, task_row
 from .runner import load_dataset
-from .splits import split_dataset
+from .splits import expand_protocol, split_dataset
 from .store import ERROR, OK, SKIPPED, ResultStore
 
 log = logging.getLogger(__name__)
@@ -124,10 +124,9 @@ def _plan(
     device: str | None,
     progress: bool,
 ) -> tuple[list[Job], list[dict[str, Any]]]:
-    """Validate every protocol first (fail before any work), then list the jobs with rows still missing."""
-    names = Counter(p.name for p in protocols)
-    if any(count > 1 for count in names.values()):
-        raise ValueError(f"protocol names must be unique in one run: {', '.join(n for n, c in names.items() if c > 1)}")
+    """Validate every protocol first (fail before any work), expand leave-one-out protocols into their folds,
+    then list the jobs with rows still missing."""
+    _unique_names(protocols)
     from dfzoo.device import pick_device
 
     pick_device(device)  # an unknown or absent device: one error before any work
@@ -139,9 +138,11 @@ def _plan(
         # the dataset first: opening a built-in dataset may build the weights some detectors need (the zoo's)
         dataset, fingerprint = load_dataset(protocol, registry, datasets)
         detectors = resolve_detectors(protocol, registry)
-        split = split_dataset(protocol, dataset)
-        summary.notes.extend(f"{protocol.name}: {note}" for note in split.notes)
-        prepared.append((protocol, detectors, dataset, fingerprint, split))
+        for concrete in expand_protocol(protocol, dataset):  # a leave-one-out protocol runs as its folds
+            split = split_dataset(concrete, dataset)
+            summary.notes.extend(f"{concrete.name}: {note}" for note in split.notes)
+            prepared.append((concrete, detectors, dataset, fingerprint, split))
+    _unique_names([protocol for protocol, *_ in prepared])
     done = store.done_keys()
     latest = store.latest()
     jobs: list[Job] = []
@@ -184,6 +185,12 @@ def _plan(
                 continue
             jobs.append(job)
     return jobs, rows
+
+
+def _unique_names(protocols: Sequence[Protocol]) -> None:
+    names = Counter(p.name for p in protocols)
+    if any(count > 1 for count in names.values()):
+        raise ValueError(f"protocol names must be unique in one run: {', '.join(n for n, c in names.items() if c > 1)}")
 
 
 def make_job_id(settings: str, detector: ResolvedDetector) -> str:

@@ -10,7 +10,7 @@ A protocol is data (a TOML file, or CLI flags) loaded into a :class:`Protocol`::
     perturbations = ["none", "jpeg:quality=75"]   # test conditions; train_perturbation = "none"
     offline_only = true                   # skip (and record) detectors whose weights do not resolve offline
     [preprocess]
-    mode = "resize"                       # or "center_crop"; no size = each model's own input size
+    mode = "resize"                       # or "center_crop", "shortest_side"; no size = each model's own
     [[detectors]]
     name = "*"                            # every registered detector
     [detector_params.nn_cosine]
@@ -19,6 +19,17 @@ A protocol is data (a TOML file, or CLI flags) loaded into a :class:`Protocol`::
 Detector parameters, from weakest to strongest: the spec's defaults, ``detector_params.<name>``, then the
 entry's own ``params``. An entry named ``"*"`` expands to every registered detector; its ``params`` go only
 to detectors that declare those parameters.
+
+Two shapes the field's papers use, as data:
+
+- **Leave one generator out** (``leave_one_out = true``): the protocol expands, once its dataset is open,
+  into one *fold* per generator of ``train_generators`` (default all): train on the others, test on the held-out
+  one (``test_seen = true`` also tests the fold's training generators). Fold ``g`` is the protocol
+  ``<name>/loo-<g>`` with ``protocol_group = <name>`` and ``held_out = g``, which every result row records.
+- **Cross-dataset** (``datasets = { train = "zoo", test = ["zoo", "/data/cifake"] }`` instead of
+  ``dataset``): train on ``train``; test on every generator of each ``test`` dataset (``test_generators``
+  picks among the training dataset's own, when it is listed). Generators of the other datasets are named
+  ``<dataset name>/<generator>``; rows record ``test_dataset``. Paths may use ``$VARS`` from the environment.
 
 Detector entries are resolved against the registry in :mod:`dfzoo.benchmark.entries`; the splitting
 rules live in :mod:`dfzoo.benchmark.splits`.
@@ -47,6 +58,7 @@ PROTOCOL_KEYS = (
     "name",
     "description",
     "dataset",
+    "datasets",
     "layout",
     "dataset_params",
     "train_generators",
@@ -62,7 +74,10 @@ PROTOCOL_KEYS = (
     "bootstrap",
     "batch_size",
     "allow_overlap",
+    "leave_one_out",
+    "test_seen",
 )
+DATASETS_KEYS = ("train", "test")
 DETECTOR_KEYS = ("name", "params", "label")
 PREPROCESS_KEYS = ("mode", "size")
 
@@ -103,6 +118,11 @@ class Protocol:
     allow_overlap: bool = False  # test images may share bytes with training images (counted, not an error)
     description: str = ""
     base_dir: str | None = None  # folder of the TOML file: relative dataset paths start here
+    test_datasets: tuple[str, ...] = ()  # datasets.test: () = test on ``dataset`` alone (the usual protocol)
+    leave_one_out: bool = False  # expand into one fold per generator (see the module docstring)
+    test_seen: bool = False  # leave-one-out folds also test their training generators
+    protocol_group: str = ""  # a fold's leave-one-out protocol (set by the expansion, not in files)
+    held_out: str = ""  # a fold's held-out generator (set by the expansion)
 
     def replace(self, **changes: Any) -> Protocol:
         """A copy with some fields changed (CLI flags override protocol files this way), re-validated."""
@@ -129,6 +149,11 @@ class Protocol:
             "bootstrap": self.bootstrap,
             "batch_size": self.batch_size,
             "allow_overlap": self.allow_overlap,
+            "test_datasets": list(self.test_datasets),
+            "leave_one_out": self.leave_one_out,
+            "test_seen": self.test_seen,
+            "protocol_group": self.protocol_group,
+            "held_out": self.held_out,
         }
 
 
@@ -138,8 +163,17 @@ def _listed(value: tuple[str, ...] | str) -> list[str] | str:
 
 # -- parsing ---------------------------------------------------------------------------------------------
 def load_protocol(path: str | Path) -> Protocol:
-    """Read a protocol TOML file; relative dataset paths are taken relative to the file's folder."""
+    """Read a protocol TOML file; relative dataset paths are taken relative to the file's folder.
+
+    A bare name that is no file (``logo``) is looked up among the protocols shipped with dfzoo
+    (``benchmark/protocols_extra/`` then ``benchmark/protocols/``).
+    """
     path = Path(path)
+    if not path.exists() and path.suffix == "" and path.name == str(path):
+        shipped = shipped_protocol(path.name)
+        data = tomllib.loads(shipped.read_text())
+        data.setdefault("name", path.name)
+        return parse_protocol(data, source=f"dfzoo.benchmark/{shipped.parent.name}/{shipped.name}")
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
@@ -157,6 +191,13 @@ def parse_protocol(data: Mapping[str, Any], *, source: str = "<protocol>", base_
     unknown = sorted(set(data) - set(PROTOCOL_KEYS))
     if unknown:
         raise fail(f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(PROTOCOL_KEYS)}")
+    if "datasets" in data:
+        if "dataset" in data:
+            raise fail("give either 'dataset' or 'datasets' = { train = ..., test = [...] }, not both")
+        train_dataset, test_datasets = _parse_datasets(data["datasets"], fail)
+        data = {**{k: v for k, v in data.items() if k != "datasets"}, "dataset": train_dataset}
+    else:
+        test_datasets = ()
     for required in ("name", "dataset"):
         if not data.get(required):
             raise fail(f"missing {required!r}")
@@ -212,10 +253,33 @@ def parse_protocol(data: Mapping[str, Any], *, source: str = "<protocol>", base_
             batch_size=data.get("batch_size"),
             allow_overlap=data.get("allow_overlap", False),
             base_dir=base_dir,
+            test_datasets=test_datasets,
+            leave_one_out=data.get("leave_one_out", False),
+            test_seen=data.get("test_seen", False),
         )
+        if protocol.leave_one_out and "test_generators" in data:
+            raise ProtocolError(
+                "a leave_one_out protocol tests each fold's held-out generator: drop 'test_generators' "
+                "(test_seen = true also tests the fold's training generators)"
+            )
         return _validated(protocol)
     except ProtocolError as error:
         raise fail(str(error)) from None
+
+
+def _parse_datasets(value: Any, fail: Any) -> tuple[str, tuple[str, ...]]:
+    """``datasets = { train = "zoo", test = ["zoo", "/data/x"] }`` -> ``("zoo", ("zoo", "/data/x"))``."""
+    if not isinstance(value, Mapping) or set(value) != set(DATASETS_KEYS):
+        raise fail("'datasets' must be a table with 'train' (one dataset) and 'test' (a list of datasets)")
+    train, test = value["train"], value["test"]
+    test = [test] if isinstance(test, str) else test
+    if not isinstance(train, str) or not train:
+        raise fail("datasets.train must be one dataset (a name or a path)")
+    if not isinstance(test, Sequence) or not test or not all(isinstance(t, str) and t for t in test):
+        raise fail("datasets.test must be a non-empty list of datasets (names or paths)")
+    if len(set(test)) != len(test):
+        raise fail("datasets.test lists the same dataset twice")
+    return train, tuple(test)
 
 
 def parse_generators(value: Any, key: str = "generators") -> tuple[str, ...] | str:
@@ -242,8 +306,11 @@ def _validated(protocol: Protocol) -> Protocol:
         raise ProtocolError(f"'batch_size' must be a positive integer, got {protocol.batch_size!r}")
     if not isinstance(protocol.offline_only, bool):
         raise ProtocolError(f"'offline_only' must be true or false, got {protocol.offline_only!r}")
-    if not isinstance(protocol.allow_overlap, bool):
-        raise ProtocolError(f"'allow_overlap' must be true or false, got {protocol.allow_overlap!r}")
+    for key in ("allow_overlap", "leave_one_out", "test_seen"):
+        if not isinstance(getattr(protocol, key), bool):
+            raise ProtocolError(f"{key!r} must be true or false, got {getattr(protocol, key)!r}")
+    if protocol.test_seen and not protocol.leave_one_out:
+        raise ProtocolError("'test_seen' applies to leave_one_out protocols only")
     size = protocol.preprocess.size
     if size is not None and (not isinstance(size, int) or size < 1):
         raise ProtocolError(f"preprocess 'size' must be a positive integer, got {size!r}")
@@ -325,6 +392,24 @@ def protocol_from_flags(
     return parse_protocol(data, source="command line", base_dir=os.getcwd())
 
 
+SHIPPED_FOLDERS = ("protocols_extra", "protocols")  # where bare protocol names are looked up, in order
+
+
+def shipped_protocol(name: str) -> Any:
+    """The shipped protocol file ``<name>.toml`` (``protocols_extra/`` first); a clear error listing the names."""
+    root = resources.files("dfzoo.benchmark")
+    known = []
+    for folder in SHIPPED_FOLDERS:
+        candidate = root / folder / f"{name}.toml"
+        if candidate.is_file():
+            return candidate
+        if (root / folder).is_dir():
+            known += [p.name.removesuffix(".toml") for p in (root / folder).iterdir() if p.name.endswith(".toml")]
+    raise ProtocolError(
+        f"protocol {name!r} is neither a file nor a protocol shipped with dfzoo ({', '.join(sorted(known))})"
+    )
+
+
 def default_protocols() -> list[Protocol]:
     """The protocols shipped with dfzoo (``benchmark/protocols/*.toml``), sorted by file name."""
     folder = resources.files("dfzoo.benchmark") / "protocols"
@@ -369,6 +454,8 @@ def settings_hash(protocol: Protocol, fingerprint: str) -> str:
     }
     if protocol.allow_overlap:  # only when set, so the hashes of existing results stay the same
         settings["allow_overlap"] = True
+    if protocol.test_datasets:
+        settings["test_datasets"] = list(protocol.test_datasets)
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -387,4 +474,5 @@ __all__ = [
     "parse_value",
     "protocol_from_flags",
     "settings_hash",
+    "shipped_protocol",
 ]

@@ -39,6 +39,8 @@ def base_row(job: Job, dataset: DatasetIndex | None, split: Split | None) -> dic
         "protocol": protocol.name,
         "protocol_description": protocol.description,
         "protocol_hash": job.settings_hash,
+        "protocol_group": protocol.protocol_group or None,  # a leave-one-out fold's protocol; None otherwise
+        "held_out": protocol.held_out or None,  # a leave-one-out fold's held-out generator
         "detector": job.detector,
         "label": job.label,
         "params": job.params,
@@ -80,6 +82,7 @@ def task_row(base: dict[str, Any], task: RowTask, split: Split | None, status: s
             "test_generator": task.test_generator,
             "test_perturbation": task.perturbation,
             "test_family": split.families.get(task.test_generator, "") if split else "",
+            "test_dataset": split.test_datasets.get(task.test_generator) if split else None,
             "seen_in_training": task.test_generator in (split.train_generators if split else []),
             "counts": split.counts(task.test_generator) if split and task.test_generator in split.tests else {},
             "metrics": {},

@@ -47,6 +47,7 @@ def load_dataset(
         str(dataset_source(protocol, registry)),
         protocol.layout,
         json.dumps(dict(protocol.dataset_params), sort_keys=True, default=str),
+        protocol.test_datasets,
     )
     if cache is not None and key in cache:
         return cache[key]

@@ -18,17 +18,25 @@ Splitting rules (no sample is ever on both sides):
   protocol sets ``allow_overlap = true``, which records the count in the split's notes and in each row's
   counts (``test_in_train``). The counts also give the number of distinct images per side and label
   (``train_real_distinct`` ...).
+
+A cross-dataset protocol (``datasets.test``) opens every dataset (:class:`CrossDatasetIndex`) and applies the
+rules to each on its own: the training dataset gives the training set (and, when it is also a test dataset,
+its test sets as above); every other dataset is a test set only: all its generators, each with that
+dataset's own reals (its shared pool), from its ``test`` (else ``val``) split when it has splits, else all of
+it. Their test generators are named ``<dataset>/<generator>``. A leave-one-out protocol becomes one protocol
+per fold (:func:`expand_protocol`) before any of this runs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dfzoo.data.sample import FAKE, REAL, REAL_POOL, DatasetIndex, Sample
 
@@ -38,25 +46,89 @@ if TYPE_CHECKING:
     from dfzoo.registry import Registry
 
 TRAIN_FRACTION = 0.8
+CROSS_SEPARATOR = "/"  # test generators of a cross-dataset protocol's other datasets: "<dataset>/<generator>"
+LOO_PREFIX = "loo-"  # fold g of leave-one-out protocol p is protocol "p/loo-g"
 
 
-def dataset_source(protocol: Protocol, registry: Registry) -> str | Path:
-    """A registered self-locating dataset name as is; otherwise a path (relative to the protocol file)."""
-    if protocol.dataset in registry.names("dataset") and not registry.dataset(protocol.dataset).needs_root:
-        return protocol.dataset
-    path = Path(protocol.dataset).expanduser()
+def dataset_source(protocol: Protocol, registry: Registry, dataset: str | None = None) -> str | Path:
+    """A registered self-locating dataset name as is; otherwise a path (``$VARS`` expanded, relative to the
+    protocol file). ``dataset`` defaults to the protocol's (training) dataset."""
+    text = protocol.dataset if dataset is None else dataset
+    if text in registry.names("dataset") and not registry.dataset(text).needs_root:
+        return text
+    expanded = os.path.expandvars(text)
+    unset = re.findall(r"\$\{?(\w+)", expanded)
+    if unset:
+        raise ProtocolError(
+            f"{protocol.name}: dataset {text!r} names environment variable(s) that are not set: {', '.join(unset)}"
+        )
+    path = Path(expanded).expanduser()
     if not path.is_absolute() and protocol.base_dir:
         path = Path(protocol.base_dir) / path
     return path
 
 
+@dataclass
+class CrossDatasetIndex(DatasetIndex):
+    """The datasets of a cross-dataset protocol side by side: ``parts`` are ``(label, index)``, the training
+    dataset first; ``train_tested`` says whether the training dataset is also a test dataset. ``samples`` is
+    every part's samples; the split rules read the parts."""
+
+    parts: list[tuple[str, DatasetIndex]] = field(default_factory=list)
+    train_tested: bool = False
+
+    def fingerprint(self) -> str:
+        """A hash of the parts' own fingerprints (each stable across machines) and of their roles."""
+        digest = hashlib.sha256(f"train_tested={self.train_tested}\n".encode())
+        for label, part in self.parts:
+            digest.update(f"{label}\t{part.fingerprint()}\n".encode())
+        return digest.hexdigest()[:16]
+
+
 def open_protocol_dataset(protocol: Protocol, registry: Registry) -> DatasetIndex:
-    """Load the protocol's dataset through the layouts module (or straight from a registered spec)."""
-    source = dataset_source(protocol, registry)
-    if isinstance(source, Path) and not source.exists() and not any(sep in protocol.dataset for sep in "/\\."):
+    """Load the protocol's dataset through the layouts module (or straight from a registered spec); a
+    cross-dataset protocol's datasets as one :class:`CrossDatasetIndex`."""
+    train = _open_one(protocol, registry, protocol.dataset, protocol.layout, protocol.dataset_params)
+    if not protocol.test_datasets:
+        return train
+    train_source = str(dataset_source(protocol, registry))
+    parts: list[tuple[str, DatasetIndex]] = [(train.name, train)]
+    tested = False
+    for text in protocol.test_datasets:
+        if str(dataset_source(protocol, registry, text)) == train_source:
+            tested = True
+            continue
+        index = _open_one(protocol, registry, text, None, {})
+        label = index.name
+        taken = {name for name, _ in parts}
+        for number in range(2, len(parts) + 2):
+            if label not in taken:
+                break
+            label = f"{index.name}-{number}"
+        parts.append((label, index))
+    return CrossDatasetIndex(
+        name="+".join(label for label, _ in parts),
+        layout="cross-dataset",
+        root=None,
+        samples=[s for _, part in parts for s in part.samples],
+        skipped=[item for _, part in parts for item in part.skipped],
+        metadata={
+            "datasets": [{"label": label, "name": part.name, "layout": part.layout} for label, part in parts],
+            "train_tested": tested,
+        },
+        parts=parts,
+        train_tested=tested,
+    )
+
+
+def _open_one(
+    protocol: Protocol, registry: Registry, text: str, layout: str | None, params: Mapping[str, Any]
+) -> DatasetIndex:
+    source = dataset_source(protocol, registry, text)
+    if isinstance(source, Path) and not source.exists() and not any(sep in text for sep in "/\\.$"):
         named = [n for n in registry.names("dataset") if not registry.dataset(n).needs_root]
         raise ProtocolError(
-            f"{protocol.name}: dataset {protocol.dataset!r} is neither an installed named dataset "
+            f"{protocol.name}: dataset {text!r} is neither an installed named dataset "
             f"({', '.join(named) or 'none installed'}) nor an existing path"
         )
     try:
@@ -64,12 +136,51 @@ def open_protocol_dataset(protocol: Protocol, registry: Registry) -> DatasetInde
     except ImportError:  # layouts not installed: only registered names or an explicit layout can load
         pass
     else:
-        return open_dataset(source, layout=protocol.layout, registry=registry, **dict(protocol.dataset_params))
+        return open_dataset(source, layout=layout, registry=registry, **dict(params))
     if isinstance(source, str):
-        return registry.dataset(source).load(None, **dict(protocol.dataset_params))
-    if protocol.layout:
-        return registry.dataset(protocol.layout).load(source, **dict(protocol.dataset_params))
+        return registry.dataset(source).load(None, **dict(params))
+    if layout:
+        return registry.dataset(layout).load(source, **dict(params))
     raise ProtocolError(f"{protocol.name}: cannot open {source}: give a layout (dfzoo.data.layouts is missing)")
+
+
+def expand_protocol(protocol: Protocol, dataset: DatasetIndex) -> list[Protocol]:
+    """The protocols that run: a leave-one-out protocol's folds, else the protocol itself.
+
+    Fold ``g`` (one per generator of ``train_generators`` in the training dataset) trains on the others and
+    tests on ``g`` (and on the others too with ``test_seen``); it is named ``<name>/loo-<g>`` and carries
+    ``protocol_group`` and ``held_out``. Test datasets of a cross-dataset protocol are tested in every fold.
+    """
+    if not protocol.leave_one_out:
+        return [protocol]
+    train_part = dataset.parts[0][1] if isinstance(dataset, CrossDatasetIndex) else dataset
+    if isinstance(dataset, CrossDatasetIndex) and not dataset.train_tested:
+        raise ProtocolError(
+            f"{protocol.name}: leave_one_out tests the held-out generators of the training dataset: "
+            f"list {protocol.dataset!r} in datasets.test too"
+        )
+    if protocol.test_generators != ALL:
+        raise ProtocolError(f"{protocol.name}: a leave_one_out protocol sets its folds' test generators itself")
+    pool = _choose(protocol.train_generators, train_part.generators(), "train_generators", train_part)
+    if len(pool) < 2:
+        raise ProtocolError(
+            f"{protocol.name}: leave_one_out needs at least two generators to rotate over, got {pool or 'none'}"
+        )
+    folds = []
+    for held in pool:
+        seen = tuple(g for g in pool if g != held)
+        folds.append(
+            protocol.replace(
+                name=f"{protocol.name}/{LOO_PREFIX}{held}",
+                train_generators=seen,
+                test_generators=(held, *seen) if protocol.test_seen else (held,),
+                leave_one_out=False,
+                test_seen=False,
+                protocol_group=protocol.name,
+                held_out=held,
+            )
+        )
+    return folds
 
 
 @dataclass
@@ -88,6 +199,7 @@ class Split:
     notes: list[str] = field(default_factory=list)
     distinct: dict[str, dict[int, int]] = field(default_factory=dict)
     overlap: dict[str, int] = field(default_factory=dict)
+    test_datasets: dict[str, str] = field(default_factory=dict)  # test generator -> the dataset it comes from
 
     def counts(self, generator: str | None = None) -> dict[str, int]:
         """Real/fake counts of the training set and (given a generator) of its test set: images used, distinct
@@ -122,15 +234,56 @@ def _unit_hash(seed: int, text: str) -> float:
 
 def split_dataset(protocol: Protocol, dataset: DatasetIndex) -> Split:
     """Apply the splitting rules of the module docstring to ``dataset``; raises on unknown generators."""
+    if isinstance(dataset, CrossDatasetIndex):
+        split = _split_cross(protocol, dataset)
+    else:
+        split = _split_one(protocol, dataset, protocol.train_generators, protocol.test_generators)
+        split.test_datasets = dict.fromkeys(split.tests, dataset.name)
+    _check_overlap(split, protocol)
+    return split
+
+
+def _split_cross(protocol: Protocol, dataset: CrossDatasetIndex) -> Split:
+    """The training dataset split as usual (tested only when listed in ``datasets.test``), then each other
+    dataset's generators as test sets of their own, named ``<label>/<generator>``."""
+    (train_label, train_part), *others = dataset.parts
+    if not dataset.train_tested and protocol.test_generators != ALL:
+        raise ProtocolError(
+            f"{protocol.name}: test_generators picks among the training dataset's generators, but "
+            f"datasets.test does not list the training dataset {protocol.dataset!r}"
+        )
+    split = _split_one(protocol, train_part, protocol.train_generators, protocol.test_generators, dataset.train_tested)
+    split.test_datasets = dict.fromkeys(split.tests, train_label)
+    for label, part in others:
+        tested = _split_one(protocol, part, (), ALL)
+        for generator in tested.test_generators:
+            key = f"{label}{CROSS_SEPARATOR}{generator}"
+            split.tests[key] = tested.tests[generator]
+            split.test_generators.append(key)
+            split.test_datasets[key] = label
+            split.families[key] = tested.families.get(generator, "")
+        split.notes.extend(f"{label}: {note}" for note in tested.notes)
+    return split
+
+
+def _split_one(
+    protocol: Protocol,
+    dataset: DatasetIndex,
+    train_wanted: tuple[str, ...] | str,
+    test_wanted: tuple[str, ...] | str,
+    tested: bool = True,
+) -> Split:
+    """The rules on one dataset. ``train_wanted = ()``: a test-only dataset (nothing of it, not even its
+    shared reals, goes to training); ``tested=False``: a training-only dataset (everything to training)."""
     available = dataset.generators()
-    train_gens = _choose(protocol.train_generators, available, "train_generators", dataset)
-    explicit_test = protocol.test_generators != ALL
-    test_gens = _choose(protocol.test_generators, available, "test_generators", dataset)
+    train_gens = _choose(train_wanted, available, "train_generators", dataset) if train_wanted else []
+    explicit_test = test_wanted != ALL
+    test_gens = _choose(test_wanted, available, "test_generators", dataset) if tested else []
     splits = {s.split for s in dataset.samples if s.split}
     test_split = "test" if "test" in splits else "val"
-    if splits and "train" not in splits:
+    if splits and train_gens and "train" not in splits:
         raise ProtocolError(f"{protocol.name}: dataset {dataset.name!r} has splits {sorted(splits)} but no 'train'")
-    if splits and test_split not in splits:
+    if splits and test_gens and test_split not in splits:
         raise ProtocolError(
             f"{protocol.name}: dataset {dataset.name!r} has splits {sorted(splits)} but neither 'test' nor 'val'"
         )
@@ -141,7 +294,7 @@ def split_dataset(protocol: Protocol, dataset: DatasetIndex) -> Split:
             by_group.setdefault(sample.generator, []).append((_relative(sample, dataset.root, position), sample))
     own_reals = {g for g, items in by_group.items() if g != REAL_POOL and any(s.label == REAL for _, s in items)}
     shared_on_test = any(g not in own_reals for g in test_gens)
-    used_train = set(train_gens) | {REAL_POOL}
+    used_train = set(train_gens) | ({REAL_POOL} if train_gens else set())
     used_test = set(test_gens) | ({REAL_POOL} if shared_on_test else set())
     train_side: dict[str, list[tuple[str, Sample]]] = {}
     test_side: dict[str, list[tuple[str, Sample]]] = {}
@@ -179,13 +332,11 @@ def split_dataset(protocol: Protocol, dataset: DatasetIndex) -> Split:
         if not reals:
             notes.append(f"test generator {generator!r} has no reals in its test set (AUC undefined)")
         tests[generator] = fakes + reals
-    if not train and not splits:
+    if train_gens and not train and not splits:
         notes.append("the training set is empty")
     # a generator's family comes from its fakes (its own reals say "real"); none known stays "" (unknown)
     families = {s.generator: s.family for s in dataset.samples if s.family and s.label == FAKE} | dict(dataset.families)
-    split = Split(train, tests, list(train_gens), list(tests), families, notes)
-    _check_overlap(split, protocol)
-    return split
+    return Split(train, tests, list(train_gens), list(tests), families, notes)
 
 
 def _check_overlap(split: Split, protocol: Protocol) -> None:
@@ -241,4 +392,14 @@ def _capped(groups: Mapping[str, list[tuple[str, Sample]]], protocol: Protocol) 
     return out
 
 
-__all__ = ["TRAIN_FRACTION", "Split", "dataset_source", "open_protocol_dataset", "split_dataset"]
+__all__ = [
+    "CROSS_SEPARATOR",
+    "LOO_PREFIX",
+    "TRAIN_FRACTION",
+    "CrossDatasetIndex",
+    "Split",
+    "dataset_source",
+    "expand_protocol",
+    "open_protocol_dataset",
+    "split_dataset",
+]

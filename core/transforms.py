@@ -19,7 +19,8 @@ from PIL import Image, ImageEnhance, ImageFilter
 if TYPE_CHECKING:
     from .registry import Registry
 
-RESIZE, CENTER_CROP = "resize", "center_crop"
+RESIZE, CENTER_CROP, SHORTEST_SIDE = "resize", "center_crop", "shortest_side"
+PREPROCESS_MODES = (RESIZE, CENTER_CROP, SHORTEST_SIDE)
 
 
 @dataclass(frozen=True)
@@ -34,17 +35,24 @@ class Normalisation:
 
 @dataclass(frozen=True)
 class PreprocessPolicy:
-    """How a benchmark brings images to the model: ``resize`` or ``center_crop`` to ``size``.
+    """How a benchmark brings images to the model's ``size`` x ``size`` input.
 
-    ``size=None`` uses the model's own input size. Centre crop pads (reflect) images smaller than the crop.
+    - ``resize``: straight to ``size`` x ``size`` (stretches images that are not square);
+    - ``center_crop``: the central ``size`` x ``size`` pixels, no resampling (reflect-pads smaller images);
+    - ``shortest_side``: CLIP's preprocessing: resize (keeping the aspect ratio) so the shorter side is
+      ``size``, then take the central ``size`` x ``size``. Every image is resampled by a factor that depends
+      only on its shorter side and nothing is stretched, so a set mixing sizes and shapes carries no
+      shape shortcut (a 2:1 image and a 1:1 image both come out square and undistorted).
+
+    ``size=None`` uses the model's own input size.
     """
 
     mode: str = RESIZE
     size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in (RESIZE, CENTER_CROP):
-            raise ValueError(f"preprocess mode must be {RESIZE!r} or {CENTER_CROP!r}, got {self.mode!r}")
+        if self.mode not in PREPROCESS_MODES:
+            raise ValueError(f"preprocess mode must be one of {', '.join(PREPROCESS_MODES)}; got {self.mode!r}")
 
     @property
     def key(self) -> str:
@@ -53,12 +61,14 @@ class PreprocessPolicy:
     def geometry(
         self, image: Image.Image, default_size: int | None = None, interpolation: str = "bicubic"
     ) -> Image.Image:
-        """The policy's resize or centre crop to ``size`` (or ``default_size``); unchanged without either."""
+        """The policy's geometry to ``size`` (or ``default_size``); unchanged without either."""
         size = self.size or default_size
         if not size:
             return image
         if self.mode == RESIZE:
             return image.resize((size, size), _RESAMPLE[interpolation]) if image.size != (size, size) else image
+        if self.mode == SHORTEST_SIDE:
+            image = shortest_side(image, size, interpolation)
         return center_crop(image, size)
 
     def apply(self, image: Image.Image, normalisation: Normalisation) -> np.ndarray:
@@ -80,6 +90,16 @@ _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "lanczos": Image.Resampling.LANCZOS,
 }
+
+
+def shortest_side(image: Image.Image, size: int, interpolation: str = "bicubic") -> Image.Image:
+    """Resize so the shorter side is ``size``, keeping the aspect ratio (the longer side is rounded)."""
+    width, height = image.size
+    if min(width, height) == size:
+        return image
+    scale = size / min(width, height)
+    target = (max(size, round(width * scale)), max(size, round(height * scale)))
+    return image.resize(target, _RESAMPLE[interpolation])
 
 
 def center_crop(image: Image.Image, size: int) -> Image.Image:

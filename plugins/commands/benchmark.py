@@ -45,7 +45,7 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="detector parameter applied to every chosen detector (repeatable)",
     )
-    quick.add_argument("--preprocess", choices=["resize", "center_crop"], help="preprocessing policy")
+    quick.add_argument("--preprocess", choices=["resize", "center_crop", "shortest_side"], help="preprocessing policy")
     quick.add_argument("--size", type=int, help="input size for the preprocessing policy (default: the model's)")
     quick.add_argument("--seed", type=int, help="seed for splits, bootstrap and training")
     quick.add_argument("--cap", type=int, metavar="N", help="at most N samples per generator and label")
