@@ -2,6 +2,7 @@
 
 The cache is keyed by backbone, weights identity, preprocessing policy, perturbation and image content
 (sha256 of the file), so every detector and every run that needs the same features computes them once.
+Batching and the cache itself are the shared engine of :mod:`dfzoo.batching` and :mod:`dfzoo.cache`.
 """
 
 from __future__ import annotations
@@ -9,19 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .data.decode import ImageDecodeError
-from .data.sample import Sample, content_id
-from .paths import features_dir
+from .batching import Batch as Batch  # re-exported: batching and the cache engine lived here before
+from .batching import iter_batches as iter_batches
+from .cache import FeatureCache as FeatureCache
+from .cache import Features as Features
+from .cache import compute_cached
+from .cache import content_ids as content_ids
+from .data.sample import Sample
 from .transforms import Normalisation, PreprocessPolicy
 
 if TYPE_CHECKING:
@@ -98,10 +100,10 @@ class TorchBackbone(Backbone):
     ) -> None:
         import torch
 
-        from .device import pick_device
+        from .device import pick_device, place_module
 
         self.device = pick_device(device)
-        self.module = module.eval().to(self.device)
+        self.module, self.channels_last = place_module(module.eval(), self.device)  # channels-last: CUDA convnets
         for parameter in self.module.parameters():
             parameter.requires_grad_(False)
         identity = weights_identity or f"random-init:{module_digest(self.module)}"
@@ -109,20 +111,21 @@ class TorchBackbone(Backbone):
         self._torch = torch
 
     def vector_settings(self) -> dict[str, Any]:
-        precision = "float16-autocast" if self.device.type == "cuda" else "float32"  # see embed()
-        return {**super().vector_settings(), "precision": precision}
+        from .device import precision
+
+        layout = {"memory_format": "channels_last"} if self.channels_last else {}
+        return {**super().vector_settings(), "precision": precision(self.device), **layout}  # see embed()
 
     def forward(self, batch: Any) -> Any:
         """Tensor in, tensor out (for detectors that fine-tune on top or need gradients)."""
         return self.module(batch)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        from .device import autocast
+        from .device import autocast, to_device
 
         torch = self._torch
         with torch.inference_mode(), autocast(self.device):
-            tensor = torch.from_numpy(batch).to(self.device, non_blocking=True)
-            out = self.module(tensor)
+            out = self.module(to_device(batch, self.device, self.channels_last))
         return out.float().flatten(1).cpu().numpy()
 
     def with_layers(self, selection: LayerSelection) -> Backbone:
@@ -170,125 +173,10 @@ def load_backbone(
     return backbone if selection is None else backbone.with_layers(selection)
 
 
-# -- batching --------------------------------------------------------------------------------------------
+# -- features through the cache engine -------------------------------------------------------------------
 def prepare_image(sample: Sample, policy: PreprocessPolicy, normalisation: Normalisation) -> np.ndarray:
     """Decode (with the sample view's perturbation) and preprocess one sample to a normalised CHW array."""
     return policy.apply(sample.load(), normalisation)
-
-
-@dataclass
-class Batch:
-    indices: list[int]  # positions in the input sequence of the rows of ``array``
-    array: np.ndarray  # [len(indices), 3, S, S]
-    errors: dict[int, str] = field(default_factory=dict)  # position -> reason, for undecodable samples
-
-
-def iter_batches(
-    samples: Sequence[Sample],
-    prepare: Callable[[Sample], np.ndarray],
-    batch_size: int,
-    positions: Sequence[int] | None = None,
-    workers: int = 2,
-) -> Iterator[Batch]:
-    """Prepare batches on a thread pool, one batch ahead of the consumer (decoding overlaps compute)."""
-    positions = list(range(len(samples))) if positions is None else list(positions)
-    chunks = [positions[i : i + batch_size] for i in range(0, len(positions), batch_size)]
-
-    def build(chunk: list[int]) -> Batch:
-        arrays, kept, errors = [], [], {}
-        for position in chunk:
-            try:
-                arrays.append(prepare(samples[position]))
-                kept.append(position)
-            except ImageDecodeError as error:
-                errors[position] = error.reason
-        array = np.stack(arrays) if arrays else np.empty((0,), dtype=np.float32)
-        return Batch(kept, array, errors)
-
-    if not chunks:
-        return
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        pending = pool.submit(build, chunks[0])
-        for chunk in chunks[1:]:
-            following = pool.submit(build, chunk)
-            yield pending.result()
-            pending = following
-        yield pending.result()
-
-
-# -- cache -----------------------------------------------------------------------------------------------
-class FeatureCache:
-    """content id -> feature vector, in one SQLite file per (backbone, weights, preprocessing, perturbation).
-
-    SQLite gives atomic commits (an interrupted run keeps every finished batch) and safe concurrent readers.
-    """
-
-    def __init__(self, key: str, root: Path | None = None) -> None:
-        self.key = key
-        self.path = (root or features_dir()) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        self._db.execute("CREATE TABLE IF NOT EXISTS features (content TEXT PRIMARY KEY, vector BLOB)")
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('key', ?)", (key,))
-        self._db.commit()
-
-    def get_many(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        unique = list(dict.fromkeys(ids))
-        with self._lock:
-            for start in range(0, len(unique), 500):
-                chunk = unique[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for content, blob in self._db.execute(
-                    f"SELECT content, vector FROM features WHERE content IN ({marks})", chunk
-                ):
-                    found[content] = np.frombuffer(blob, dtype=np.float32)
-        return found
-
-    def put_many(self, items: dict[str, np.ndarray]) -> None:
-        with self._lock:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO features VALUES (?, ?)",
-                [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()],
-            )
-            self._db.commit()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM features").fetchone()[0]
-
-    def close(self) -> None:
-        self._db.close()
-
-
-@dataclass
-class Features:
-    """Features for a sequence of samples; rows of undecodable samples are NaN and listed in ``errors``."""
-
-    vectors: np.ndarray
-    errors: dict[int, str]
-    cached: int = 0
-
-    @property
-    def ok(self) -> np.ndarray:
-        mask = np.ones(len(self.vectors), dtype=bool)
-        mask[list(self.errors)] = False
-        return mask
-
-
-def content_ids(samples: Sequence[Sample], errors: dict[int, str]) -> list[str | None]:
-    """Each sample's content id (the cache key); ``None`` for unreadable files, whose reason goes to ``errors``."""
-    ids: list[str | None] = []
-    for position, sample in enumerate(samples):
-        try:
-            ids.append(content_id(sample))
-        except OSError as error:
-            ids.append(None)
-            errors[position] = f"unreadable ({error.strerror or error})"
-    return ids
 
 
 def cache_key(backbone: Backbone, policy: PreprocessPolicy) -> str:
@@ -312,46 +200,18 @@ def extract_features(
     """Features of ``samples`` through ``backbone``: cached ones are read, the rest computed and stored.
 
     Each sample's view (the harness's perturbation) is applied by :meth:`Sample.load` and is part of its
-    content id, so one cache file per (backbone, preprocessing) serves every perturbation.
+    content id, so one cache file per (backbone, preprocessing) serves every perturbation. The work runs in
+    :func:`dfzoo.cache.compute_cached`, the engine the reconstruction detectors share.
     """
-    from tqdm.auto import tqdm
-
-    vectors = np.full((len(samples), backbone.feature_dim), np.nan, dtype=np.float32)
-    errors: dict[int, str] = {}
-    store: FeatureCache | None
-    if isinstance(cache, FeatureCache):
-        store = cache
-    else:
-        store = FeatureCache(cache_key(backbone, policy)) if cache else None
-    ids = content_ids(samples, errors)
-    found = store.get_many([i for i in ids if i is not None]) if store is not None else {}
-    todo = []
-    for position, cid in enumerate(ids):
-        if cid is not None and cid in found:
-            vectors[position] = found[cid]
-        elif cid is not None:
-            todo.append(position)
-    cached = len(samples) - len(todo) - len(errors)
-
-    def prepare(sample: Sample) -> np.ndarray:
-        return prepare_image(sample, policy, backbone.normalisation)
-
-    bar = tqdm(
-        total=len(todo),
+    return compute_cached(
+        samples,
+        key=cache_key(backbone, policy),
+        dim=backbone.feature_dim,
+        prepare=partial(prepare_image, policy=policy, normalisation=backbone.normalisation),
+        compute=backbone.embed,
+        batch_size=batch_size,
+        cache=cache,
+        device=getattr(backbone, "device", None),
+        progress=progress,
         desc=desc or f"features {backbone.name}",
-        unit="img",
-        disable=not progress or not todo,
-        leave=False,
     )
-    for batch in iter_batches(samples, prepare, batch_size, todo):
-        errors.update(batch.errors)
-        if batch.indices:
-            out = backbone.embed(batch.array)
-            vectors[batch.indices] = out
-            if store is not None:
-                store.put_many({ids[p]: out[row] for row, p in enumerate(batch.indices)})  # type: ignore[misc]
-        bar.update(len(batch.indices) + len(batch.errors))
-    bar.close()
-    if store is not None and not isinstance(cache, FeatureCache):
-        store.close()
-    return Features(vectors, errors, cached)

@@ -3,8 +3,9 @@
 * diffusers models by weights name, local folder or Hugging Face repo id, resolved offline-first through
   :func:`dfzoo.weights.resolve` so every model has a weights identity;
 * the DDIM scheduler that travels with a diffusion UNet (or a recorded default when none does);
-* images brought to a size the model accepts, grouped by shape into batches;
-* a per-sample vector cache (the shared :class:`~dfzoo.features.FeatureCache`) around any batch computation.
+* images brought to a size the model accepts;
+* per-sample results cached through the shared engine, :func:`dfzoo.cache.compute_cached` (which also
+  batches images of one native size together).
 
 Private to the built-in plugins (the leading underscore keeps it out of the plugin registry).
 """
@@ -14,8 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -24,9 +24,7 @@ from typing import Any, Literal, overload
 import numpy as np
 from PIL import Image
 
-from dfzoo.data.decode import ImageDecodeError
 from dfzoo.data.sample import Sample
-from dfzoo.features import Batch, FeatureCache, Features, content_ids
 from dfzoo.spec import WeightsSpec
 from dfzoo.transforms import Normalisation, PreprocessPolicy
 from dfzoo.weights import ResolvedWeights, WeightsNotFound, resolve
@@ -332,129 +330,3 @@ def to_minus_one_one(image: Image.Image) -> np.ndarray:
 def quantise(tensor: Any) -> Any:
     """A [-1, 1] tensor clamped and rounded to the 8-bit grid: a reconstruction as it would be saved."""
     return ((tensor.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
-
-
-def iter_shape_batches(
-    samples: Sequence[Sample],
-    prepare: Callable[[Sample], np.ndarray],
-    batch_size: int,
-    positions: Sequence[int] | None = None,
-    workers: int = 2,
-) -> Iterator[Batch]:
-    """Batches of same-shape images (native sizes differ), decoded on a thread pool one window ahead.
-
-    Undecodable samples are reported in ``Batch.errors`` (possibly on a batch with no rows).
-    """
-    positions = list(range(len(samples))) if positions is None else list(positions)
-    window = max(1, batch_size) * 4
-    windows = [positions[i : i + window] for i in range(0, len(positions), window)]
-    if not windows:
-        return
-
-    def decode(position: int) -> tuple[int, np.ndarray | None, str]:
-        try:
-            return position, prepare(samples[position]), ""
-        except ImageDecodeError as error:
-            return position, None, error.reason
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-
-        def submit(chunk: list[int]) -> list[Future]:
-            return [pool.submit(decode, p) for p in chunk]
-
-        pending = submit(windows[0])
-        for index in range(len(windows)):
-            following = submit(windows[index + 1]) if index + 1 < len(windows) else []
-            groups: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
-            errors: dict[int, str] = {}
-            for future in pending:
-                position, array, reason = future.result()
-                if array is None:
-                    errors[position] = reason
-                else:
-                    groups.setdefault(array.shape, []).append((position, array))
-            batches = [rows[i : i + batch_size] for rows in groups.values() for i in range(0, len(rows), batch_size)]
-            if not batches:
-                yield Batch([], np.empty((0,), dtype=np.float32), errors)
-            for number, rows in enumerate(batches):
-                yield Batch([p for p, _ in rows], np.stack([a for _, a in rows]), errors if number == 0 else {})
-            pending = following
-
-
-# -- cached per-sample computation -----------------------------------------------------------------------
-def compute_cached(
-    samples: Sequence[Sample],
-    *,
-    key: str,
-    dim: int,
-    dtype: Any = np.float32,
-    prepare: Callable[[Sample], np.ndarray],
-    compute: Callable[[np.ndarray], np.ndarray],
-    batch_size: int,
-    cache: bool,
-    progress: bool = False,
-    desc: str = "",
-) -> Features:
-    """``compute(batch) -> [B, dim]`` for every sample, reading and filling the shared feature cache.
-
-    ``dtype`` is how rows are kept and stored: ``np.uint8`` rows (integers in [0, 255]) are returned as a
-    uint8 array and go into the cache as their raw bytes (4 per float32 slot, so ``dim`` must be a multiple
-    of 4), coming back bit-identical. The cache is keyed by ``key`` and the image content only: nothing about
-    a sample's label or file format can reach the stored encoding.
-    """
-    from tqdm.auto import tqdm
-
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.uint8)):
-        raise ValueError(f"unsupported cache dtype {dtype}")
-    if dtype == np.uint8 and dim % 4:
-        raise ValueError(f"uint8 rows are cached 4 bytes per slot; dim {dim} is not a multiple of 4")
-    out = (
-        np.zeros((len(samples), dim), dtype=dtype)
-        if dtype == np.uint8
-        else np.full((len(samples), dim), np.nan, dtype=np.float32)
-    )
-    errors: dict[int, str] = {}
-    ids = content_ids(samples, errors)
-    store = FeatureCache(f"{key}|store={dtype.name}") if cache else None
-    try:
-        found = store.get_many([i for i in ids if i is not None]) if store is not None else {}
-        todo = []
-        for position, cid in enumerate(ids):
-            if cid is not None and cid in found:
-                out[position] = _decode_row(found[cid], dtype)
-            elif cid is not None:
-                todo.append(position)
-        cached = len(samples) - len(todo) - len(errors)
-        bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not progress or not todo, leave=False)
-        for batch in iter_shape_batches(samples, prepare, batch_size, todo):
-            errors.update(batch.errors)
-            if batch.indices:
-                rows = np.asarray(compute(batch.array))
-                if rows.shape != (len(batch.indices), dim):
-                    raise ValueError(f"computation returned {rows.shape}, expected {(len(batch.indices), dim)}")
-                encoded = [_encode_row(row, dtype) for row in rows]
-                out[batch.indices] = [_decode_row(e, dtype) for e in encoded]
-                if store is not None:
-                    store.put_many({ids[p]: e for p, e in zip(batch.indices, encoded, strict=True)})  # type: ignore[misc]
-            bar.update(len(batch.indices) + len(batch.errors))
-        bar.close()
-    finally:
-        if store is not None:
-            store.close()
-    return Features(out, errors, cached)
-
-
-def _encode_row(row: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if dtype == np.uint8:
-        values = np.asarray(row)
-        if values.min() < 0 or values.max() > 255 or not np.array_equal(values, np.round(values)):
-            raise ValueError("a uint8-stored row must hold integers in [0, 255]")
-        return np.ascontiguousarray(values.astype(np.uint8)).view(np.float32)
-    return np.asarray(row, dtype=np.float32)
-
-
-def _decode_row(stored: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if dtype == np.uint8:
-        return np.ascontiguousarray(stored).view(np.uint8)
-    return stored

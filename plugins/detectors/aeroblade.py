@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 
 from dfzoo import DetectorSpec, Param, hookimpl
+from dfzoo.cache import compute_cached
 from dfzoo.data.sample import Sample
 from dfzoo.detector import Detector, RunContext
 from dfzoo.weights import ResolvedWeights, WeightsNotFound, resolve
 
 from ._reconstruction import (
     RandomModel,
-    compute_cached,
     hub_diffusers_weights,
     model_folder,
     prepare_for_model,
@@ -428,7 +428,7 @@ class Aeroblade(Detector):
 
     def distances(self, samples: Sequence[Sample]) -> np.ndarray:
         """[N, len(vaes)] reconstruction distances (NaN rows for undecodable images)."""
-        _, autoencoders, _ = self._build()
+        device, autoencoders, _ = self._build()
         factor = math.lcm(*(a.factor for a in autoencoders))
         context = self.context
         prepare = partial(prepare_for_model, policy=context.preprocess, factor=factor, size=None)
@@ -440,6 +440,7 @@ class Aeroblade(Detector):
             compute=self._distances_batch,
             batch_size=int(context.batch_size or self.params["batch_size"]),
             cache=context.cache,
+            device=device,
             progress=context.progress,
             desc="aeroblade",
         )

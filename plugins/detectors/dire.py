@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from dfzoo import DetectorSpec, hookimpl
+from dfzoo.cache import compute_cached
 from dfzoo.data.decode import ImageDecodeError
 from dfzoo.data.sample import Sample
 from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, Augment, SingleModelDetector
 
-from ._reconstruction import compute_cached, prepare_for_model
+from ._reconstruction import prepare_for_model
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,7 @@ class Dire(SingleModelDetector):
             compute=partial(engine.dire, steps=int(self.params["steps"])),
             batch_size=int(self.params["dire_batch_size"]),
             cache=context.cache,
+            device=engine.device,
             progress=context.progress,
             desc="dire maps",
         )
