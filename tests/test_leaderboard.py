@@ -13,11 +13,11 @@ from dfzoo.benchmark.harness import run_benchmark
 from dfzoo.benchmark.leaderboard import flatten_extra, render_leaderboard, summary_table
 from dfzoo.benchmark.store import ResultStore
 from dfzoo.registry import Registry
-from tests.test_harness import TINY_GENERATORS, bench_registry, tiny_data, tiny_protocol  # noqa: F401 (fixtures)
+from tests.kit import TINY_GENERATORS, tiny_protocol
 
 
 @pytest.fixture
-def filled_store(bench_registry: Registry, tiny_data: Path, tmp_path: Path) -> Path:  # noqa: F811
+def filled_store(bench_registry: Registry, tiny_data: Path, tmp_path: Path) -> Path:
     store = tmp_path / "store"
     detectors = [{"name": "hf_energy"}, {"name": "hf_energy", "params": {"fail": "fit"}}, {"name": "needs_weights"}]
     run_benchmark(
@@ -64,12 +64,18 @@ def test_markdown_csv_json_and_plots(filled_store: Path, tmp_path: Path) -> None
     # extra metrics are rendered generically: flattened keys and the confusion matrix as a table
     assert "per_family.gan" in markdown and "**confusion** on gan_a" in markdown
     pngs = [p for p in written if p.suffix == ".png"]
-    assert {p.name for p in pngs} == {"tiny-auc.png", "tiny-roc.png", "tiny-b-auc.png", "tiny-b-roc.png"}
+    assert {p.name for p in pngs} == {
+        *(f"tiny-{kind}.png" for kind in ("auc", "roc", "roc-log", "robustness")),
+        *(f"tiny-b-{kind}.png" for kind in ("auc", "roc", "roc-log")),  # tiny-b has no perturbation to sweep
+    }
     for png in pngs:
         assert png.stat().st_size > 5000
         with Image.open(png) as image:
             assert image.width > 300 and image.height > 200
-        assert f"plots/{png.name}" in markdown
+        assert png.with_suffix(".svg") in written and png.with_suffix(".pdf") in written  # for papers
+    for name in ("tiny-auc.png", "tiny-roc.png", "tiny-b-auc.png"):
+        assert f"plots/{name}" in markdown
+    assert out / "report.html" in written and out / "scores.parquet" in written
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     stored = ResultStore(filled_store).rows()
@@ -94,8 +100,8 @@ def test_markdown_csv_json_and_plots(filled_store: Path, tmp_path: Path) -> None
 
 def test_latest_row_wins_and_summary_table(
     filled_store: Path,
-    bench_registry: Registry,  # noqa: F811
-    tiny_data: Path,  # noqa: F811
+    bench_registry: Registry,
+    tiny_data: Path,
     tmp_path: Path,
 ) -> None:
     # a changed setting for the same protocol name recomputes its cells; the board shows only the newest
@@ -114,11 +120,13 @@ def test_latest_row_wins_and_summary_table(
     assert older[0]["protocol_hash"] != tiny_b[0]["protocol_hash"]
     assert "Older results not shown" in (tmp_path / "board" / "README.md").read_text()
     table = summary_table(filled_store)
-    assert "hf_energy[fail=fit]" in table and "6 error" in table and "tiny-b" in table
+    # detectors are named by what tells their configurations apart, not their whole parameter string
+    assert "hf_energy (fail=fit)" in table and 'hf_energy (fail="")' in table
+    assert "6 error" in table and "tiny-b" in table
 
 
-def test_unscored_images_are_listed(bench_registry: Registry, tmp_path: Path) -> None:  # noqa: F811
-    from tests.test_harness import write_tiny_dataset
+def test_unscored_images_are_listed(bench_registry: Registry, tmp_path: Path) -> None:
+    from tests.kit import write_tiny_dataset
 
     data = write_tiny_dataset(tmp_path / "tiny", corrupt=True)
     run_benchmark(
@@ -130,7 +138,7 @@ def test_unscored_images_are_listed(bench_registry: Registry, tmp_path: Path) ->
 
 
 def test_pipes_in_cells_do_not_break_tables() -> None:
-    from dfzoo.benchmark.leaderboard import _tabulate
+    from dfzoo.benchmark.text import tabulate as _tabulate
 
     table = _tabulate([["a", "log|F|"]], ["x", "y"])
     assert all(line.count("|") - line.count("\\|") == 3 for line in table.splitlines())

@@ -9,114 +9,21 @@ from __future__ import annotations
 import csv
 import json
 import math
-import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from dfzoo.benchmark import metrics
+from dfzoo.benchmark.board import ProtocolBoard, image_ids
 from dfzoo.benchmark.check import check_store
-from dfzoo.benchmark.leaderboard import (
-    DASH,
-    FIXED_NOTE,
-    MISSING_NOTE,
-    NOT_MEANINGFUL,
-    Cell,
-    ProtocolBoard,
-    _bold_separated,
-    current_configurations,
-    family_label,
-    image_ids,
-    render_leaderboard,
-    summary_table,
-)
+from dfzoo.benchmark.leaderboard import render_leaderboard, summary_table
+from dfzoo.benchmark.markdown import FIXED_NOTE, MISSING_NOTE
+from dfzoo.benchmark.selection import current_configurations, family_label
 from dfzoo.benchmark.store import ERROR, OK, ResultStore, latest_rows
-
-START = datetime(2026, 1, 1, tzinfo=UTC)
-N_REAL, N_FAKE = 40, 40
-
-
-class StoreWriter:
-    """Appends rows with sidecars to a store; each row finishes one second after the previous one."""
-
-    def __init__(self, root: Path) -> None:
-        self.store = ResultStore(root)
-        self.clock = 0
-        self.reals = np.random.default_rng(0).normal(0.0, 1.0, N_REAL)  # the shared reals, scored once
-
-    def scored(self, generator: str, separation: float, seed: int = 1) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """A test set as the harness builds it: the generator's fakes, then the shared reals."""
-        fakes = np.random.default_rng([seed, len(generator)]).normal(separation, 1.0, N_FAKE)
-        labels = np.r_[np.ones(N_FAKE, int), np.zeros(N_REAL, int)]
-        ids = [f"{generator}/{i}.png" for i in range(N_FAKE)] + [f"real/{i}.png" for i in range(N_REAL)]
-        return labels, np.r_[fakes, self.reals], ids
-
-    def row(
-        self,
-        label: str,
-        generator: str,
-        separation: float = 3.0,
-        *,
-        scores: np.ndarray | None = None,
-        labels: np.ndarray | None = None,
-        status: str = OK,
-        protocol: str = "p",
-        protocol_hash: str = "cfg1",
-        fingerprint: str = "fp1",
-        train: Sequence[str] = ("g_train",),
-        seen: bool = False,
-        family: str = "gan",
-        policy: str = metrics.DETECTOR_POLICY,
-        threshold: float = 0.5,
-        threshold_fpr: float | None = None,
-        perturbation: str = "none",
-        bootstrap: int = 200,
-        seed: int = 0,
-        with_ids: bool = True,
-        finished_at: str | None = None,
-    ) -> dict[str, Any]:
-        self.clock += 1
-        row_id = uuid.uuid4().hex[:16]
-        row: dict[str, Any] = {
-            "row_id": row_id,
-            "key": f"{protocol_hash}|{label}|{generator}|{perturbation}",
-            "status": status,
-            "protocol": protocol,
-            "protocol_hash": protocol_hash,
-            "label": label,
-            "detector": label.split("[")[0],
-            "params_hash": f"h-{label}",
-            "dataset": {"name": "d", "fingerprint": fingerprint},
-            "train_generators": list(train),
-            "test_generator": generator,
-            "test_family": family,
-            "seen_in_training": seen,
-            "test_perturbation": perturbation,
-            "threshold": threshold,
-            "threshold_policy": policy,
-            "threshold_fpr": threshold_fpr,
-            "bootstrap": bootstrap,
-            "seed": seed,
-            "finished_at": finished_at or (START + timedelta(seconds=self.clock)).isoformat(timespec="seconds"),
-            "metrics": {},
-        }
-        if status == OK:
-            test_labels, test_scores, ids = self.scored(generator, separation)
-            test_labels = test_labels if labels is None else labels
-            test_scores = test_scores if scores is None else scores
-            ids = ids if labels is None else [f"{generator}/x{i}" for i in range(len(test_labels))]
-            row["metrics"] = metrics.binary_metrics(
-                test_labels, test_scores, threshold, n_bootstrap=bootstrap, seed=seed
-            )
-            self.store.save_scores(row_id, test_labels, test_scores, ids=ids if with_ids else None)
-        else:
-            row["error"] = {"stage": "score", "type": "RuntimeError", "message": "boom"}
-        self.store.append(row)
-        return row
+from dfzoo.benchmark.text import DASH, NOT_MEANINGFUL, Cell, bold_separated
+from tests.store_kit import N_FAKE, N_REAL, START, StoreWriter
 
 
 def board_of(root: Path, name: str = "p") -> ProtocolBoard:
@@ -297,7 +204,7 @@ def test_accuracy_hidden_under_the_fixed_policy(tmp_path: Path) -> None:
 def test_bold_needs_separated_intervals() -> None:
     def column(*cells: Cell) -> list[list]:
         table = [["d", cell] for cell in cells]
-        _bold_separated(table)
+        bold_separated(table)
         return [row[1].bold for row in table]
 
     assert column(Cell(0.9, (0.85, 0.95), "0.9"), Cell(0.7, (0.6, 0.8), "0.7")) == [True, False]
@@ -394,7 +301,7 @@ def test_split_takes_a_generators_family_from_its_fakes() -> None:
 def test_check_recomputes_every_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from dfzoo.cli import main
     from dfzoo.registry import use_registry
-    from tests.test_harness import make_registry
+    from tests.kit import make_registry
 
     root = tmp_path / "store"
     writer = StoreWriter(root)
