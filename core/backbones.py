@@ -156,22 +156,29 @@ def open_clip_backbone(
         force_quick_gelu=quick_gelu,
         **create_kwargs,
     )
-    visual = model.visual
-    size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
-    normalisation = Normalisation(
-        size=size,
-        mean=tuple(visual.image_mean or open_clip.OPENAI_DATASET_MEAN),
-        std=tuple(visual.image_std or open_clip.OPENAI_DATASET_STD),
-    )
-    return TorchBackbone(
+    return open_clip_tower(
         name,
-        visual,
-        normalisation,
-        visual.output_dim,
+        model.visual,
         weights.identity if weights is not None else None,
         device,
         settings={"open_clip": model_name, "quick_gelu": quick_gelu, **create_kwargs},
     )
+
+
+def open_clip_tower(
+    name: str, visual: Any, weights_identity: str | None, device: Any = None, settings: dict[str, Any] | None = None
+) -> TorchBackbone:
+    """An open_clip image tower (``model.visual``, or a ``VisionTransformer`` built directly) as a backbone:
+    CLIP's input convention unless the tower states its own; features are the unnormalised image embeddings."""
+    import open_clip
+
+    size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
+    normalisation = Normalisation(
+        size=size,
+        mean=tuple(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN),
+        std=tuple(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD),
+    )
+    return TorchBackbone(name, visual, normalisation, visual.output_dim, weights_identity, device, settings=settings)
 
 
 def load_state_dict(path: Path) -> dict:

@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = tuple(
         "detectors.univfd",
         "backbones.standard",
         "backbones.extra",
+        "backbones.clip_float",
         "backbones.lpips",
         "datasets.layouts",
         "datasets.generator_zoo",
