@@ -35,7 +35,7 @@ def build_overview(
 ) -> Overview:
     """The overview of ``boards`` (leave-one-out ``groups`` folded into one column each)."""
     in_group = {name for table in groups if table.kind == LEAVE_ONE_OUT for name in table.protocols}
-    columns: list[tuple[str, Any]] = [(b.name, b) for b in boards if b.name not in in_group]
+    columns: list[tuple[str, Any]] = [(b.name, b) for b in boards if b.name not in in_group and b.labels]
     for table in groups:
         if table.kind == LEAVE_ONE_OUT:
             columns.append((f"{table.name} (leave-one-out)", table))

@@ -46,7 +46,10 @@ def render_report(results: Results, out_dir: Path, *, title: str = "dfzoo report
     written.extend(exports)
     thumbnails = Thumbnails()
     sections = [overview_section(results), *group_sections(results)]
-    sections += [protocol_section(b, results.names, figures[b.name], out_dir, thumbnails) for b in results.boards]
+    folds = {name for table in results.groups if table.kind == LEAVE_ONE_OUT for name in table.protocols}
+    for board in results.boards:
+        section = protocol_section(board, results.names, figures[board.name], out_dir, thumbnails)
+        sections.append(details_html(f"Fold {board.name} in detail", section) if board.name in folds else section)
     sections.append(exports_section(exports, out_dir))
     page = out_dir / REPORT_FILE
     page.write_text(page_html(title, header_html(results), sections))
@@ -59,7 +62,12 @@ def header_html(results: Results) -> str:
     hidden = sum(o.rows for o in results.older)
     links = ['<a href="#overview">Overview</a>']
     links += [f'<a href="#{esc(_anchor("group", t.name))}">{esc(t.title)}</a>' for t in results.groups]
-    links += [f'<a href="#{esc(_anchor("protocol", b.name))}">{esc(b.name)}</a>' for b in results.boards]
+    folds = {name for table in results.groups if table.kind == LEAVE_ONE_OUT for name in table.protocols}
+    links += [
+        f'<a href="#{esc(_anchor("protocol", b.name))}">{esc(b.name)}</a>'
+        for b in results.boards
+        if b.name not in folds
+    ]
     return (
         f'<p class="muted">{len(results.boards)} protocol(s), {len({r.get("label") for r in results.rows})} detector '
         f"configuration(s), {len(results.rows)} result rows"
@@ -172,8 +180,8 @@ def _metrics_table(board: ProtocolBoard, names: Mapping[str, str]) -> str:
         rows.append([names.get(label, label), *cells, threshold_text(row)])
     headers = ["Detector", "ROC-AUC", "AP", *(title for _, title in SUMMARY_COLUMNS), "threshold (policy)"]
     note = (
-        f'<p class="note">Means over the {esc(GROUP_TITLES[board.rank_group].lower().replace(" mean", ""))} test '
-        f"generators. {esc(NOT_MEANINGFUL)}: no accuracy, the threshold is a fixed 0.5 on scores that need not be "
+        f'<p class="note">Means over the {"unseen " if board.rank_group == UNSEEN else ""}test generators. '
+        f"{esc(NOT_MEANINGFUL)}: no accuracy, the threshold is a fixed 0.5 on scores that need not be "
         "probabilities.</p>"
     )
     return table_html(headers, rows) + note

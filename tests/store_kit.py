@@ -115,3 +115,35 @@ class StoreWriter:
             row["error"] = {"stage": "score", "type": "RuntimeError", "message": "boom"}
         self.store.append(row)
         return row
+
+
+REPORT_DETECTORS = {  # label (detector name before "[") -> (params, separation on clean images)
+    "probe[backbone=a]": ({"backbone": "a", "C": 1.0}, 3.0),
+    "probe[backbone=b]": ({"backbone": "b", "C": 1.0}, 1.5),
+    "weak": ({"size": 8}, 0.3),
+}
+SWEEP = ("jpeg:quality=90", "jpeg:quality=50")
+
+
+def report_store(root: Path, images: Path) -> StoreWriter:
+    """A store with every shape the report renders: protocol ``p`` (a seen generator, two families, a JPEG
+    sweep), a leave-one-out group ``logo`` (two folds) and a cross-dataset protocol ``xd``."""
+    writer = StoreWriter(root, images)
+    for label, (params, separation) in REPORT_DETECTORS.items():
+        common = {"params": params, "policy": metrics.TRAIN_REAL_QUANTILE_POLICY, "threshold": 1.0}
+        for generator, family in (("g_train", "gan"), ("g1", "gan"), ("g2", "gan"), ("d1", "diffusion")):
+            seen = generator == "g_train"
+            for step, perturbation in enumerate(("none", *SWEEP)):
+                shift = separation * (1.0 - 0.3 * step) + (1.0 if seen else 0.0)
+                writer.row(label, generator, shift, family=family, seen=seen, perturbation=perturbation, **common)
+        for held in ("g1", "g2"):
+            writer.row(
+                label, held, separation, protocol=f"logo/loo-{held}", protocol_hash=f"logo-{held}",
+                protocol_group="logo", held_out=held, **common,
+            )  # fmt: skip
+        for generator, dataset in (("g1", "zoo"), ("other/x", "other")):
+            writer.row(
+                label, generator, separation * 0.8, protocol="xd", protocol_hash="xd", test_dataset=dataset, **common
+            )
+        writer.row(label, "g1", protocol="broken", protocol_hash="b", status="error")
+    return writer
