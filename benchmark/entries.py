@@ -1,18 +1,21 @@
 """A protocol's detector entries made concrete against the registry: ``"*"`` expanded, parameters merged
 (spec defaults < ``detector_params.<name>`` < the entry's own) and validated, labels that name only what
-differs from the defaults, and the offline-weights check of ``offline_only``."""
+differs from the defaults, and the offline-weights check of ``offline_only``. Command-line ``--param`` values
+come in two forms: ``key=value`` for every chosen detector and ``name.key=value`` for detector ``name`` alone
+(:func:`split_params`, :func:`with_command_line_params`)."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .protocol import ANY_DETECTOR, Protocol, ProtocolError
+from .protocol import ANY_DETECTOR, DetectorEntry, Protocol, ProtocolError
 
 if TYPE_CHECKING:
     from dfzoo.registry import Registry
@@ -102,4 +105,65 @@ def resolve_detectors(protocol: Protocol, registry: Registry, *, check_weights: 
     return out
 
 
-__all__ = ["ResolvedDetector", "detector_label", "params_hash", "resolve_detectors"]
+def split_params(
+    params: Mapping[str, Any], detectors: Collection[str]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``--param`` values split into those for every detector (``key``) and those for one (``name.key``,
+    ``name`` one of ``detectors``); a dotted key naming no detector is a :class:`ProtocolError`."""
+    shared: dict[str, Any] = {}
+    own: dict[str, dict[str, Any]] = {}
+    for key, value in params.items():
+        name, dot, param = key.rpartition(".")
+        if not dot:
+            shared[key] = value
+            continue
+        if name not in detectors or not param:
+            close = difflib.get_close_matches(name, list(detectors), n=1)
+            hint = f"; did you mean {close[0]}.{param}?" if close else f"; detectors: {', '.join(sorted(detectors))}"
+            raise ProtocolError(f"--param {key}={value}: {name!r} is not a detector (name.key=value){hint}")
+        own.setdefault(name, {})[param] = value
+    return shared, own
+
+
+def with_command_line_params(
+    protocol: Protocol,
+    shared: Mapping[str, Any],
+    own: Mapping[str, Mapping[str, Any]],
+    registry: Registry,
+    named: Sequence[str] = (),
+) -> Protocol:
+    """``protocol`` with command-line detector choices and parameters: ``named`` detectors (``--detector``)
+    replace its entries and take every ``shared`` value; otherwise its entries stay and take the shared values
+    they declare. ``own[name]`` goes to detector ``name`` over everything else (a wildcard entry is expanded
+    for this, so one detector's value can beat a shared one)."""
+    if named:
+        out = [DetectorEntry(name, {**shared, **own.get(name, {})}) for name in named]
+        return protocol.replace(detectors=tuple(out))
+
+    def declared(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        if name not in registry.names("detector"):  # resolve_detectors names the unknown one
+            return {}
+        return {k: v for k, v in params.items() if k in registry.detector(name).params}
+
+    out = []
+    for entry in protocol.detectors:
+        if entry.name != ANY_DETECTOR:
+            params = {**entry.params, **declared(entry.name, shared), **own.get(entry.name, {})}
+            out.append(DetectorEntry(entry.name, params, entry.label))
+        elif not own:
+            out.append(DetectorEntry(ANY_DETECTOR, {**entry.params, **shared}, entry.label))
+        else:
+            for name in registry.names("detector"):
+                params = {**declared(name, {**entry.params, **shared}), **own.get(name, {})}
+                out.append(DetectorEntry(name, params))
+    return protocol.replace(detectors=tuple(out))
+
+
+__all__ = [
+    "ResolvedDetector",
+    "detector_label",
+    "params_hash",
+    "resolve_detectors",
+    "split_params",
+    "with_command_line_params",
+]

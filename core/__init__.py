@@ -13,10 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .calibration import Calibration, Decision, ThresholdPolicy
 from .data.sample import DatasetIndex, Sample
 from .detector import Detector, ImageDetector, RunContext, read_meta
 from .hookspecs import hookimpl, hookspec
 from .manager import get_plugin_manager
+from .predict import Prediction
 from .registry import Registry, RegistryError, current_registry, use_registry
 from .spec import BackboneSpec, CommandSpec, DatasetSpec, DetectorSpec, Param, ParamError, PerturbationSpec, WeightsSpec
 from .transforms import PreprocessPolicy
@@ -24,16 +26,21 @@ from .transforms import PreprocessPolicy
 __version__ = "0.1.0"
 
 
-def load_detector(name: str, registry: Registry | None = None, **params: Any) -> Detector:
-    """Build an unfitted detector by name; ``params`` override the spec's defaults.
+def load_detector(name: str | Path, registry: Registry | None = None, **params: Any) -> Detector:
+    """Build an unfitted detector by name; ``params`` override the spec's defaults. A folder a detector was
+    saved to loads the fitted detector instead (:func:`load_fitted`).
 
     Names and values are checked against the spec before the factory runs (:class:`ParamError` lists what is
     allowed). The detector owns its ``params`` afterwards: what its constructor normalised (e.g. a
     comma-separated string made a list) is what it keeps, saves and reports; only names it did not keep at
     all are added from the checked values, so a saved detector can be rebuilt.
     """
+    from .detector import META_FILE
+
+    if (Path(name) / META_FILE).is_file():
+        return load_fitted(name, registry, **params)
     registry = registry or current_registry()
-    spec = registry.detector(name)
+    spec = registry.detector(str(name))
     merged = spec.check_params(params)
     with use_registry(registry):
         detector = spec.factory(**merged)
@@ -57,6 +64,8 @@ def load_fitted(path: str | Path, registry: Registry | None = None, **overrides:
     with use_registry(registry or current_registry()):
         detector._load_state(Path(path))
     detector.skipped = dict(meta.get("skipped") or {})  # what fitting could not use, as it was saved
+    decision = Decision.load(path)  # the threshold policy and calibration `dfzoo fit` recorded, if any
+    detector.threshold_policy, detector.calibration = decision.policy, decision.calibration
     detector.fitted = True
     return detector
 
@@ -81,6 +90,7 @@ def samples_from(path: str | Path) -> list[Sample]:
 
 __all__ = [
     "BackboneSpec",
+    "Calibration",
     "CommandSpec",
     "DatasetIndex",
     "DatasetSpec",
@@ -90,10 +100,12 @@ __all__ = [
     "Param",
     "ParamError",
     "PerturbationSpec",
+    "Prediction",
     "PreprocessPolicy",
     "Registry",
     "RunContext",
     "Sample",
+    "ThresholdPolicy",
     "WeightsSpec",
     "current_registry",
     "get_plugin_manager",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .registry import Registry, RegistryError, current_registry
 
-DEFAULT_COMMAND = "run"
+MAIN_COMMAND = "run"  # the main job, named in the help a bare ``dfzoo`` prints (never started without asking)
 DEBUG_ENV = "DFZOO_DEBUG"
 EXIT_ERROR = 2  # the command could not do its work
 EXIT_ROWS_FAILED = 1  # it did, but some results are errors (``dfzoo run`` without ``--keep-going``)
@@ -29,9 +29,25 @@ class NotWritableError(OSError):
     """An output path cannot be written; raised before any compute."""
 
 
+EPILOG = """start here:
+  dfzoo list                what is installed; --offline: only what runs on this machine now
+  dfzoo info DETECTOR       one detector: its parameters, weights, and an example that runs offline
+  dfzoo run --preset tiny   the whole pipeline on the tiny zoo (about two minutes on 2 CPU cores)
+  dfzoo run                 the main job: the default benchmark and its leaderboard (an hour or more)
+"""
+
+
 def build_parser(registry: Registry) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dfzoo", description="A zoo of detectors for AI-generated images.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="dfzoo",
+        description="A zoo of detectors for AI-generated images.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"dfzoo {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages (progress goes to stderr)")
     parser.add_argument("--debug", action="store_true", help=f"show tracebacks of errors (also {DEBUG_ENV}=1)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
@@ -46,31 +62,30 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
         else:
             sub = commands.add_parser(spec.name, help=spec.summary, description=spec.summary)
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show error tracebacks")
+        sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug messages")
         spec.add_arguments(sub)
         sub.set_defaults(_command=spec)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script. With no command, runs the default benchmark (``dfzoo run``)."""
+    """Entry point of the console script. Without a command it prints the help (exit 0): the main job,
+    ``dfzoo run``, runs for an hour and starts only when asked. Logs and progress go to stderr."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:  # plugin problems (a duplicate among built-ins, a misspelled hook) surface here
         registry = current_registry()
         parser = build_parser(registry)
     except Exception as error:
         return fail("dfzoo", error, debug)
-    bare = not [a for a in argv if not a.startswith("-")] and "-h" not in argv and "--help" not in argv
-    if bare and DEFAULT_COMMAND in registry.names("command"):
-        argv = [*argv, DEFAULT_COMMAND]
     args = parser.parse_args(argv)
     if args.verbose:
         logging.getLogger().setLevel(logging.DEBUG)
     spec = getattr(args, "_command", None)
     if spec is None:
         parser.print_help()
-        return EXIT_ERROR
+        return 0
     try:
         return int(spec.run(args) or 0)
     except KeyboardInterrupt:

@@ -17,14 +17,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 from PIL import Image
 
+from .calibration import Calibration, Decision, ThresholdPolicy
 from .data.decode import ImageDecodeError
 from .data.sample import Sample
 from .transforms import PreprocessPolicy
+
+if TYPE_CHECKING:
+    from .predict import Prediction
 
 META_FILE = "dfzoo-detector.json"
 FORMAT_VERSION = 2  # 2: no pickle anywhere in a saved detector (format 1 probes were joblib pickles)
@@ -65,6 +69,9 @@ class Detector(ABC):
 
     name: str = "detector"
     trainable: bool = True
+    # how scores become labels and probabilities, recorded by `dfzoo fit` (and saved with the detector)
+    threshold_policy: ThresholdPolicy | None = None
+    calibration: Calibration | None = None
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = params
@@ -110,6 +117,33 @@ class Detector(ABC):
         """Optional method-specific results on a test set (e.g. per-level accuracy of a hierarchy)."""
         return {}
 
+    def shared_work(self) -> str | None:
+        """A name for cached per-image work that jobs of other detectors may share (e.g. one backbone pass at
+        the run's preprocessing), or None. Executors that split work below the job run :meth:`precompute` on
+        chunks of the data, across workers, before the jobs sharing a name start. Called on a detector that
+        is set up but has loaded no model: it must be cheap. A hint for grouping: the cache keys decide reuse."""
+        return None
+
+    def precompute(self, samples: Sequence[Sample]) -> None:
+        """Fill the shared cache with this detector's per-image work for ``samples`` (views); fits nothing."""
+
+    def predict(self, x: Any) -> Prediction:
+        """Score one image or many (paths, a folder, PIL images, uint8 arrays, torch tensors) through the
+        harness's image path: scores, labels at the recorded threshold, probabilities where calibrated."""
+        from .predict import predict
+
+        return predict(self, x)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in list(self.params.items())[:8])
+        more = ", ..." if len(self.params) > 8 else ""
+        state = "fitted" if self.fitted else "not fitted"
+        if self.calibration is not None:
+            state += f", calibrated ({self.calibration.method})"
+        if self.threshold_policy is not None:
+            state += f", threshold: {self.threshold_policy.describe()}"
+        return f"<{self.name}({shown}{more}) {state}>"
+
     def _require_fitted(self) -> None:
         if not self.fitted:
             raise NotFittedError(f"{self.name}: call fit() (or load a saved detector) before score()")
@@ -121,6 +155,8 @@ class Detector(ABC):
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         self._save_state(folder)
+        if self.threshold_policy is not None or self.calibration is not None:
+            Decision(self.threshold_policy, self.calibration).save(folder)
         meta = {
             "format": FORMAT_VERSION,
             "detector": self.name,

@@ -58,9 +58,10 @@ def test_predict_refuses_an_untrained_trainable_detector(registry, folder_datase
     assert "dfzoo predict: error: nn_cosine must be trained first" in capsys.readouterr().err
 
 
-def test_parse_params_types():
+def test_parse_params_types(registry):
     # "none" stays a word here: the detector's spec decides whether it means None (see tests/test_params.py)
-    assert parse_params(["k=3", "C=0.5", "normalize=false", "backbone=tiny_cnn", "weights_path=none"]) == {
+    pairs = ["k=3", "C=0.5", "normalize=false", "nn_cosine.backbone=tiny_cnn", "weights_path=none"]
+    assert parse_params(pairs, "nn_cosine") == {
         "k": 3,
         "C": 0.5,
         "normalize": False,

@@ -20,16 +20,23 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
         "render the leaderboard. With no options: the default protocols on the built-in zoo. "
         "Quick flags build a protocol from --dataset, or override the protocols' settings."
     )
-    parser.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"result store (default {DEFAULT_STORE})")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        help=f"result store (default {DEFAULT_STORE} for the default benchmark, runs/<name>/ for any other run)",
+    )
     parser.add_argument(
         "--leaderboard-dir",
         type=Path,
-        default=DEFAULT_LEADERBOARD,
-        help=f"where the leaderboard goes (default {DEFAULT_LEADERBOARD})",
+        help=f"where the leaderboard goes (default {DEFAULT_LEADERBOARD}/ for the default benchmark, else "
+        "<store>/leaderboard/: a quick run never writes over the committed leaderboard)",
     )
     parser.add_argument("--no-leaderboard", action="store_true", help="do not render the leaderboard")
     parser.add_argument(
         "--protocol", action="append", type=Path, default=[], metavar="FILE", help="protocol TOML file (repeatable)"
+    )
+    parser.add_argument(
+        "--preset", metavar="NAME", help="a shipped protocol sized for a time budget: tiny (about two minutes)"
     )
     quick = parser.add_argument_group("quick flags (override protocol settings)")
     quick.add_argument("--dataset", metavar="PATH|NAME", help="dataset folder/manifest or registered name")
@@ -43,7 +50,8 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="detector parameter applied to every chosen detector (repeatable)",
+        help="detector parameter: key=value for every chosen detector that has it, "
+        "name.key=value for detector name alone (wins over key=value; repeatable)",
     )
     quick.add_argument("--preprocess", choices=["resize", "center_crop", "shortest_side"], help="preprocessing policy")
     quick.add_argument("--size", type=int, help="input size for the preprocessing policy (default: the model's)")
@@ -69,19 +77,24 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_protocols(args: argparse.Namespace) -> list[Any]:
     """The protocols ``dfzoo run`` will run: files, or one from --dataset, or the defaults; flags override."""
+    from dfzoo.benchmark.entries import split_params, with_command_line_params
+    from dfzoo.benchmark.presets import preset_protocol
     from dfzoo.benchmark.protocol import (
-        ANY_DETECTOR,
-        DetectorEntry,
+        ProtocolError,
         default_protocols,
         load_protocol,
         parse_generators,
         parse_params,
         protocol_from_flags,
     )
+    from dfzoo.registry import current_registry
     from dfzoo.transforms import PreprocessPolicy
 
-    params = parse_params(args.param)
-    if args.protocol:
+    registry = current_registry()
+    shared, own = split_params(parse_params(args.param), registry.names("detector"))
+    if args.preset:
+        protocols = [preset_protocol(args.preset), *(load_protocol(path) for path in args.protocol)]
+    elif args.protocol:
         protocols = [load_protocol(path) for path in args.protocol]
     elif args.dataset:
         protocols = [
@@ -92,7 +105,6 @@ def build_protocols(args: argparse.Namespace) -> list[Any]:
                 train=args.train or "all",
                 test=args.test or "all",
                 detectors=args.detector,
-                params=params,
             )
         ]
     else:
@@ -106,8 +118,6 @@ def build_protocols(args: argparse.Namespace) -> list[Any]:
         changes["train_generators"] = parse_generators(args.train, "--train")
     if args.test:
         changes["test_generators"] = parse_generators(args.test, "--test")
-    if args.detector or args.param:
-        changes["detectors"] = tuple(DetectorEntry(name, params) for name in args.detector or [ANY_DETECTOR])
     if args.seed is not None:
         changes["seed"] = args.seed
     if args.cap is not None:
@@ -126,7 +136,28 @@ def build_protocols(args: argparse.Namespace) -> list[Any]:
                 args.preprocess or protocol.preprocess.mode, args.size or protocol.preprocess.size
             )
         out.append(protocol.replace(**local) if local else protocol)
+    if shared or own or args.detector:
+        out = [with_command_line_params(p, shared, own, registry, args.detector) for p in out]
+    unused = sorted(set(own) - {e.name for p in out for e in p.detectors})
+    if unused:
+        raise ProtocolError(f"--param {unused[0]}.*: {unused[0]} is not run here (add --detector {unused[0]})")
     return out
+
+
+def run_folders(args: argparse.Namespace, protocols: list[Any]) -> tuple[Path, Path]:
+    """Where a run's results and leaderboard go: ``runs/default`` and ``leaderboard/`` for the default
+    benchmark only; any other run (a preset, --dataset, --protocol, changed settings) gets ``runs/<name>/``
+    with its leaderboard inside, so it never mixes into the default store nor overwrites the committed board."""
+    from dfzoo.benchmark.protocol import default_protocols
+
+    store = args.store
+    if store is None and protocols == default_protocols():
+        store = DEFAULT_STORE
+    elif store is None:
+        own = args.preset or "-".join(p.name for p in protocols) if args.preset or args.protocol or args.dataset else ""
+        store = Path("runs") / (own or "custom")  # "custom": the default protocols with changed settings
+    board = args.leaderboard_dir or (DEFAULT_LEADERBOARD if store == DEFAULT_STORE else store / "leaderboard")
+    return store, board
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -134,10 +165,11 @@ def _run(args: argparse.Namespace) -> int:
     from dfzoo.benchmark.leaderboard import render_leaderboard, summary_table
     from dfzoo.cli import writable_dir
 
+    protocols = build_protocols(args)
+    args.store, args.leaderboard_dir = run_folders(args, protocols)
     writable_dir(args.store, "--store")
     if not args.no_leaderboard:
         writable_dir(args.leaderboard_dir, "--leaderboard-dir")
-    protocols = build_protocols(args)
     print(
         f"running {len(protocols)} protocol(s) ({', '.join(p.name for p in protocols)}) into {args.store}",
         file=sys.stderr,
