@@ -233,9 +233,13 @@ def test_a_dynamically_quantised_onnx_vit_exposes_its_blocks_batch_invariantly(v
 
 
 def test_an_onnx_graph_without_transformer_blocks_says_so(vits, tmp_path):
-    from tests.tiny_models import token_encoder
+    import torch
 
-    path = exported(token_encoder(), tmp_path / "encoder.onnx")
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    )
+    path = exported(cnn.eval(), tmp_path / "cnn.onnx")
     with pytest.raises(LayersNotExposed, match="no pre-norm transformer blocks"):
         load_backbone("onnx", weights_path=path, layers="0")
 
