@@ -27,6 +27,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = tuple(
         "detectors.autoencoder",
         "detectors.dire",
         "detectors.fft_densenet",
+        "detectors.fusion",
         "detectors.hierarchical_resnet18",
         "detectors.npr",
         "detectors.probe",
