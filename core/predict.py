@@ -71,7 +71,12 @@ class Prediction:
 
     def __repr__(self) -> str:
         threshold = self.policy.describe() if self.policy else "none recorded (no labels)"
-        lines = [f"Prediction({len(self)} image{'s' if len(self) != 1 else ''}; threshold: {threshold})"]
+        counts = f"{len(self)} image{'s' if len(self) != 1 else ''}"
+        if self.labels is not None and len(self) > 1:
+            counts += f": {int((self.labels == 1).sum())} generated, {int((self.labels == 0).sum())} real"
+        if self.errors:
+            counts += f", {len(self.errors)} unreadable"
+        lines = [f"Prediction({counts}; threshold: {threshold})"]
         shown = list(self)[:10]
         for i, (name, score, label, probability) in enumerate(shown):
             verdict = {None: "", 1: "generated", 0: "real", UNREADABLE: "unreadable"}[label]
