@@ -41,7 +41,8 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -100,7 +101,9 @@ def parse_members(value: Any) -> list[dict[str, Any]]:
 
 def _split_top_level(text: str) -> list[str]:
     """Split on commas outside brackets, braces and quotes."""
-    parts, depth, quote, current = [], 0, "", []
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quote = 0, ""
     for char in text:
         if quote:
             quote = "" if char == quote else quote
@@ -170,9 +173,11 @@ class Fusion(Detector):
             member.setup(context)
         return self
 
-    def _guarded(self, index: int, stage: str, call: Callable[[], Any]) -> Any:
+    @contextmanager
+    def _member_stage(self, index: int, stage: str) -> Iterator[None]:
+        """Turn whatever member ``index`` raises in ``stage`` into a :class:`FusionMemberError` naming both."""
         try:
-            return call()
+            yield
         except Exception as error:
             raise FusionMemberError(
                 f"fusion member {self.labels[index]!r} failed in {stage}: {type(error).__name__}: {error}"
@@ -182,7 +187,8 @@ class Fusion(Detector):
         """``[N, members]`` raw scores; each member's skipped images are adopted as this detector's."""
         columns = []
         for index, member in enumerate(self.members):
-            scores = self._guarded(index, stage, lambda m=member: np.asarray(m.score(samples), dtype=np.float64))
+            with self._member_stage(index, stage):
+                scores = np.asarray(member.score(samples), dtype=np.float64)
             if scores.shape != (len(samples),):
                 raise FusionMemberError(
                     f"fusion member {self.labels[index]!r} returned {scores.shape} scores for {len(samples)} images"
@@ -211,7 +217,8 @@ class Fusion(Detector):
             chosen = np.random.default_rng(seed).permutation(len(train))[: int(self.params["calibration_size"])]
             calibration = [train[i] for i in sorted(chosen)]
         for index, member in enumerate(self.members):
-            self._guarded(index, "fit", lambda m=member: m.fit(fit_part))
+            with self._member_stage(index, "fit"):
+                member.fit(fit_part)
             self.skipped.update(member.skipped)
         self.probability = [_states_probability(member) for member in self.members]
         count = len(self.members)
@@ -308,7 +315,8 @@ class Fusion(Detector):
             "calibration_images": self.calibration_images,
         }
         (folder / STATE_FILE).write_text(json.dumps(state, indent=2))
-        np.savez(folder / RANKS_FILE, **{f"member_{i}": ref for i, ref in enumerate(self.reference)})
+        ranks: dict[str, Any] = {f"member_{i}": reference for i, reference in enumerate(self.reference)}
+        np.savez(folder / RANKS_FILE, **ranks)
 
     def _load_state(self, folder: Path) -> None:
         import dfzoo
