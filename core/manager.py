@@ -32,6 +32,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = tuple(
         "detectors.npr",
         "detectors.probe",
         "detectors.resnet_finetune",
+        "detectors.rine",
         "detectors.univfd",
         "backbones.standard",
         "backbones.extra",

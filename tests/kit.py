@@ -224,7 +224,8 @@ def tiny_protocol(folder: Path, **overrides) -> dfzoo.benchmark.protocol.Protoco
 
 
 class TinyBackbonePlugin:
-    """A test plugin: ``tiny_cnn`` is a randomly initialised timm ResNet at 32 px (seeded, so stable)."""
+    """A test plugin: ``tiny_cnn`` is a randomly initialised timm ResNet at 32 px (seeded, so stable);
+    ``tiny_vit`` a timm ViT of the same kind, for detectors that need transformer blocks (:mod:`dfzoo.layers`)."""
 
     @dfzoo.hookimpl
     def dfzoo_backbones(self):
@@ -241,4 +242,24 @@ class TinyBackbonePlugin:
 
         yield dfzoo.BackboneSpec(
             name="tiny_cnn", summary="random-init timm resnet10t at 32 px (tests)", factory=factory, feature_dim=512
+        )
+
+        def vit_factory(weights=None, device=None):
+            import timm
+            import torch
+
+            from dfzoo.features import TorchBackbone
+            from dfzoo.transforms import Normalisation
+
+            torch.manual_seed(0)
+            model = timm.create_model(
+                "vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2, num_classes=0
+            )
+            return TorchBackbone("tiny_vit", model, Normalisation(size=32), 32, None, device)
+
+        yield dfzoo.BackboneSpec(
+            name="tiny_vit",
+            summary="random-init timm ViT (depth 3, width 32) at 32 px, exposes its blocks (tests)",
+            factory=vit_factory,
+            feature_dim=32,
         )

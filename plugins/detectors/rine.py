@@ -1,0 +1,54 @@
+"""RINE (Koutlis & Papadopoulos, ECCV 2024, arXiv:2402.19091): intermediate-block class tokens of a frozen ViT,
+mixed by learned block weights, and a small head trained with cross-entropy plus a contrastive term."""
+
+from __future__ import annotations
+
+from dfzoo import DetectorSpec, Param, hookimpl
+from dfzoo.layers import TOKENS
+
+PAPER = (
+    "Koutlis & Papadopoulos, Leveraging Representations from Intermediate Encoder-blocks for Synthetic Image "
+    "Detection, ECCV 2024 (arXiv:2402.19091)"
+)
+
+
+def _make(**params):
+    from dfzoo.plugins.detectors._rine import Rine
+
+    return Rine(**params)
+
+
+@hookimpl
+def dfzoo_detectors():
+    yield DetectorSpec(
+        name="rine",
+        factory=_make,
+        paper=PAPER,
+        trainable=True,
+        summary="RINE: learned softmax mix of a frozen ViT's intermediate class tokens + projection/MLP head",
+        params={
+            "backbone": "auto",  # first of clip_vit_b16_float, clip_vit_b16, clip_vit_l14, dino_vitb16 resolving here
+            "pretrained": True,
+            "weights_path": None,
+            "batch_size": 32,
+            "layers": "all",
+            "token": "cls",
+            "proj_dim": 128,
+            "proj_layers": 2,
+            "dropout": 0.5,
+            "epochs": 30,
+            "train_batch_size": 128,
+            "lr": 1e-3,
+            "weight_decay": 0.0,
+            "contrastive": 0.1,
+            "temperature": 0.1,
+        },
+        param_schema={
+            "backbone": Param(types=(str, object)),
+            "layers": Param(types=(str, int, list, tuple)),
+            "token": Param(choices=TOKENS),
+            "proj_layers": Param(choices=(1, 2, 3)),
+        },
+        smoke_params={"backbone": "tiny_vit", "epochs": 3, "proj_dim": 16},
+        tags=("frozen", "vit", "intermediate-layers"),
+    )
