@@ -91,11 +91,11 @@ def open_protocol_dataset(protocol: Protocol, registry: Registry) -> DatasetInde
     train = _open_one(protocol, registry, protocol.dataset, protocol.layout, protocol.dataset_params)
     if not protocol.test_datasets:
         return train
-    train_source = str(dataset_source(protocol, registry))
+    train_source = _identity(dataset_source(protocol, registry))
     parts: list[tuple[str, DatasetIndex]] = [(train.name, train)]
     tested = False
     for text in protocol.test_datasets:
-        if str(dataset_source(protocol, registry, text)) == train_source:
+        if _identity(dataset_source(protocol, registry, text)) == train_source:
             tested = True
             continue
         index = _open_one(protocol, registry, text, None, {})
@@ -119,6 +119,11 @@ def open_protocol_dataset(protocol: Protocol, registry: Registry) -> DatasetInde
         parts=parts,
         train_tested=tested,
     )
+
+
+def _identity(source: str | Path) -> str:
+    """What makes two spellings of a dataset the same one: a name as is, a path resolved (links, ``..``)."""
+    return str(source.resolve()) if isinstance(source, Path) else source
 
 
 def _open_one(
