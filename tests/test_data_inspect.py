@@ -152,7 +152,7 @@ def test_cli_shows_layout_and_duplicates(copies: Path, registry: Registry, capsy
     assert main(["data", "inspect", str(copies)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[1] == "layout forensynths (detected)"
+    assert lines[1] == "layout forensynths (guessed from the folder names; --layout NAME forces another)"
     assert lines[3].startswith("!! LABEL CONFLICT: 1 set(s) of identical files")
     assert "duplicates by path: 1 dropped" in out and "ganA/1_fake/alias.png: same file as ganA/1_fake/f1.png" in out
     assert "duplicates by content: 2 set(s) of identical files, 2 extra copies (kept)" in out

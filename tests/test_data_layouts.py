@@ -150,12 +150,51 @@ def test_forensynths_label_folders_match_any_case(tmp_path: Path, registry: Regi
     assert counts(index) == {("", "g", REAL): 2, ("", "g", FAKE): 3}
 
 
-def test_forensynths_root_holding_label_folders_is_one_generator(tmp_path: Path, registry: Registry) -> None:
+def test_a_root_holding_0_real_and_1_fake_is_the_binary_layout(tmp_path: Path, registry: Registry) -> None:
     root = tmp_path / "stylegan2"
     write_images(root / "0_real", 1)
     write_images(root / "1_fake", 1)
     index = open_dataset(root, registry=registry)
-    assert index.generators() == ["stylegan2"] and index.families == {"stylegan2": "gan"}
+    assert index.layout == "binary"
+    assert index.generators() == ["stylegan2"] and index.families == {"real": "real", "stylegan2": "gan"}
+    forced = open_dataset(root, layout="forensynths", registry=registry)  # the old reading, when asked for
+    assert forced.generators() == ["stylegan2"] and {s.generator for s in forced.samples} == {"stylegan2"}
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        ("plain", {("", REAL_POOL, REAL): 2, ("", "mydata", FAKE): 3}),
+        (
+            "split",
+            {
+                ("train", REAL_POOL, REAL): 2,
+                ("train", "mydata", FAKE): 3,
+                ("test", REAL_POOL, REAL): 2,
+                ("test", "mydata", FAKE): 3,
+            },
+        ),
+        ("numbered", {("", REAL_POOL, REAL): 2, ("", "mydata", FAKE): 3}),
+    ],
+)
+def test_binary_real_fake_folders(tmp_path: Path, registry: Registry, shape: str, expected: dict) -> None:
+    """A plain real/ + fake/ folder is not CIFAKE: its fakes are named after the folder, and that is said."""
+    root = tmp_path / "mydata"
+    real, fake = ("0_real", "1_fake") if shape == "numbered" else ("real", "Fake")
+    for base in [root / "train", root / "test"] if shape == "split" else [root]:
+        write_images(base / real, 2)
+        write_images(base / fake, 3)
+    index = open_dataset(root, registry=registry)
+    assert index.layout == "binary" and counts(index) == expected
+    assert "named 'mydata' after the folder" in index.metadata["assumed"][0]
+    named = open_dataset(root, registry=registry, generator="sdxl", family="diffusion")
+    assert named.generators() == ["sdxl"] and named.families["sdxl"] == "diffusion" and not named.metadata["assumed"]
+
+
+def test_binary_folder_named_like_a_split_calls_its_fakes_fake(tmp_path: Path, registry: Registry) -> None:
+    write_images(tmp_path / "test" / "real", 1)
+    write_images(tmp_path / "test" / "fake", 1)
+    assert open_dataset(tmp_path / "test", registry=registry).generators() == ["fake"]
 
 
 def test_forensynths_generator_param_makes_first_level_classes(tmp_path: Path, registry: Registry) -> None:
@@ -220,7 +259,7 @@ def test_genimage_label_names_any_case(tmp_path: Path, registry: Registry) -> No
 # -- CIFAKE ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", ["split", "plain", "one_level_down", "lower_case"])
+@pytest.mark.parametrize("shape", ["split", "plain", "one_level_down"])
 def test_cifake_shapes(tmp_path: Path, registry: Registry, shape: str) -> None:
     if shape == "split":
         for split in ("train", "test"):
@@ -234,15 +273,22 @@ def test_cifake_shapes(tmp_path: Path, registry: Registry, shape: str) -> None:
         }
     else:
         base = tmp_path / "cifake" if shape == "one_level_down" else tmp_path
-        real, fake = ("real", "fake") if shape == "lower_case" else ("REAL", "FAKE")
-        write_images(base / real, 2, ext="jpg")
-        write_images(base / fake, 3, ext="jpg")
+        write_images(base / "REAL", 2, ext="jpg")
+        write_images(base / "FAKE", 3, ext="jpg")
         expected = {("", REAL_POOL, REAL): 2, ("", "sd14", FAKE): 3}
     index = open_dataset(tmp_path, registry=registry)
     assert index.layout == "cifake"
     assert counts(index) == expected
     assert index.families == {"real": "real", "sd14": "diffusion"}
     assert {s.family for s in index.samples if s.label == REAL} == {"real"}
+    assert "CIFAKE's ('sd14'" in index.metadata["assumed"][0]  # an assumption, said
+
+
+def test_lower_case_real_fake_is_cifake_only_when_asked(tmp_path: Path, registry: Registry) -> None:
+    write_images(tmp_path / "real", 1)
+    write_images(tmp_path / "fake", 1)
+    assert open_dataset(tmp_path, registry=registry).layout == "binary"
+    assert open_dataset(tmp_path, layout="cifake", registry=registry).generators() == ["sd14"]
 
 
 def test_cifake_generator_param(tmp_path: Path, registry: Registry) -> None:
@@ -500,12 +546,18 @@ def test_named_dataset_and_third_party_layouts(tmp_path: Path) -> None:
         open_dataset(tmp_path / "odd", registry=registry)
 
 
-@pytest.mark.parametrize("kind", ["forensynths", "genimage", "cifake", "manifest"])
+LAYOUTS = ("forensynths", "binary", "genimage", "cifake", "manifest")
+
+
+@pytest.mark.parametrize("kind", LAYOUTS)
 def test_each_layout_is_detected(tmp_path: Path, registry: Registry, kind: str) -> None:
     source: Path = tmp_path
     if kind == "forensynths":
         write_images(tmp_path / "g" / "0_real", 1)
         write_images(tmp_path / "g" / "1_fake", 1)
+    elif kind == "binary":
+        write_images(tmp_path / "real", 1)
+        write_images(tmp_path / "fake", 1)
     elif kind == "genimage":
         write_images(tmp_path / "g" / "val" / "nature", 1)
         write_images(tmp_path / "g" / "val" / "ai", 1)
@@ -516,9 +568,7 @@ def test_each_layout_is_detected(tmp_path: Path, registry: Registry, kind: str) 
         write_images(tmp_path, 2)
         source = tmp_path / "list.csv"
         source.write_text("path,label,generator\n000.png,real,\n001.png,fake,g\n")
-    detected = [
-        name for name in ("forensynths", "genimage", "cifake", "manifest") if registry.dataset(name).detect(source)
-    ]
+    detected = [name for name in LAYOUTS if registry.dataset(name).detect(source)]
     assert detected == [kind]
     index = open_dataset(source, registry=registry)
     assert index.layout == kind and len(index.samples) == 2

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from ..registry import Registry
 
 CLASS_NAMES = LABEL_NAMES
+LAYOUT_SOURCES = {  # how report.layout_source reads in text
+    "detected": "guessed from the folder names; --layout NAME forces another",
+    "given": "given with --layout",
+    "named dataset": "a named dataset",
+}
 
 
 @dataclass
@@ -76,6 +81,7 @@ class InspectReport:
     warnings: list[str]
     notes: list[str]  # things a detector could learn instead of the real/fake signal
     layout_source: str = "detected"  # how the layout was chosen: "detected", "given" or "named dataset"
+    assumed: list[str] = field(default_factory=list)  # what the layout assumed about the data (said, not hidden)
     path_duplicates: list[tuple[str, str]] = field(default_factory=list)  # (dropped path, kept path)
     content_duplicates: list[dict[str, Any]] = field(default_factory=list)  # DuplicateGroup.to_dict()
 
@@ -182,6 +188,7 @@ def inspect_index(
         warnings=list(index.metadata.get("warnings", [])),
         notes=bias_notes(stats),
         layout_source=layout_source,
+        assumed=list(index.metadata.get("assumed") or []),
         path_duplicates=by_path,
         content_duplicates=[group.to_dict() for group in groups],
     )
@@ -267,7 +274,8 @@ def render_text(report: InspectReport, limit: int = 50) -> str:
     conflicts = [warning for warning in report.warnings if warning.startswith(LABEL_CONFLICT)]
     lines = [
         f"dataset {report.name} at {report.root}",
-        f"layout {report.layout} ({report.layout_source})",
+        f"layout {report.layout} ({LAYOUT_SOURCES.get(report.layout_source, report.layout_source)})",
+        *(f"assumed: {note}" for note in report.assumed),
         f"{report.total} images: {reals} real, {report.total - reals} fake; fingerprint {report.fingerprint}",
         *(f"!! {warning}" for warning in conflicts),
         "",

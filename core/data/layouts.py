@@ -354,19 +354,21 @@ def load_genimage(root: str | Path, families: Mapping[str, str] | None = None) -
 # -- CIFAKE ---------------------------------------------------------------------------------------------
 
 
+CIFAKE_SIGNATURE = frozenset({"REAL", "FAKE"})  # CIFAKE's folder names, upper case: the cue it is detected by
+
+
 def _cifake_base(folder: Path) -> bool:
-    names = {n.lower() for n in child_dirs(folder)}
-    if names & CIFAKE_LABELS.keys():
+    if set(child_dirs(folder)) & CIFAKE_SIGNATURE:
         return True
     return any(
-        split.lower() in SPLITS and {n.lower() for n in child_dirs(folder / split)} & CIFAKE_LABELS.keys()
-        for split in child_dirs(folder)
+        split.lower() in SPLITS and set(child_dirs(folder / split)) & CIFAKE_SIGNATURE for split in child_dirs(folder)
     )
 
 
 def detect_cifake(root: Path) -> bool:
-    """REAL/FAKE folders (any case) in the root or in its train/test folders, or the same one level down
-    when the root holds a single folder (``<root>/cifake/REAL``)."""
+    """REAL/FAKE folders (CIFAKE's upper-case names) in the root or in its train/test folders, or the same one
+    level down when the root holds a single folder (``<root>/cifake/REAL``). Other cases of real/fake are the
+    binary layout's (``--layout cifake`` still reads them)."""
     root = Path(root)
     if not root.is_dir():
         return False
@@ -376,11 +378,15 @@ def detect_cifake(root: Path) -> bool:
     return len(children) == 1 and _cifake_base(root / children[0])
 
 
+CIFAKE_GENERATOR = "sd14"  # CIFAKE's fakes come from Stable Diffusion 1.4
+
+
 @gc_paused()
-def load_cifake(root: str | Path, generator: str = "sd14", family: str = "diffusion") -> DatasetIndex:
+def load_cifake(root: str | Path, generator: str = CIFAKE_GENERATOR, family: str = "diffusion") -> DatasetIndex:
     """``<root>/[<x>/][{train,test}/]{REAL,FAKE}/**`` (CIFAKE and other one-generator real/fake folders).
 
     Reals form the shared pool (generator "real", family "real"); fakes get ``generator`` and ``family``.
+    Naming the fakes CIFAKE's generator is an assumption, recorded in ``metadata["assumed"]``.
     """
     path = _root(root)
     builder = IndexBuilder(path, "cifake", {generator: family})
@@ -390,7 +396,15 @@ def load_cifake(root: str | Path, generator: str = "sd14", family: str = "diffus
         split = SPLITS.get(prefix[-1].lower(), "") if prefix else ""
         label = CIFAKE_LABELS[parts[i].lower()]
         builder.add(folder, label, REAL_POOL if label == REAL else generator, split, label_dir=parts[: i + 1])
-    return builder.build(generator=generator)
+    assumed = (
+        [
+            f"the fakes are CIFAKE's ({CIFAKE_GENERATOR!r}, Stable Diffusion 1.4); if this is not CIFAKE, "
+            "use --layout binary or generator=NAME"
+        ]
+        if generator == CIFAKE_GENERATOR
+        else []
+    )
+    return builder.build(generator=generator, assumed=assumed)
 
 
 # -- opening a dataset ----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The built-in dataset layouts (ForenSynths, GenImage, CIFAKE, CSV/JSONL manifest) and `dfzoo data inspect`.
+"""The built-in dataset layouts (ForenSynths, binary real/fake, GenImage, CIFAKE, CSV/JSONL manifest) and
+`dfzoo data inspect`.
 
 Layouts are ordinary :class:`~dfzoo.DatasetSpec` plugins: ``detect`` recognises a folder from a few folder
 names and ``load`` reads it; :func:`dfzoo.load_dataset` asks them in descending ``priority``.
@@ -11,7 +12,7 @@ import json
 import sys
 
 from dfzoo import CommandSpec, DatasetSpec, hookimpl
-from dfzoo.data import layouts
+from dfzoo.data import binary, layouts
 from dfzoo.data.manifest import detect_manifest, load_manifest
 
 
@@ -35,6 +36,15 @@ def dfzoo_datasets():
         params={"families": {}, "generator": ""},
     )
     yield DatasetSpec(
+        name="binary",
+        summary="<root>/[{train,val,test}/]{real,fake}/ or {0_real,1_fake}/ (any case): one real and one fake "
+        "folder; the fakes are one generator named after the root folder (or generator=NAME)",
+        load=binary.load_binary,
+        detect=binary.detect_binary,
+        priority=25,
+        params={"generator": "", "family": ""},
+    )
+    yield DatasetSpec(
         name="genimage",
         summary="<root>/<gen>/[<subset>/]{train,val}/{nature,ai}/ (GenImage); split kept as train/val",
         load=layouts.load_genimage,
@@ -44,12 +54,12 @@ def dfzoo_datasets():
     )
     yield DatasetSpec(
         name="cifake",
-        summary="<root>/[<one folder>/][{train,test}/]{REAL,FAKE}/ (CIFAKE; any case); "
-        "one generator of fakes, reals shared",
+        summary="<root>/[<one folder>/][{train,test}/]{REAL,FAKE}/ (CIFAKE: detected by the upper-case names; "
+        "any case with --layout cifake); fakes named sd14 (CIFAKE's), reals shared",
         load=layouts.load_cifake,
         detect=layouts.detect_cifake,
         priority=10,
-        params={"generator": "sd14", "family": "diffusion"},
+        params={"generator": layouts.CIFAKE_GENERATOR, "family": "diffusion"},
     )
 
 
