@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,12 +87,13 @@ def run_benchmark(
     store = ResultStore(store_dir)
     summary = RunSummary(Path(store_dir))
     datasets: dict[Any, Any] = {}
+    executor = executor or LocalExecutor(datasets=datasets)
+    executor.bind(store, datasets)  # jobs are claimed on the store as they start: drivers never duplicate work
     with use_registry(registry):
-        jobs, planned_rows = _plan(loaded, store, registry, datasets, summary, device, progress)
+        jobs, planned_rows = _plan(loaded, store, registry, datasets, summary, device, progress, executor.check_device)
         for row in planned_rows:
             store.append(row)
             summary.rows.append(row)
-        executor = executor or LocalExecutor(datasets=datasets)
         for job in jobs:
             executor.submit(job)
         bar = tqdm(total=len(jobs), desc="benchmark", unit="job", disable=not progress or not jobs)
@@ -107,6 +108,9 @@ def run_benchmark(
                     summary.rows.append(event.row)
                 elif event.kind == "finished":
                     summary.jobs_run += 1
+                    bar.update(1)
+                elif event.kind == "skipped":
+                    summary.notes.append(f"{event.info.get('label')}: skipped, {event.info.get('reason')}")
                     bar.update(1)
         finally:
             bar.close()
@@ -123,13 +127,12 @@ def _plan(
     summary: RunSummary,
     device: str | None,
     progress: bool,
+    check_device: Callable[[str | None], None],
 ) -> tuple[list[Job], list[dict[str, Any]]]:
     """Validate every protocol first (fail before any work), expand leave-one-out protocols into their folds,
     then list the jobs with rows still missing."""
     _unique_names(protocols)
-    from dfzoo.device import pick_device
-
-    pick_device(device)  # an unknown or absent device: one error before any work
+    check_device(device)  # an unknown device, or one absent where jobs run: one error before any work
     for protocol in protocols:  # every detector and parameter value is checked before any dataset is opened
         check_perturbations(protocol, registry)
         resolve_detectors(protocol, registry, check_weights=False)

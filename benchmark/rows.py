@@ -64,6 +64,7 @@ def base_row(job: Job, dataset: DatasetIndex | None, split: Split | None) -> dic
         "cap_per_class": protocol.cap_per_class,
         "bootstrap": protocol.bootstrap,
         "device": job.device or "auto",
+        "hardware": hardware(job.device),
         "versions": package_versions(),
         "commit": git_commit(),
         "threshold": metrics.DEFAULT_THRESHOLD,
@@ -117,6 +118,16 @@ def safe_dict(call: Any) -> dict[str, Any]:
         return {"error": f"{type(error).__name__}: {error}"}
 
 
+def hardware(device: str | None) -> dict[str, str]:
+    """Where the row was computed: the device picked for the job's request, the GPU's name, the precision."""
+    from dfzoo.device import describe_device
+
+    try:
+        return describe_device(device)
+    except Exception as error:  # a row still records what it can
+        return {"device": device or "auto", "gpu": "", "precision": "", "error": f"{type(error).__name__}: {error}"}
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -152,7 +163,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-__all__ = ["base_row", "error_record", "git_commit", "now", "package_versions", "safe_dict", "task_row"]
+__all__ = ["base_row", "error_record", "git_commit", "hardware", "now", "package_versions", "safe_dict", "task_row"]
 
 
 def _content_identity(dataset: DatasetIndex | None) -> dict[str, Any]:

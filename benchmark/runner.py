@@ -33,6 +33,7 @@ from .splits import Split, dataset_source, open_protocol_dataset, split_dataset
 from .store import ERROR, OK, SKIPPED
 
 if TYPE_CHECKING:
+    from dfzoo.detector import RunContext
     from dfzoo.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def run_job(job: Job, datasets: dict[Any, Any] | None = None) -> Iterator[JobEve
     error rows); ``KeyboardInterrupt`` propagates, leaving the rows already yielded.
     """
     import dfzoo
-    from dfzoo.detector import META_FILE, RunContext
+    from dfzoo.detector import META_FILE
     from dfzoo.registry import current_registry
     from dfzoo.transforms import make_perturbation
 
@@ -91,14 +92,7 @@ def run_job(job: Job, datasets: dict[Any, Any] | None = None) -> Iterator[JobEve
         return
     base = base_row(job, dataset, split)
     model_dir = Path(job.model_dir)
-    context = RunContext(
-        preprocess=protocol.preprocess,
-        seed=protocol.seed,
-        device=job.device,
-        batch_size=protocol.batch_size,
-        progress=job.progress,
-        workdir=model_dir.with_name(f"{model_dir.name}.work"),
-    )
+    context = run_context(job)
     hide_path = not spec.reads_files
     fit_seconds, reused, save_error, stage = 0.0, False, "", "factory"
     try:
@@ -198,6 +192,37 @@ def run_job(job: Job, datasets: dict[Any, Any] | None = None) -> Iterator[JobEve
                 job.job_id,
             )
     yield JobEvent("finished", job.job_id)
+
+
+def run_context(job: Job) -> RunContext:
+    """The run settings a job's detector is set up with (the same wherever the job runs)."""
+    from dfzoo.detector import RunContext
+
+    model_dir = Path(job.model_dir)
+    return RunContext(
+        preprocess=job.protocol.preprocess,
+        seed=job.protocol.seed,
+        device=job.device,
+        batch_size=job.protocol.batch_size,
+        progress=job.progress,
+        workdir=model_dir.with_name(f"{model_dir.name}.work"),
+    )
+
+
+def job_samples(job: Job, split: Split, registry: Registry) -> list[Sample]:
+    """Every view a job's detector is handed: the training set under the training perturbation, then each
+    pending test set under each pending perturbation (what a pre-pass may compute ahead of the job)."""
+    from dfzoo.transforms import make_perturbation
+
+    protocol = job.protocol
+    hide_path = not registry.detector(job.detector).reads_files
+    out = views(split.train, make_perturbation(protocol.train_perturbation, registry), protocol.seed, hide_path)
+    for perturbation in dict.fromkeys(task.perturbation for task in job.tasks):
+        transform = make_perturbation(perturbation, registry)
+        generators = dict.fromkeys(t.test_generator for t in job.tasks if t.perturbation == perturbation)
+        tested = {id(s): s for g in generators for s in split.tests[g]}  # shared reals once
+        out.extend(views(list(tested.values()), transform, protocol.seed, hide_path))
+    return out
 
 
 # Everything a plugin may raise becomes an error row; only an interrupt by the user stops the run.
@@ -318,9 +343,11 @@ def nan_reasons(
 __all__ = [
     "PLUGIN_FAILURES",
     "decision_threshold",
+    "job_samples",
     "load_dataset",
     "nan_reasons",
     "perturbation_reaches",
+    "run_context",
     "run_job",
     "views",
 ]

@@ -5,10 +5,17 @@ Layout of a store folder::
     results.jsonl          one row per (protocol, detector, test generator, test perturbation) attempt
     scores/<row_id>.npz    labels and raw scores of that row (for ROC curves and re-analysis)
     models/<job_id>/       fitted detectors, reused when a run resumes
+    locks/<job_id>.lock    the claim of the driver running that job (see below)
 
 Every row is flushed and fsynced as it is written, so an interrupted run keeps every finished row. A
 truncated last line (the process died mid-write) is ignored when reading and never glued to the next row.
 Rows are never rewritten: a retried key gets a new row and readers take the latest (:func:`latest_rows`).
+
+Several drivers (``dfzoo run`` processes, on one machine or on nodes sharing the folder) may use one store at
+once without doing any work twice: a driver *claims* a job (an exclusive OS file lock on its lock file) before
+running it, skips a job another driver holds, and re-reads which rows are stored once it holds the claim.
+Appends take a short lock of their own, so rows of two drivers never interleave. OS locks die with their
+process: a killed driver never leaves a job claimed.
 """
 
 from __future__ import annotations
@@ -23,9 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "results.jsonl"
+APPEND_WAIT_S = 300.0  # how long an append waits for another driver's append to finish
 OK, ERROR, SKIPPED = "ok", "error", "skipped"
 
 
@@ -56,13 +65,15 @@ class ResultStore:
         self.results = self.root / RESULTS_FILE
         self.scores_dir = self.root / "scores"
         self.models_dir = self.root / "models"
+        self.locks_dir = self.root / "locks"
+        self._claims: dict[str, FileLock] = {}
 
     # -- rows ------------------------------------------------------------------------------------------
     def append(self, row: dict[str, Any]) -> None:
         """Write one row durably (flush + fsync); repairs a truncated last line first."""
         self.root.mkdir(parents=True, exist_ok=True)
         line = json.dumps(clean_json(row), sort_keys=True, allow_nan=False)
-        with open(self.results, "a+b") as handle:
+        with FileLock(f"{self.results}.lock", timeout=APPEND_WAIT_S), open(self.results, "a+b") as handle:
             handle.seek(0, os.SEEK_END)
             if handle.tell() > 0:
                 handle.seek(-1, os.SEEK_END)
@@ -152,7 +163,33 @@ class ResultStore:
         return Sidecar(labels, scores, ids)
 
     def model_dir(self, job_id: str) -> Path:
-        return self.models_dir / job_id
+        """Where a job's fitted detector lives: an absolute path, since workers may not share our folder."""
+        return (self.models_dir / job_id).absolute()
+
+    # -- claims ----------------------------------------------------------------------------------------
+    def claim(self, job_id: str) -> bool:
+        """Take this store's claim on ``job_id`` for this driver; False when another driver (or another claim
+        in this process) holds it. Held until :meth:`release` or this process ends."""
+        if job_id in self._claims:
+            return True
+        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.locks_dir / f"{job_id}.lock", timeout=0, thread_local=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            return False
+        self._claims[job_id] = lock
+        return True
+
+    def release(self, job_id: str) -> None:
+        """Give up the claim on ``job_id`` (a no-op when not held)."""
+        lock = self._claims.pop(job_id, None)
+        if lock is not None:
+            lock.release()
+
+    def release_all(self) -> None:
+        for job_id in list(self._claims):
+            self.release(job_id)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from a feature matrix and how to score one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,6 +66,16 @@ class FrozenFeatureDetector(Detector):
         for position, reason in result.errors.items():
             self.record_skip(samples[position], reason)
         return result
+
+    def shared_work(self) -> str | None:
+        """The backbone pass: backbone(s), weights and options, and the run's preprocessing."""
+        if not isinstance(self.params["backbone"], (str, list, tuple)) or not self.context.cache:
+            return None
+        keys = ("backbone", "pretrained", "weights_path", "backbone_options")
+        return json.dumps(["features", *(self.params.get(k) for k in keys), self.context.preprocess.key], default=str)
+
+    def precompute(self, samples: Sequence[Sample]) -> None:
+        self.features(samples, training=False)
 
     def fit(self, train: Sequence[Sample]) -> FrozenFeatureDetector:
         labels = np.asarray([s.label for s in train])

@@ -97,6 +97,17 @@ def _same(value: Any, choice: Any) -> bool:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Resources:
+    """What one job of a detector asks a cluster executor for: CPU cores, GPUs and memory (GiB; 0 reserves
+    none). ``gpus`` is wanted where the cluster has GPUs and never requested from one that has none (the job
+    then runs on CPUs); a fraction shares a GPU between jobs."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory_gb: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class DetectorSpec:
     """A detection method.
 
@@ -110,7 +121,8 @@ class DetectorSpec:
     perturbation still changes its scores, refusing robustness rows where it does not. ``param_schema``
     declares the types and closed sets of values of some parameters (:class:`Param`); the others accept
     values of their default's type. :meth:`check_params` applies both, so a wrong name or value fails before
-    any work, with the allowed values in the message.
+    any work, with the allowed values in the message. ``resources`` is what one job asks a cluster executor for
+    (:class:`Resources`, or a function of the job's checked params returning one).
     """
 
     name: str
@@ -124,6 +136,11 @@ class DetectorSpec:
     tags: tuple[str, ...] = ()
     reads_files: bool = False
     param_schema: Mapping[str, Param] = field(default_factory=dict)
+    resources: Resources | Callable[[Mapping[str, Any]], Resources] = Resources()
+
+    def resources_for(self, params: Mapping[str, Any]) -> Resources:
+        """The resources one job with ``params`` asks for."""
+        return self.resources if isinstance(self.resources, Resources) else self.resources(params)
 
     def param(self, name: str) -> Param:
         """What parameter ``name`` accepts: its declared :class:`Param`, types inferred from the default."""
@@ -248,6 +265,7 @@ __all__ = [
     "Param",
     "ParamError",
     "PerturbationSpec",
+    "Resources",
     "WeightsSpec",
     "default_types",
 ]

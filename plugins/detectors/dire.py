@@ -25,6 +25,7 @@ from dfzoo import DetectorSpec, hookimpl
 from dfzoo.cache import compute_cached
 from dfzoo.data.decode import ImageDecodeError
 from dfzoo.data.sample import Sample
+from dfzoo.spec import Resources
 from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, Augment, SingleModelDetector
 
 from ._reconstruction import prepare_for_model
@@ -56,6 +57,7 @@ def dfzoo_detectors():
         params=DEFAULTS,
         weight_params=("unet", "arch", "weights"),
         tags=("reconstruction", "diffusion"),
+        resources=Resources(gpus=1),  # a GPU where the cluster has one
         smoke_params={
             "unet": "random:tiny_unet",
             "steps": 2,

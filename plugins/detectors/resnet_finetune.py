@@ -24,6 +24,7 @@ import numpy as np
 
 from dfzoo import DetectorSpec, Param, hookimpl
 from dfzoo.data.sample import Sample
+from dfzoo.spec import Resources
 from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, SingleModelDetector
 
 PAPER = "Wang et al., CNN-generated images are surprisingly easy to spot... for now, CVPR 2020 (arXiv:1912.11035)"
@@ -158,6 +159,7 @@ def dfzoo_detectors():
         params=DEFAULTS,
         weight_params=("arch", "weights"),
         tags=("trained", "cnn"),
+        resources=Resources(gpus=1),  # a GPU where the cluster has one
         smoke_params={
             "arch": "resnet18",
             "pretrained": False,

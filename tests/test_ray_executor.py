@@ -1,0 +1,236 @@
+"""The Ray executor on a local two-CPU Ray instance: the same rows as the local executor, a killed worker
+retried with every row stored exactly once, shared backbone passes split into chunks, resources fitted to
+the cluster, and the device checked against the cluster."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dfzoo
+from dfzoo.benchmark.harness import run_benchmark
+from dfzoo.benchmark.protocol import parse_protocol
+from dfzoo.benchmark.store import OK, ResultStore
+from dfzoo.data.sample import Sample
+from dfzoo.device import DeviceError
+from dfzoo.manager import get_plugin_manager
+from dfzoo.registry import Registry, use_registry
+from dfzoo.spec import Resources
+from dfzoo.testing import write_folder_dataset
+
+ray = pytest.importorskip("ray")
+from dfzoo.benchmark.ray_executor import RayExecutor  # noqa: E402  (needs ray)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Brightness(dfzoo.Detector):
+    """Pixel spread against the midpoint learnt in fit. ``kill_marker``: the first score() call while that
+    file does not exist creates it and kills its own process (a crashed worker); ``kill_always``: every one."""
+
+    def fit(self, train: Sequence[Sample]) -> Brightness:
+        time.sleep(float(self.params["sleep"]))
+        values = np.array([self._value(s) for s in train])
+        labels = np.array([s.label for s in train])
+        self.mid = float((values[labels == 0].mean() + values[labels == 1].mean()) / 2)
+        self.fitted = True
+        return self
+
+    def _value(self, sample: Sample) -> float:
+        return float(np.asarray(sample.load(), dtype=np.float64).std()) + float(self.params["offset"])
+
+    def score(self, samples: Sequence[Sample]) -> np.ndarray:
+        marker = self.params["kill_marker"]
+        if self.params["kill_always"] or (marker and not Path(marker).exists()):
+            if marker:
+                Path(marker).write_text(str(os.getpid()))
+            os.kill(os.getpid(), 9)
+        return np.array([self._value(s) - self.mid for s in samples])
+
+    def _save_state(self, folder: Path) -> None:
+        (folder / "mid.txt").write_text(repr(self.mid))
+
+    def _load_state(self, folder: Path) -> None:
+        self.mid = float((folder / "mid.txt").read_text())
+
+
+class RayTestPlugin:
+    """The cheap detector above and a tiny random backbone, registered in the driver and in every worker."""
+
+    @dfzoo.hookimpl
+    def dfzoo_detectors(self):
+        yield dfzoo.DetectorSpec(
+            name="brightness",
+            summary="pixel spread (tests)",
+            factory=lambda **params: Brightness(**params),
+            params={"offset": 0.0, "kill_marker": "", "kill_always": False, "sleep": 0.0},
+            weight_params=(),
+            resources=Resources(cpus=1, gpus=1),  # wants a GPU: never asked of this CPU-only cluster
+        )
+
+    @dfzoo.hookimpl
+    def dfzoo_backbones(self):
+        def factory(weights=None, device=None):
+            import timm
+            import torch
+
+            from dfzoo.features import TorchBackbone
+            from dfzoo.transforms import Normalisation
+
+            torch.manual_seed(0)
+            model = timm.create_model("resnet10t", pretrained=False, num_classes=0)
+            return TorchBackbone("ray_tiny", model, Normalisation(size=32), model.num_features, None, device)
+
+        yield dfzoo.BackboneSpec(name="ray_tiny", summary="random resnet10t (tests)", factory=factory, feature_dim=512)
+
+
+PLUGIN = RayTestPlugin()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray instance with two CPUs for this module; workers can import the tests package."""
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+    )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_registry():
+    registry = Registry(get_plugin_manager(autoload=False, extra_plugins=(PLUGIN,)))
+    with use_registry(registry):
+        yield registry
+
+
+def _protocol(data: Path, detectors: list[dict], name: str = "ray-test"):
+    return parse_protocol(
+        {
+            "name": name,
+            "dataset": str(data),
+            "train_generators": ["gan_a"],
+            "test_generators": "all",
+            "perturbations": ["none", "jpeg:quality=50"],
+            "bootstrap": 20,
+            "detectors": detectors,
+        }
+    )
+
+
+def _by_key(store: Path) -> dict[str, dict]:
+    rows = ResultStore(store).rows()
+    counts = Counter(row["key"] for row in rows)
+    assert all(count == 1 for count in counts.values()), f"duplicate rows: {counts.most_common(3)}"
+    return {row["key"]: row for row in rows}
+
+
+def test_ray_and_local_executors_give_the_same_rows(ray_cluster, ray_registry, tmp_path):
+    data = write_folder_dataset(tmp_path / "data", per_class=8)
+    protocol = _protocol(
+        data,
+        [
+            {"name": "brightness"},
+            {"name": "brightness", "params": {"offset": 1.5}},
+            {"name": "nn_cosine", "params": {"backbone": "ray_tiny", "pretrained": False}},
+            {"name": "clip_probe", "params": {"backbone": "ray_tiny", "pretrained": False}},
+        ],
+    )
+    local = run_benchmark(protocol, tmp_path / "local", registry=ray_registry, progress=False)
+    executor = RayExecutor(plugins=(PLUGIN,), chunk_images=10)
+    remote = run_benchmark(protocol, tmp_path / "ray", registry=ray_registry, executor=executor, progress=False)
+    assert local.jobs_run == remote.jobs_run == 4
+    local_rows, ray_rows = _by_key(tmp_path / "local"), _by_key(tmp_path / "ray")
+    assert sorted(local_rows) == sorted(ray_rows) and len(ray_rows) == 4 * 2 * 2
+    for key, row in local_rows.items():
+        assert row["status"] == ray_rows[key]["status"] == OK, ray_rows[key].get("error")
+        assert row["metrics"] == ray_rows[key]["metrics"], key
+        assert ray_rows[key]["hardware"] == {"device": "cpu", "gpu": "", "precision": "float32"}
+    # the two frozen-feature jobs share one backbone pass, split into chunks of 10 views across the workers
+    assert executor.stats["shared_passes"] == 1 and executor.stats["chunks"] >= 4
+    assert executor.stats["jobs_after_pass"] == 2
+
+
+def test_a_killed_worker_is_retried_and_every_row_stored_once(ray_cluster, ray_registry, tmp_path):
+    data = write_folder_dataset(tmp_path / "data", per_class=6)
+    marker = tmp_path / "killed-once"
+    protocol = _protocol(data, [{"name": "brightness", "params": {"kill_marker": str(marker)}}])
+    summary = run_benchmark(
+        protocol, tmp_path / "store", registry=ray_registry, executor=RayExecutor(plugins=(PLUGIN,)), progress=False
+    )
+    assert marker.exists()  # a worker did die mid-job
+    rows = _by_key(tmp_path / "store")
+    assert len(rows) == 4 and all(row["status"] == OK for row in rows.values())
+    assert summary.rows_ok == 4 and summary.jobs_run == 1
+
+
+def test_a_job_whose_retries_run_out_gets_error_rows_for_what_is_missing(ray_cluster, ray_registry, tmp_path):
+    data = write_folder_dataset(tmp_path / "data", per_class=6)
+    protocol = _protocol(data, [{"name": "brightness", "params": {"kill_always": True}}])
+    executor = RayExecutor(plugins=(PLUGIN,), max_retries=0)
+    summary = run_benchmark(protocol, tmp_path / "store", registry=ray_registry, executor=executor, progress=False)
+    rows = _by_key(tmp_path / "store")
+    assert len(rows) == 4 and all(row["status"] == "error" for row in rows.values())
+    assert all(row["error"]["stage"] == "worker" for row in rows.values())
+    assert summary.rows_error == 4
+
+
+def test_resources_fit_the_cluster(ray_cluster, ray_registry, tmp_path):
+    executor = RayExecutor()
+    protocol = _protocol(tmp_path, [{"name": "brightness"}])
+    from dfzoo.benchmark.executor import Job
+
+    job = Job("j", protocol, "brightness", {}, "b", "h", "s", "f", (), str(tmp_path))
+    cpu_only = {"CPU": 2.0}
+    assert executor.request(job, cpu_only)["num_gpus"] == 0.0  # wants a GPU, but none exists
+    assert executor.request(job, {"CPU": 8.0, "GPU": 2.0})["num_gpus"] == 1.0
+    probe = Job("j", protocol, "nn_cosine", {}, "b", "h", "s", "f", (), str(tmp_path), device="cuda")
+    assert executor.request(probe, {"CPU": 8.0, "GPU": 2.0})["num_gpus"] == 1.0  # told to run on CUDA
+    assert (
+        executor.request(Job("j", protocol, "nn_cosine", {}, "b", "h", "s", "f", (), ""), {"CPU": 8.0, "GPU": 2.0})[
+            "num_gpus"
+        ]
+        == 0.0
+    )  # a probe wants no GPU
+
+
+def test_device_is_checked_against_the_cluster(ray_cluster):
+    executor = RayExecutor()
+    executor.check_device(None)
+    executor.check_device("cpu")
+    with pytest.raises(DeviceError, match="the Ray cluster has no GPU"):
+        executor.check_device("cuda")
+    with pytest.raises(DeviceError, match="use --device cuda"):
+        executor.check_device("cuda:3")
+    with pytest.raises(DeviceError, match="unknown device"):
+        executor.check_device("tpu")
+
+
+def test_shared_pass_fills_the_cache_the_job_then_reads(ray_registry, tmp_path):
+    """What a chunk task does, in-process: precompute() on views, then fit() finds every feature cached."""
+    from dfzoo.benchmark.executor import Job, RowTask
+    from dfzoo.benchmark.runner import job_samples, run_context
+    from dfzoo.benchmark.splits import open_protocol_dataset, split_dataset
+
+    data = write_folder_dataset(tmp_path / "data", per_class=4)
+    protocol = _protocol(data, [{"name": "nn_cosine"}])
+    task = RowTask("k", "gan_b", "jpeg:quality=50")
+    params = {"backbone": "ray_tiny", "pretrained": False}
+    job = Job("j", protocol, "nn_cosine", params, "nn", "h", "s", "f", (task,), str(tmp_path / "m"))
+    split = split_dataset(protocol, open_protocol_dataset(protocol, ray_registry))
+    samples = job_samples(job, split, ray_registry)
+    assert len(samples) == len(split.train) + len(split.tests["gan_b"])
+    first = dfzoo.load_detector("nn_cosine", **params).setup(run_context(job).with_(progress=False))
+    assert first.shared_work() is not None
+    first.precompute(samples)
+    second = dfzoo.load_detector("nn_cosine", **params).setup(run_context(job).with_(progress=False))
+    assert second.features(samples, training=True).cached == len(samples)
