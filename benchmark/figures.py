@@ -1,60 +1,23 @@
 """The figures of one protocol, from its board: the ROC-AUC heatmap (with intervals), ROC curves on a linear
 and a logarithmic false-positive axis, and robustness curves over perturbation sweeps.
 
-A sweep is read from the perturbation keys themselves (``jpeg:quality=95``, ``jpeg:quality=75``, ...): keys of
-the same perturbation whose parameters differ in one parameter are the points of one curve, in the order the
-protocol lists them, after the clean condition. File names are ``<protocol slug>-<figure>.<format>``.
+Robustness curves follow the sweeps found among the perturbation keys (:mod:`.sweeps`), after the clean
+condition. File names are ``<protocol slug>-<figure>.<format>``.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dfzoo.transforms import parse_perturbation
-
 from . import plots
 from .board import GROUP_TITLES, ProtocolBoard
+from .sweeps import find_sweeps
 from .text import condition, slug
 
 HEATMAP, ROC, ROC_LOG, ROBUSTNESS = "auc", "roc", "roc-log", "robustness"
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """Perturbations of one kind that differ in one parameter: ``name`` (e.g. "jpeg quality"), the keys in
-    order and the value of the varying parameter at each."""
-
-    name: str
-    keys: tuple[str, ...]
-    points: tuple[str, ...]
-
-
-def sweeps(perturbations: Sequence[str], clean: str) -> list[Sweep]:
-    """The sweeps among a protocol's test perturbations (``clean`` excluded; unparsable keys are ignored)."""
-    by_kind: OrderedDict[str, list[tuple[str, dict]]] = OrderedDict()
-    for key in perturbations:
-        if key == clean:
-            continue
-        try:
-            name, params = parse_perturbation(key)
-        except ValueError:
-            continue
-        by_kind.setdefault(name, []).append((key, params))
-    found = []
-    for name, members in by_kind.items():
-        keys = sorted({k for _, params in members for k in params})
-        varying = [k for k in keys if len({repr(params.get(k)) for _, params in members}) > 1]
-        if len(varying) > 1:
-            continue  # two parameters change at once: no single strength axis
-        parameter = varying[0] if varying else (keys[0] if len(keys) == 1 else "")
-        points = tuple(str(params.get(parameter, key)) if parameter else key for key, params in members)
-        found.append(Sweep(f"{name} {parameter}".strip(), tuple(key for key, _ in members), points))
-    return found
 
 
 def board_figures(
@@ -107,7 +70,7 @@ def board_figures(
             written[ROC_LOG] = plots.roc_grid(
                 title + ", log false-positive rate", curves, Path(f"{stem}-{ROC_LOG}"), board.seen, True, formats
             )
-    found = sweeps(board.perturbations, board.clean) if extended else []
+    found = find_sweeps(board.perturbations, board.clean) if extended else []
     if found:
         panels = {}
         for sweep in found:
@@ -135,4 +98,4 @@ def board_figures(
     return written
 
 
-__all__ = ["HEATMAP", "ROBUSTNESS", "ROC", "ROC_LOG", "Sweep", "board_figures", "sweeps"]
+__all__ = ["HEATMAP", "ROBUSTNESS", "ROC", "ROC_LOG", "board_figures"]

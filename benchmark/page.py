@@ -109,6 +109,7 @@ def inline_svg(path: Path, prefix: str) -> str:
     """The SVG file's ``<svg>`` element for inlining, its ids prefixed so several figures share a page."""
     text = path.read_text()
     text = text[text.index("<svg") :]
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.DOTALL)  # matplotlib's RDF block: not shown
     text = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}-{m.group(1)}"', text)
     text = re.sub(r'(href="#|url\(#)([^")]+)', lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", text)
     return text

@@ -51,6 +51,8 @@ from typing import Any
 
 from dfzoo.transforms import RESIZE, PreprocessPolicy, parse_perturbation
 
+from .sweeps import expand_sweeps
+
 log = logging.getLogger(__name__)
 ALL = "all"
 ANY_DETECTOR = "*"
@@ -244,7 +246,7 @@ def parse_protocol(data: Mapping[str, Any], *, source: str = "<protocol>", base_
             preprocess=policy,
             seed=data.get("seed", 0),
             cap_per_class=data.get("cap_per_class"),
-            perturbations=tuple(data.get("perturbations", ("none",))),
+            perturbations=expand_sweeps(data.get("perturbations", ("none",))),  # "jpeg:quality=95,75": a sweep
             train_perturbation=str(data.get("train_perturbation", "none")),
             detectors=tuple(entries),
             detector_params={str(k): dict(v) for k, v in detector_params.items()},

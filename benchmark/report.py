@@ -19,12 +19,13 @@ from . import metrics
 from .board import GROUP_TITLES, SEEN, UNSEEN, ProtocolBoard
 from .errors import Thumbnails, image_file, mistakes
 from .export import write_latex_tables, write_scores_parquet
-from .figures import HEATMAP, ROBUSTNESS, ROC, ROC_LOG, board_figures, sweeps
+from .figures import HEATMAP, ROBUSTNESS, ROC, ROC_LOG, board_figures
 from .groups import LEAVE_ONE_OUT
 from .markdown import SUMMARY_COLUMNS
 from .page import details_html, esc, figure_html, page_html, table_html
 from .provenance import PROVENANCE_HEADERS, problems, provenance_notes, provenance_rows, threshold_text
 from .results import Results
+from .sweeps import find_sweeps
 from .text import NOT_MEANINGFUL, Cell, bold_separated, condition, fmt_value, slug
 
 REPORT_FILE = "report.html"
@@ -37,8 +38,12 @@ def render_report(results: Results, out_dir: Path, *, title: str = "dfzoo report
     ``out_dir``; returns the files written, the page first."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    figures = {}
-    for board in results.boards:
+    folds = {name for table in results.groups if table.kind == LEAVE_ONE_OUT for name in table.protocols}
+    figures: dict[str, dict[str, list[Path]]] = {}
+    for board in results.boards:  # a leave-one-out fold is summed up by its group's table: no figures of its own
+        if board.name in folds:
+            figures[board.name] = {}
+            continue
         figures[board.name] = board_figures(board, out_dir / "plots", results.names, FIGURE_FORMATS, extended=True)
         written.extend(path for paths in figures[board.name].values() for path in paths)
     exports = [write_scores_parquet(results.rows, results.store, out_dir / "scores.parquet")]
@@ -46,7 +51,6 @@ def render_report(results: Results, out_dir: Path, *, title: str = "dfzoo report
     written.extend(exports)
     thumbnails = Thumbnails()
     sections = [overview_section(results), *group_sections(results)]
-    folds = {name for table in results.groups if table.kind == LEAVE_ONE_OUT for name in table.protocols}
     for board in results.boards:
         section = protocol_section(board, results.names, figures[board.name], out_dir, thumbnails)
         sections.append(details_html(f"Fold {board.name} in detail", section) if board.name in folds else section)
@@ -230,7 +234,7 @@ def _robustness(
     for label in board.labels:
         cells = [board.mean_cell(label, "auc", board.rank_group, p) for p in board.perturbations]
         rows.append([names.get(label, label), *cells])
-    found = ", ".join(s.name for s in sweeps(board.perturbations, board.clean))
+    found = ", ".join(s.name for s in find_sweeps(board.perturbations, board.clean))
     return (
         f"<h3>Robustness ({esc(GROUP_TITLES[board.rank_group].lower())} ROC-AUC per test perturbation)</h3>"
         + table_html(["Detector", *(condition(p) for p in board.perturbations)], rows)
