@@ -11,6 +11,7 @@ spectrum) offers ``explain_view(samples) -> list of PIL images`` at its input si
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,10 @@ from PIL import Image
 from .data.decode import ImageDecodeError
 from .data.sample import Sample
 from .transforms import CENTER_CROP, PreprocessPolicy
+
+
+class CoarseMapWarning(UserWarning):
+    """Grad-CAM looked at a 1x1 feature map: the "map" is one value spread over the image (no location)."""
 
 
 def target_layer(model: Any) -> Any:
@@ -50,9 +55,22 @@ def grad_cam(model: Any, inputs: Any, *, layer: Any = None, category: int = 0) -
 
     layer = layer if layer is not None else target_layer(model)
     was_training = model.training
-    with torch.enable_grad(), GradCAM(model=model, target_layers=[layer]) as cam:
-        maps = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(category)] * len(inputs))
-    model.train(was_training)
+    shapes: list[tuple[int, ...]] = []
+    hook = layer.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(getattr(out, "shape", ()))))
+    try:
+        with torch.enable_grad(), GradCAM(model=model, target_layers=[layer]) as cam:
+            maps = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(category)] * len(inputs))
+    finally:
+        hook.remove()
+        model.train(was_training)
+    if shapes and len(shapes[-1]) == 4 and shapes[-1][-2:] == (1, 1):
+        warnings.warn(
+            f"Grad-CAM: the feature map of {type(layer).__name__} is 1x1 for {tuple(inputs.shape[-2:])} px inputs, "
+            "so the map is one value spread over the whole image and shows no location; use a larger input size "
+            "(e.g. --size / the protocol's preprocessing size) or pass a layer with spatial extent",
+            CoarseMapWarning,
+            stacklevel=2,
+        )
     return np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0)
 
 
@@ -146,4 +164,12 @@ def write_overlays(detector: Any, samples: Sequence[Sample], out: str | Path) ->
     return written
 
 
-__all__ = ["explain_batches", "grad_cam", "map_to_image", "overlay", "target_layer", "write_overlays"]
+__all__ = [
+    "CoarseMapWarning",
+    "explain_batches",
+    "grad_cam",
+    "map_to_image",
+    "overlay",
+    "target_layer",
+    "write_overlays",
+]

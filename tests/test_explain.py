@@ -131,3 +131,27 @@ def test_explain_command_refuses_detectors_without_explanations(registry, train,
     code = main(["explain", str(saved), str(train[0].path), "--out", str(tmp_path / "cams")])
     assert code == 2 and "no Grad-CAM" in capsys.readouterr().err  # a command error: exit 2 (dfzoo.cli)
     assert main(["explain", str(tmp_path), str(train[0].path), "--out", str(tmp_path / "cams")]) == 2
+
+
+def test_grad_cam_warns_when_the_last_feature_map_is_1x1():
+    import warnings
+
+    import torch
+
+    from dfzoo.explain import CoarseMapWarning, grad_cam
+
+    def model(stride: int) -> torch.nn.Module:
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, kernel_size=stride, stride=stride), torch.nn.Flatten(), torch.nn.LazyLinear(1)
+        )
+
+    inputs = torch.rand(2, 3, 8, 8)
+    coarse = model(8)  # 8 px -> 1x1
+    coarse(inputs)
+    with pytest.warns(CoarseMapWarning, match="1x1"):
+        grad_cam(coarse, inputs)
+    fine = model(2)  # 8 px -> 4x4
+    fine(inputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CoarseMapWarning)
+        assert grad_cam(fine, inputs).shape == (2, 8, 8)
