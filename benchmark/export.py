@@ -44,8 +44,8 @@ LATEX_SPECIALS = {
 
 def write_scores_parquet(rows: Sequence[dict[str, Any]], store: ResultStore, path: Path) -> Path:
     """Write the per-image scores of every ``ok`` row that has a sidecar (see the module docstring)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
     columns: dict[str, list[Any]] = {name: [] for name in SCORE_COLUMNS}
     for row in rows:

@@ -53,7 +53,9 @@ def build_overview(
             else:
                 row.append(source.cells[label][-1] if label in source.cells else Cell(math.nan, text=""))
         overview.cells[label] = row
-    overview.labels = sorted(labels, key=lambda label: _order(overview.cells[label], overview.names.get(label, label)))
+    overview.labels = sorted(
+        labels, key=lambda label: _order(overview.cells[label], overview.names.get(label) or label)
+    )
     return overview
 
 
