@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,17 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     quick.add_argument("--bootstrap", type=int, metavar="N", help="bootstrap replicates for intervals (0 = none)")
     quick.add_argument("--offline-only", action="store_true", help="skip detectors whose weights are not here")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    from dfzoo.benchmark.executor import EXECUTORS
+
+    cluster = parser.add_argument_group("where jobs run")
+    cluster.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default=os.environ.get("DFZOO_EXECUTOR", "local"),
+        help="local: one job at a time in this process (default; $DFZOO_EXECUTOR); ray: jobs as Ray tasks",
+    )
+    cluster.add_argument("--address", help="Ray cluster to join (default $RAY_ADDRESS; none: start a local one)")
+    cluster.add_argument("--workers", type=int, metavar="N", help="CPUs of a local Ray instance (default: all)")
     parser.add_argument(
         "--keep-going",
         action="store_true",
@@ -174,7 +186,10 @@ def _run(args: argparse.Namespace) -> int:
         f"running {len(protocols)} protocol(s) ({', '.join(p.name for p in protocols)}) into {args.store}",
         file=sys.stderr,
     )
-    summary = run_benchmark(protocols, args.store, progress=not args.quiet, device=args.device)
+    from dfzoo.benchmark.executor import make_executor
+
+    executor = make_executor(args.executor, address=args.address, workers=args.workers)
+    summary = run_benchmark(protocols, args.store, progress=not args.quiet, device=args.device, executor=executor)
     for note in summary.notes:
         print(f"note: {note}", file=sys.stderr)
     print()
