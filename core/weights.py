@@ -95,6 +95,21 @@ def can_resolve(spec: WeightsSpec) -> bool:
         return False
 
 
+def torch_hub_file(filename: str) -> Path | None:
+    """A checkpoint already in torch.hub's ``checkpoints/`` folder (never downloading). Found without importing
+    torch when it is not loaded yet (torch's own rule: ``$TORCH_HOME/hub``, else ``$XDG_CACHE_HOME/torch/hub``,
+    else ``~/.cache/torch/hub``), so listing weights stays fast."""
+    if "torch" in sys.modules:  # honours torch.hub.set_dir() too
+        hub = Path(sys.modules["torch"].hub.get_dir())
+    else:
+        home = os.environ.get("TORCH_HOME") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "torch"
+        )
+        hub = Path(home).expanduser() / "hub"
+    candidate = hub / "checkpoints" / filename
+    return candidate if candidate.is_file() else None
+
+
 def downloads_off_reason() -> str:
     """Why weights are not downloaded in this process, or ``""`` when they may be: an offline variable
     (``DFZOO_OFFLINE``, ``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``), or a hub that did not answer."""

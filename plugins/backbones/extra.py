@@ -273,10 +273,9 @@ def _clip_int8_factory(weights: ResolvedWeights | None, device: Any = None, **op
 # -- DINO --------------------------------------------------------------------------------------------------
 def _torch_hub_file(filename: str) -> Path | None:
     """A checkpoint already in torch hub's cache (``<hub>/checkpoints/``); never touches the network."""
-    import torch
+    from dfzoo.weights import torch_hub_file  # finds it without importing torch
 
-    candidate = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    return candidate if candidate.is_file() else None
+    return torch_hub_file(filename)
 
 
 def _download_dino_resnet50() -> Path:

@@ -17,10 +17,9 @@ VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILE}"
 
 def _torch_hub_checkpoint(filename: str) -> Path | None:
     """A file already in torch.hub's checkpoint folder (``$TORCH_HOME/hub/checkpoints``), never downloading."""
-    import torch
+    from dfzoo.weights import torch_hub_file  # finds it without importing torch
 
-    path = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    return path if path.is_file() else None
+    return torch_hub_file(filename)
 
 
 def _download_vgg16() -> Path:

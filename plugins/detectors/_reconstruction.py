@@ -70,6 +70,10 @@ def _hf_folder(repo: str, subfolder: str, patterns: tuple[str, ...], *, local_on
 def _hf_folder(repo: str, subfolder: str, patterns: tuple[str, ...], *, local_only: bool) -> Path | None: ...
 def _hf_folder(repo: str, subfolder: str, patterns: tuple[str, ...], *, local_only: bool) -> Path | None:
     """The diffusers model folder of ``repo``, downloaded if needed; with ``local_only``, None when not cached."""
+    from huggingface_hub import constants
+
+    if local_only and not (Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}").is_dir():
+        return None  # not cached; saves importing snapshot_download (a second) each time weights are listed
     from huggingface_hub import snapshot_download
 
     try:

@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -183,6 +184,14 @@ def _build(folder: Path, config: ZooConfig, preset: str, seed: int, progress: bo
         rows.extend(_write(folder, name, GENERATORS[name][0], "train", fakes[: config.fake_per_split]))
         rows.extend(_write(folder, name, GENERATORS[name][0], "test", fakes[config.fake_per_split :]))
         timings[name] = round(time.perf_counter() - began, 2)
+        if progress:  # a line per generator with the time left at this pace (training steps as the unit of work)
+            elapsed = time.perf_counter() - started
+            left = elapsed * (bar.total - bar.n) / max(bar.n, 1)
+            bar.write(
+                f"zoo: {name} done in {timings[name]:.0f} s ({len(timings)}/{len(GENERATORS)} generators); "
+                f"{elapsed / 60:.1f} min so far, about {left / 60:.1f} min left",
+                file=sys.stderr,
+            )
 
     for offset, (name, make) in enumerate(
         (("gan_tconv", models.TConvGenerator), ("gan_upsample", models.UpsampleGenerator)), start=1
