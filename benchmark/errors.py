@@ -67,18 +67,28 @@ def image_file(image_id: str, row: Mapping[str, Any]) -> Path | None:
 
 
 class Thumbnails:
-    """PNG thumbnails as data URIs, made once per file (None when the file is gone or unreadable)."""
+    """Thumbnails of image files, each made once and named by a CSS class whose background it is: an image
+    shown many times (a real every test set shares) is stored once in the page (:meth:`style`)."""
 
     def __init__(self, pixels: int = THUMBNAIL_PIXELS) -> None:
         self.pixels = pixels
-        self._made: dict[Path, str | None] = {}
+        self._classes: dict[Path, str | None] = {}
+        self._uris: dict[str, str] = {}
 
-    def uri(self, path: Path | None) -> str | None:
+    def css_class(self, path: Path | None) -> str | None:
+        """The class showing ``path``'s thumbnail; None when the file is gone or unreadable."""
         if path is None:
             return None
-        if path not in self._made:
-            self._made[path] = self._make(path)
-        return self._made[path]
+        if path not in self._classes:
+            uri = self._make(path)
+            self._classes[path] = None if uri is None else f"t{len(self._uris)}"
+            if uri is not None:
+                self._uris[f"t{len(self._uris)}"] = uri
+        return self._classes[path]
+
+    def style(self) -> str:
+        """The CSS rules of every thumbnail made so far."""
+        return "\n".join(f".{name} {{ background-image: url({uri}); }}" for name, uri in self._uris.items())
 
     def _make(self, path: Path) -> str | None:
         from PIL import Image

@@ -38,7 +38,9 @@ figcaption { color: var(--muted); font-size: 12px; }
 details { margin: 8px 0; } summary { cursor: pointer; font-weight: 600; }
 .thumbs { display: flex; gap: 6px; flex-wrap: wrap; }
 .thumb { display: inline-flex; flex-direction: column; align-items: center; font-size: 10.5px; color: var(--muted); }
-.thumb img { width: 64px; height: 64px; image-rendering: pixelated; border: 1px solid var(--rule); }
+.thumb i { display: block; width: 64px; height: 64px; background-position: center; background-size: contain;
+  background-repeat: no-repeat;
+  image-rendering: pixelated; border: 1px solid var(--rule); }
 code { font-size: 12px; background: var(--band); padding: 0 3px; }
 """
 
@@ -132,12 +134,12 @@ def details_html(summary: str, body: str, *, open_: bool = False) -> str:
     return f"<details{' open' if open_ else ''}><summary>{esc(summary)}</summary>{body}</details>" if body else ""
 
 
-def page_html(title: str, header: str, sections: Sequence[str]) -> str:
-    """The whole page: inline CSS, the header, the sections, the sorting script."""
+def page_html(title: str, header: str, sections: Sequence[str], style: str = "") -> str:
+    """The whole page: inline CSS (plus ``style``), the header, the sections, the sorting script."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>\n<h1>{esc(title)}</h1>\n{header}\n"
+        f"<title>{esc(title)}</title><style>{CSS}{style}</style></head>\n<body>\n<h1>{esc(title)}</h1>\n{header}\n"
         + "\n".join(s for s in sections if s)
         + f"\n<script>{SCRIPT}</script>\n</body></html>\n"
     )

@@ -38,8 +38,11 @@ class Band:
 
 
 def _pyplot() -> Any:
+    import logging
+
     import matplotlib
 
+    logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting logs every table at INFO
     matplotlib.use("Agg", force=True)
     matplotlib.rcParams["svg.hashsalt"] = "dfzoo"  # ids from content, not random: same figure, same file
     matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text (smaller, searchable)

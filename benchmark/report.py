@@ -56,7 +56,7 @@ def render_report(results: Results, out_dir: Path, *, title: str = "dfzoo report
         sections.append(details_html(f"Fold {board.name} in detail", section) if board.name in folds else section)
     sections.append(exports_section(exports, out_dir))
     page = out_dir / REPORT_FILE
-    page.write_text(page_html(title, header_html(results), sections))
+    page.write_text(page_html(title, header_html(results), sections, style=thumbnails.style()))
     return [page, *written]
 
 
@@ -124,9 +124,11 @@ def protocol_section(
     """Everything about one protocol (see the module docstring)."""
     anchor = _anchor("protocol", board.name)
     dataset = board.first("dataset", {})
+    description = str(board.first("protocol_description") or "").strip()
+    description += "." if description and description[-1] not in ".!?" else ""
     parts = [
         f'<section id="{esc(anchor)}"><h2>{esc(board.name)}</h2>',
-        f'<p class="note">{esc(board.first("protocol_description") or "")} Dataset <b>{esc(dataset.get("name", "?"))}'
+        f'<p class="note">{esc(description)} Dataset <b>{esc(dataset.get("name", "?"))}'
         f"</b> (fingerprint <code>{esc(dataset.get('fingerprint', '?'))}</code>), trained on "
         f"<b>{esc(', '.join(board.train_generators) or '?')}</b>, preprocessing "
         f"<code>{esc((board.first('preprocess') or {}).get('key', '?'))}</code>, seed {esc(board.first('seed', 0))}, "
@@ -271,9 +273,11 @@ def _error_browser(board: ProtocolBoard, names: Mapping[str, str], thumbnails: T
 
 
 def _thumb(image_id: str, score: float, row: Mapping[str, object], thumbnails: Thumbnails) -> str:
-    uri = thumbnails.uri(image_file(image_id, row))
+    found = thumbnails.css_class(image_file(image_id, row))
     name = Path(image_id).name
-    picture = f'<img src="{uri}" alt="{esc(name)}">' if uri else '<span class="na">(no file)</span>'
+    picture = (
+        f'<i class="{found}" role="img" aria-label="{esc(name)}"></i>' if found else '<span class="na">(no file)</span>'
+    )
     return f'<span class="thumb" title="{esc(image_id)}">{picture}{esc(name)}<br>{score:.3g}</span>'
 
 
