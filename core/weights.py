@@ -156,7 +156,7 @@ def go_offline(reason: str) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:
-        constants.HF_HUB_OFFLINE = True  # read at call time by huggingface_hub's is_offline_mode()
+        vars(constants)["HF_HUB_OFFLINE"] = True  # read at call time by huggingface_hub's is_offline_mode()
 
 
 def _missing_message(spec: WeightsSpec, folder: Path, detail: str) -> str:

@@ -186,7 +186,7 @@ def _build(folder: Path, config: ZooConfig, preset: str, seed: int, progress: bo
         timings[name] = round(time.perf_counter() - began, 2)
         if progress:  # a line per generator with the time left at this pace (training steps as the unit of work)
             elapsed = time.perf_counter() - started
-            left = elapsed * (bar.total - bar.n) / max(bar.n, 1)
+            left = elapsed * (total - bar.n) / max(bar.n, 1)
             bar.write(
                 f"zoo: {name} done in {timings[name]:.0f} s ({len(timings)}/{len(GENERATORS)} generators); "
                 f"{elapsed / 60:.1f} min so far, about {left / 60:.1f} min left",
