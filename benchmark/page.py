@@ -36,6 +36,7 @@ td.best { font-weight: 700; } td small { color: var(--muted); } td.na { color: #
 figure { margin: 10px 0 18px; } figure svg { max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 12px; }
 details { margin: 8px 0; } summary { cursor: pointer; font-weight: 600; }
+table.errors td { text-align: left; vertical-align: top; }
 .thumbs { display: flex; gap: 6px; flex-wrap: wrap; }
 .thumb { display: inline-flex; flex-direction: column; align-items: center; font-size: 10.5px; color: var(--muted); }
 .thumb i { display: block; width: 64px; height: 64px; background-position: center; background-size: contain;

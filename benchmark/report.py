@@ -265,7 +265,10 @@ def _error_browser(board: ProtocolBoard, names: Mapping[str, str], thumbnails: T
                 groups.append(f'<td><div class="muted">{esc(title)}</div><div class="thumbs">{thumbs}</div></td>')
             lines.append(f"<tr><td>{esc(generator)}</td>{''.join(groups)}</tr>")
         if lines:
-            body = "<table><thead><tr><th>test generator</th><th>reals scored as fake</th><th>fakes scored as real</th>"
+            body = (
+                '<table class="errors"><thead><tr><th>test generator</th><th>reals scored as fake</th>'
+                "<th>fakes scored as real</th>"
+            )
             parts.append(
                 f"<h4>{esc(names.get(label, label))}</h4>{body}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
             )
