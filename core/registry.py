@@ -161,6 +161,7 @@ class Registry:
             for value in [part for v in values for part in (v.split("+") if isinstance(v, str) else [v])]:
                 if not isinstance(value, str) or not value:
                     continue
+                value = value.partition(":")[0]  # "name:layers=5-11": blocks of backbone name (dfzoo.layers)
                 if value in self._entries["backbone"]:
                     weights = self.backbone(value).weights
                     if weights:

