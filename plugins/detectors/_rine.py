@@ -59,6 +59,9 @@ def build_head(blocks: int, dim: int, proj_dim: int, proj_layers: int, dropout: 
         return nn.Sequential(*layers)
 
     class RineHead(nn.Module):
+        mean: torch.Tensor  # buffers: the training tokens' mean and deviation per block and dimension
+        scale: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.register_buffer("mean", torch.zeros(blocks, dim))
