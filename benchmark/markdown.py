@@ -95,7 +95,8 @@ def document(
         + (f" ({hidden} older row(s) of earlier protocol configurations not shown)" if hidden else "")
         + f"; latest result {as_of}. Regenerate with `dfzoo leaderboard --store {store} --out DIR`; check every "
         f"number against the stored scores with `dfzoo leaderboard --check --store {store}`; every row shown is "
-        "in `results.csv` / `results.json`; `report.html` beside this page has the figures, robustness curves "
+        "in `results.csv` / `results.json`; the HTML report (`report.html`, written beside this page with the "
+        f"figures unless plots are off; `dfzoo report --store {store} --out DIR`) adds ROC and robustness curves "
         "and an error browser.",
         "",
     ]
