@@ -127,14 +127,9 @@ def roc_grid(
     With ``log_fpr`` the false-positive axis is logarithmic from 0.1% (the low-FPR region where TPR@1%FPR is
     read, marked by a dotted line). The legend names the detectors below the panels; each panel lists AUCs.
     """
-    plt = _pyplot()
     panels = list(curves)
-    columns = min(3, max(1, len(panels)))
-    rows = max(1, math.ceil(len(panels) / columns))
     labels = list(dict.fromkeys(label for panel in curves.values() for label, *_ in panel))
-    styles = {label: line_style(i) for i, label in enumerate(labels)}
-    legend_columns, legend_height = _legend_layout(labels, 3.8 * columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.8 * columns, 3.3 * rows + legend_height), squeeze=False)
+    fig, axes, styles, legend = _panel_grid(len(panels), labels, (3.8, 3.3))
     for ax, generator in zip(axes.flat, panels, strict=False):  # the grid may hold more axes than panels
         reference = np.logspace(math.log10(LOG_FPR_FLOOR), 0, 50) if log_fpr else np.array([0.0, 1.0])
         ax.plot(reference, reference, color="#999999", linestyle=":", linewidth=1)
@@ -158,13 +153,7 @@ def roc_grid(
         ax.set_ylabel("true positive rate", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.25)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    handles = [plt.Line2D([], [], color=styles[label][0], linestyle=styles[label][1], linewidth=2) for label in labels]
-    fig.legend(handles, labels, loc="lower center", ncol=legend_columns, fontsize=8, frameon=False)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, legend_height / fig.get_figheight(), 1, 0.97))
-    return save(fig, stem, formats)
+    return _finish(fig, axes, len(panels), styles, legend, title, stem, formats)
 
 
 def robustness_curves(
@@ -176,14 +165,9 @@ def robustness_curves(
 ) -> list[Path]:
     """One panel per sweep (e.g. ``"jpeg quality"``): ``(point labels, bands)``, each band a detector's values
     with a shaded 95% interval, drawn against the sweep's points in the order given (clean first)."""
-    plt = _pyplot()
     panels = list(sweeps)
-    columns = min(3, max(1, len(panels)))
-    rows = max(1, math.ceil(len(panels) / columns))
     labels = list(dict.fromkeys(band.label for _, bands in sweeps.values() for band in bands))
-    styles = {label: line_style(i) for i, label in enumerate(labels)}
-    legend_columns, legend_height = _legend_layout(labels, 4.2 * columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows + legend_height), squeeze=False)
+    fig, axes, styles, legend = _panel_grid(len(panels), labels, (4.2, 3.2))
     for ax, name in zip(axes.flat, panels, strict=False):
         points, bands = sweeps[name]
         x = np.arange(len(points))
@@ -201,21 +185,45 @@ def robustness_curves(
         ax.set_ylabel(ylabel, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.25)
-    for ax in list(axes.flat)[len(panels) :]:
+    return _finish(fig, axes, len(panels), styles, legend, title, stem, formats)
+
+
+def _panel_grid(
+    count: int, labels: Sequence[str], panel: tuple[float, float]
+) -> tuple[Any, Any, dict[str, Any], tuple[int, float]]:
+    """A figure of ``count`` panels (three a row) with room below for a legend of ``labels``, each label's line
+    style, and the legend's (columns, height in inches)."""
+    plt = _pyplot()
+    columns = min(3, max(1, count))
+    rows = max(1, math.ceil(count / columns))
+    width = panel[0] * columns
+    longest = max((len(label) for label in labels), default=1)
+    legend_columns = max(1, min(len(labels), int(width // (0.6 + 0.075 * longest))))  # the longest entry fits
+    legend_height = 0.26 * math.ceil(len(labels) / legend_columns) + 0.25
+    fig, axes = plt.subplots(rows, columns, figsize=(width, panel[1] * rows + legend_height), squeeze=False)
+    return fig, axes, {label: line_style(i) for i, label in enumerate(labels)}, (legend_columns, legend_height)
+
+
+def _finish(
+    fig: Any,
+    axes: Any,
+    used: int,
+    styles: Mapping[str, Any],
+    legend: tuple[int, float],
+    title: str,
+    stem: Path,
+    formats: Sequence[str],
+) -> list[Path]:
+    """Blank the unused panels, add the legend below and the title above, save."""
+    plt = _pyplot()
+    for ax in list(axes.flat)[used:]:
         ax.axis("off")
-    handles = [plt.Line2D([], [], color=styles[label][0], linestyle=styles[label][1], linewidth=2) for label in labels]
-    fig.legend(handles, labels, loc="lower center", ncol=legend_columns, fontsize=8, frameon=False)
+    legend_columns, legend_height = legend
+    handles = [plt.Line2D([], [], color=colour, linestyle=dash, linewidth=2) for colour, dash in styles.values()]
+    fig.legend(handles, list(styles), loc="lower center", ncol=legend_columns, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, legend_height / fig.get_figheight(), 1, 0.96))
     return save(fig, stem, formats)
-
-
-def _legend_layout(labels: Sequence[str], width_inches: float) -> tuple[int, float]:
-    """Columns and height (inches) of a figure legend whose longest entry still fits the figure's width."""
-    longest = max((len(label) for label in labels), default=1)
-    entry_inches = 0.6 + 0.075 * longest
-    columns = max(1, min(len(labels), int(width_inches // entry_inches)))
-    return columns, 0.26 * math.ceil(len(labels) / columns) + 0.25
 
 
 def save(fig: Any, stem: Path, formats: Sequence[str] = ("png",)) -> list[Path]:
