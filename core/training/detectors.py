@@ -21,6 +21,8 @@ from ..transforms import Normalisation
 if TYPE_CHECKING:
     import torch
 
+from dfzoo.plain import json_safe
+
 from .config import Augment, TrainConfig
 from .data import ImagePipeline, SampleDataset, SamplePipeline, samples_digest, split_indices
 from .loop import Checkpointer, EpochCallback, LossFn, TrainReport, predict, train_model
@@ -111,7 +113,7 @@ class TrainedImageDetector(Detector):
             {
                 "detector": self.name,
                 "stage": stage,
-                "params": _plain(self.params),
+                "params": json_safe(self.params),
                 "seed": context.seed,
                 "preprocess": context.preprocess.key,
                 "image_size": self.image_size,
@@ -293,13 +295,3 @@ class SingleModelDetector(TrainedImageDetector):
         self.init_weights = state["init_weights"]
         self.restore_reports(state["training"])
         self._restore_extra_state(state)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
