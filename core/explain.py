@@ -10,7 +10,6 @@ spectrum) offers ``explain_view(samples) -> list of PIL images`` at its input si
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from PIL import Image
 
 from .data.decode import ImageDecodeError
 from .data.sample import Sample
+from .plain import slug
 from .transforms import CENTER_CROP, PreprocessPolicy
 
 
@@ -157,7 +157,7 @@ def write_overlays(detector: Any, samples: Sequence[Sample], out: str | Path) ->
                 written.append(None)
                 continue
             cam = map_to_image(cam, background.size, policy)
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", sample.file.stem if sample.file else "image")
+        stem = slug(sample.file.stem if sample.file else "image", fallback="image")
         path = folder / f"{index:04d}_{stem}_gradcam.png"
         overlay(background, cam).save(path)
         written.append(path)
