@@ -175,6 +175,30 @@ def test_train_on_one_dataset_test_on_others_without_a_manifest(registry, tmp_pa
     assert trained <= set(where) and {where[name] for name in trained} == {"real", "gan_a"}
 
 
+def test_one_run_keeps_a_plain_and_a_cross_dataset_protocol_on_the_same_dataset_apart(registry, tmp_path):
+    write_zoo_like(tmp_path / "zoo")
+    cifake = write_cifake_like(tmp_path / "cifake")
+    manifest = str(tmp_path / "zoo" / "manifest.csv")
+    plain = _protocol(name="plain", dataset=manifest, train_generators=["gan_a"])
+    cross = _protocol(name="cross", datasets={"train": manifest, "test": [str(cifake)]}, train_generators=["gan_a"])
+    summary = run_benchmark([plain, cross], tmp_path / "store", registry=registry, progress=False)
+    tested = {(r["protocol"], r["test_generator"], r["test_dataset"]) for r in summary.rows}
+    assert tested == {("plain", g, "manifest") for g in GENERATORS} | {("cross", "cifake/sd14", "cifake")}
+
+
+def test_leave_one_out_over_a_cross_dataset_protocol_tests_the_other_datasets_in_every_fold(registry, tmp_path):
+    write_zoo_like(tmp_path / "zoo")
+    cifake = write_cifake_like(tmp_path / "cifake")
+    manifest = str(tmp_path / "zoo" / "manifest.csv")
+    protocol = _protocol(datasets={"train": manifest, "test": [manifest, str(cifake)]}, leave_one_out=True)
+    dataset = open_protocol_dataset(protocol, registry)
+    for fold in expand_protocol(protocol, dataset):
+        assert split_dataset(fold, dataset).test_generators == [fold.held_out, "cifake/sd14"]
+    untested = _protocol(datasets={"train": manifest, "test": [str(cifake)]}, leave_one_out=True)
+    with pytest.raises(ProtocolError, match=r"list .* in datasets\.test too"):
+        expand_protocol(untested, open_protocol_dataset(untested, registry))
+
+
 def test_a_dataset_used_only_for_training_gives_all_of_itself_to_training(registry, tmp_path):
     cifake = write_cifake_like(tmp_path / "cifake")
     write_zoo_like(tmp_path / "zoo")
