@@ -31,6 +31,7 @@ from .text import NOT_MEANINGFUL, Cell, bold_separated, condition, fmt_value, sl
 REPORT_FILE = "report.html"
 FIGURE_FORMATS = ("png", "svg", "pdf")
 ERRORS_PER_KIND = 4
+ERROR_BROWSER_DETECTORS = 12  # the best-ranked detectors of a protocol get an error browser (a grid has hundreds)
 
 
 def render_report(results: Results, out_dir: Path, *, title: str = "dfzoo report") -> list[Path]:
@@ -246,7 +247,9 @@ def _robustness(
 
 def _error_browser(board: ProtocolBoard, names: Mapping[str, str], thumbnails: Thumbnails) -> str:
     parts = []
-    for label in board.labels:
+    if len(board.labels) > ERROR_BROWSER_DETECTORS:
+        parts.append(f'<p class="note">The {ERROR_BROWSER_DETECTORS} best-ranked of {len(board.labels)} detectors.</p>')
+    for label in board.labels[:ERROR_BROWSER_DETECTORS]:
         lines = []
         for generator in board.generators:
             row = board.cells.get((label, generator, board.clean))
