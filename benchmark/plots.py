@@ -137,7 +137,7 @@ def roc_grid(
         for label, fpr, tpr, auc in curves[generator]:
             colour, dash = styles[label]
             x = np.clip(fpr, LOG_FPR_FLOOR, 1.0) if log_fpr else fpr
-            lines.extend(ax.plot(x, tpr, color=colour, linestyle=dash, linewidth=1.4, drawstyle="steps-post"))
+            lines.extend(ax.plot(x, tpr, color=colour, linestyle=dash, linewidth=1.4))
             aucs.append(f"AUC {auc:.3f}")
         if lines and len(lines) <= 8:  # colours name the detectors (figure legend); each panel lists their AUCs
             ax.legend(lines, aucs, fontsize=6, loc="lower right", frameon=False, handlelength=1.5)
