@@ -133,7 +133,8 @@ class _Chunks:
         return decoded
 
 
-def _as_is(decoded: _Decoded) -> _Decoded:
+def _as_is(decoded: Any) -> Any:
+    """The DataLoader's collate step: a decoded chunk is a batch already."""
     return decoded
 
 
@@ -149,7 +150,7 @@ def _decode_processes(
     """Chunks decoded in DataLoader worker processes (pinned when the plan says so), in order."""
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(
+    loader: DataLoader[_Decoded] = DataLoader(
         _Chunks(samples, prepare, chunks),  # type: ignore[arg-type]  # a map-style dataset by protocol
         batch_size=None,
         num_workers=plan.workers,

@@ -89,7 +89,7 @@ def place_module(module: torch.nn.Module, device: torch.device) -> tuple[torch.n
     channels_last = device.type == "cuda" and prefers_channels_last(module)
     module = module.to(device)
     if channels_last:
-        module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stub lacks it
+        module = module.to(memory_format=torch.channels_last)
     return module, channels_last
 
 

@@ -234,3 +234,17 @@ def test_shared_pass_fills_the_cache_the_job_then_reads(ray_registry, tmp_path):
     first.precompute(samples)
     second = dfzoo.load_detector("nn_cosine", **params).setup(run_context(job).with_(progress=False))
     assert second.features(samples, training=True).cached == len(samples)
+
+
+def test_the_command_line_names_the_executor():
+    from dfzoo.benchmark.executor import make_executor
+
+    assert make_executor("local") is None  # the harness's own, sharing its dataset cache
+    executor = make_executor("ray", address="auto", workers=None)
+    assert isinstance(executor, RayExecutor) and executor.address == "auto"
+    with pytest.raises(ValueError, match="apply to --executor ray"):
+        make_executor("local", workers=2)
+    with pytest.raises(ValueError, match="at least 1"):
+        make_executor("ray", workers=0)
+    with pytest.raises(ValueError, match="unknown executor 'dask'"):
+        make_executor("dask")

@@ -326,22 +326,23 @@ def predict(
     """``forward(batch tensor) -> [B, width]`` over ``samples`` in eval/inference mode.
 
     Returns ``(outputs [N, width] float64, {position: reason})``; rows of undecodable samples are NaN.
-    Decoding runs on a thread pool one batch ahead (:func:`dfzoo.features.iter_batches`).
+    Decoding runs ahead of the model (:func:`dfzoo.batching.iter_batches`): threads beside the CPU, worker
+    processes into pinned memory beside a GPU.
     """
     import torch
     from tqdm.auto import tqdm
 
-    from ..device import autocast
-    from ..features import iter_batches
+    from ..batching import DecodePlan, iter_batches
+    from ..device import autocast, to_device
 
     out = np.full((len(samples), width), np.nan, dtype=np.float64)
     errors: dict[int, str] = {}
     bar = tqdm(total=len(samples), desc=desc, unit="img", leave=False, disable=not progress or not samples)
-    for batch in iter_batches(samples, pipeline.load, batch_size):
+    for batch in iter_batches(samples, pipeline.load, batch_size, plan=DecodePlan.for_device(device)):
         errors.update(batch.errors)
         if batch.indices:
             with torch.inference_mode(), autocast(device, enabled=use_amp):
-                values = forward(torch.from_numpy(batch.array).to(device))
+                values = forward(to_device(batch.array, device))
             out[batch.indices] = values.float().reshape(len(batch.indices), width).cpu().numpy()
         bar.update(len(batch.indices) + len(batch.errors))
     bar.close()

@@ -24,6 +24,7 @@ from dfzoo import DetectorSpec, Param, hookimpl
 from dfzoo.cache import compute_cached
 from dfzoo.data.sample import Sample
 from dfzoo.detector import Detector, RunContext
+from dfzoo.spec import Resources
 from dfzoo.weights import ResolvedWeights, WeightsNotFound, resolve
 
 from ._reconstruction import (
@@ -92,6 +93,7 @@ def dfzoo_detectors():
         params=DEFAULTS,
         weight_params=("vaes",),
         tags=("training-free", "reconstruction", "latent-diffusion"),
+        resources=Resources(gpus=1),  # a GPU where the cluster has one
         smoke_params={"vaes": ["random:tiny_kl"], "distance": "l2", "batch_size": 8},
         param_schema={
             "vaes": Param(types=(list, tuple, str)),

@@ -27,6 +27,7 @@ import numpy as np
 
 from dfzoo import DetectorSpec, Param, hookimpl
 from dfzoo.data.sample import Sample
+from dfzoo.spec import Resources
 from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, TrainedImageDetector
 
 DEFAULTS: dict[str, Any] = {
@@ -262,6 +263,7 @@ def dfzoo_detectors():
         params=DEFAULTS,
         weight_params=(),
         tags=("trained", "autoencoder"),
+        resources=Resources(gpus=1),  # a GPU where the cluster has one
         smoke_params={
             "width": 8,
             "latent_channels": 4,

@@ -24,6 +24,7 @@ import numpy as np
 from dfzoo import DetectorSpec, Param, hookimpl
 from dfzoo.backbones import timm_weights
 from dfzoo.data.sample import Sample
+from dfzoo.spec import Resources
 from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, SingleModelDetector
 
 LUMA = np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
@@ -170,6 +171,7 @@ def dfzoo_detectors():
         params=DEFAULTS,
         weight_params=("weights",),
         tags=("trained", "cnn", "frequency"),
+        resources=Resources(gpus=1),  # a GPU where the cluster has one
         smoke_params={
             "growth_rate": 8,
             "block_config": [2, 2, 2, 2],

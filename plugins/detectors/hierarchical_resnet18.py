@@ -26,6 +26,7 @@ import numpy as np
 from dfzoo import DetectorSpec, hookimpl
 from dfzoo.backbones import timm_weights
 from dfzoo.data.sample import Sample
+from dfzoo.spec import Resources
 from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, TrainedImageDetector
 
 PAPER = (
@@ -292,6 +293,7 @@ def dfzoo_detectors():
         params=DEFAULTS,
         weight_params=("weights",),
         tags=("trained", "cnn", "attribution"),
+        resources=Resources(gpus=1),  # a GPU where the cluster has one
         smoke_params={
             "arch": "resnet10t",
             "pretrained": False,
