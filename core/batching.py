@@ -60,10 +60,17 @@ class DecodePlan:
                 raise ValueError(f"${DECODE_WORKERS_ENV} must be a count of workers (0 or more), got {text!r}")
             workers = int(text)
         elif on_cuda:
-            workers = max(1, min(MAX_GPU_DECODE_WORKERS, (os.cpu_count() or 2) - 1))
+            workers = max(1, min(MAX_GPU_DECODE_WORKERS, _usable_cpus() - 1))
         else:
             workers = CPU_DECODE_THREADS
         return cls(workers=workers, processes=on_cuda and workers > 0, pin_memory=on_cuda)
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, else the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @dataclass
