@@ -205,6 +205,13 @@ class RayExecutor(Executor):
         passes: dict[str, _SharedPass] = {}  # shared-work key -> its pass while running
         done_passes: set[str] = set()
 
+        keys: dict[str, str | None] = {}  # job id -> shared-work key
+
+        def shared_work(job: Job) -> str | None:
+            if job.job_id not in keys:
+                keys[job.job_id] = self._shared_work(job, registry) if self.prepass else None
+            return keys[job.job_id]
+
         def start(job: Job) -> None:
             generator = run_task.options(**self.request(job, cluster)).remote(job, env, self.plugins)
             running[generator] = _Running(job)
@@ -218,14 +225,15 @@ class RayExecutor(Executor):
                     if job is None:
                         yield self.skipped(queued)
                         continue
-                    key = self._shared_work(job, registry) if self.prepass else None
+                    key = shared_work(job)
                     if key is None or key in done_passes:
                         start(job)
                     elif key in passes:
                         passes[key].jobs.append(job)
                         waiting += 1
-                    else:
-                        chunks = self._chunk_tasks(job, registry, cluster, env, chunk_task)
+                    else:  # one pass over the views of every queued job sharing the key
+                        sharing = [job, *(queued for queued in self._queue if shared_work(queued) == key)]
+                        chunks = self._chunk_tasks(sharing, registry, cluster, env, chunk_task)
                         if not chunks:  # nothing to split (or the data would not open): the job goes alone
                             done_passes.add(key)
                             start(job)
@@ -307,18 +315,28 @@ class RayExecutor(Executor):
         return None if key is None else json.dumps([key, job.device])
 
     def _chunk_tasks(
-        self, job: Job, registry: Any, cluster: dict[str, float], env: dict[str, str], chunk_task: Any
+        self, jobs: list[Job], registry: Any, cluster: dict[str, float], env: dict[str, str], chunk_task: Any
     ) -> list[Any]:
-        """Launch the chunk tasks of a shared pass over every view ``job`` will hand its detector."""
+        """Launch the chunk tasks of a shared pass over every view the ``jobs`` (sharing its key) will hand
+        their detectors, each view once; run by the first job's detector."""
         from .runner import job_samples, load_dataset
         from .splits import split_dataset
 
-        try:
-            dataset, _ = load_dataset(job.protocol, registry, self.datasets)
-            samples = job_samples(job, split_dataset(job.protocol, dataset), registry)
-        except Exception as error:  # the job will report it
-            log.debug("%s: no shared pass (%s)", job.label, error)
+        views: dict[tuple[str, str], Any] = {}
+        splits: dict[int, Any] = {}  # id(protocol) -> its split (jobs of one protocol share the object)
+        for job in jobs:
+            try:
+                if id(job.protocol) not in splits:
+                    dataset, _ = load_dataset(job.protocol, registry, self.datasets)
+                    splits[id(job.protocol)] = split_dataset(job.protocol, dataset)
+                for view in job_samples(job, splits[id(job.protocol)], registry):
+                    views.setdefault((view.display_name, view.view_key), view)
+            except Exception as error:  # the job will report it
+                log.debug("%s: left out of the shared pass (%s)", job.label, error)
+        samples = list(views.values())
+        if not samples:
             return []
+        job = jobs[0]
         size = self.chunk_images or max(
             MIN_CHUNK_IMAGES, math.ceil(len(samples) / max(1, int(cluster.get("CPU", 1)) * CHUNKS_PER_WORKER))
         )

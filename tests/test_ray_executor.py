@@ -136,28 +136,45 @@ def _by_key(store: Path) -> dict[str, dict]:
 
 def test_ray_and_local_executors_give_the_same_rows(ray_cluster, ray_registry, tmp_path):
     data = write_folder_dataset(tmp_path / "data", per_class=8)
-    protocol = _protocol(
+    frozen = {"backbone": "ray_tiny", "pretrained": False}
+    first = _protocol(
         data,
         [
             {"name": "brightness"},
             {"name": "brightness", "params": {"offset": 1.5}},
-            {"name": "nn_cosine", "params": {"backbone": "ray_tiny", "pretrained": False}},
-            {"name": "clip_probe", "params": {"backbone": "ray_tiny", "pretrained": False}},
+            {"name": "nn_cosine", "params": frozen},
+            {"name": "clip_probe", "params": frozen},
         ],
     )
-    local = run_benchmark(protocol, tmp_path / "local", registry=ray_registry, progress=False)
+    second = first.replace(name="ray-test-b", train_generators=("gan_b",), detectors=first.detectors[2:3])
+    local = run_benchmark([first, second], tmp_path / "local", registry=ray_registry, progress=False)
     executor = RayExecutor(plugins=(PLUGIN,), chunk_images=10)
-    remote = run_benchmark(protocol, tmp_path / "ray", registry=ray_registry, executor=executor, progress=False)
-    assert local.jobs_run == remote.jobs_run == 4
+    remote = run_benchmark([first, second], tmp_path / "ray", registry=ray_registry, executor=executor, progress=False)
+    assert local.jobs_run == remote.jobs_run == 5
     local_rows, ray_rows = _by_key(tmp_path / "local"), _by_key(tmp_path / "ray")
-    assert sorted(local_rows) == sorted(ray_rows) and len(ray_rows) == 4 * 2 * 2
+    assert sorted(local_rows) == sorted(ray_rows) and len(ray_rows) == len(local.rows) >= 5 * 2
     for key, row in local_rows.items():
         assert row["status"] == ray_rows[key]["status"] == OK, ray_rows[key].get("error")
         assert row["metrics"] == ray_rows[key]["metrics"], key
         assert ray_rows[key]["hardware"] == {"device": "cpu", "gpu": "", "precision": "float32"}
-    # the two frozen-feature jobs share one backbone pass, split into chunks of 10 views across the workers
-    assert executor.stats["shared_passes"] == 1 and executor.stats["chunks"] >= 4
-    assert executor.stats["jobs_after_pass"] == 2
+    # the three frozen-feature jobs share one backbone pass over the views of both protocols (each view once),
+    # split into chunks of 10 across the workers
+    first_views, second_views = _views(first, ray_registry), _views(second, ray_registry)
+    assert executor.stats["shared_passes"] == 1 and executor.stats["jobs_after_pass"] == 3
+    assert executor.stats["images"] == len(first_views | second_views) > len(first_views)
+    assert executor.stats["chunks"] == -(-executor.stats["images"] // 10)
+
+
+def _views(protocol, registry) -> set[tuple[str, str]]:
+    """Every (image, view) a frozen-feature job of ``protocol`` is handed."""
+    from dfzoo.benchmark.executor import Job, RowTask
+    from dfzoo.benchmark.runner import job_samples
+    from dfzoo.benchmark.splits import open_protocol_dataset, split_dataset
+
+    split = split_dataset(protocol, open_protocol_dataset(protocol, registry))
+    tasks = tuple(RowTask("k", g, p) for p in protocol.perturbations for g in split.test_generators)
+    job = Job("j", protocol, "nn_cosine", {}, "nn", "h", "s", "f", tasks, "")
+    return {(view.display_name, view.view_key) for view in job_samples(job, split, registry)}
 
 
 def test_a_killed_worker_is_retried_and_every_row_stored_once(ray_cluster, ray_registry, tmp_path):
