@@ -4,7 +4,9 @@ The driver (this process) stays the single writer of the store: each job runs as
 task that calls :func:`dfzoo.benchmark.runner.run_job` on a worker and yields its events, which the harness
 appends as they arrive. A task asks for the resources its detector declares
 (:meth:`dfzoo.spec.DetectorSpec.resources_for`); a GPU only where the cluster has one, or for every job when
-``--device cuda`` is asked for. A worker that dies mid-job (killed, out of memory) is retried by Ray
+``--device cuda`` is asked for (a quarter of one for jobs that declare none, such as probes: features
+computed on a GPU are cached under a different key than CPU ones, so a probe's shared pass and the probe
+itself run on the same kind of device). A worker that dies mid-job (killed, out of memory) is retried by Ray
 (``max_retries``); the retry runs the whole job again and the driver drops every row whose key it has seen
 already, so each row is stored exactly once. A job whose retries run out gets error rows for what is missing.
 
@@ -40,6 +42,7 @@ TASKS_PER_CPU = 2  # jobs kept submitted per cluster CPU (the rest wait, unclaim
 CHUNKS_PER_WORKER = 2  # a shared pass is split into this many chunks per worker (balances uneven chunks)
 MIN_CHUNK_IMAGES = 64  # ...but no chunk smaller than this (each chunk task builds its model once)
 DEFAULT_MAX_RETRIES = 3
+SHARED_GPU = 0.25  # with --device cuda, a job whose detector wants no GPU of its own shares one with three others
 
 _WORKER_DATASETS: dict[Any, Any] = {}  # a worker process's dataset cache, across the jobs it runs
 _WORKER_DETECTORS: dict[str, Any] = {}  # a worker's last pre-pass detector (its model stays loaded across chunks)
@@ -179,7 +182,7 @@ class RayExecutor(Executor):
         device = (job.device or "auto").lower()
         gpus = 0.0
         if device.startswith("cuda"):
-            gpus = wanted.gpus or 1.0  # the job was told to run on CUDA: it must see a GPU
+            gpus = wanted.gpus or SHARED_GPU  # told to run on CUDA, it must see a GPU (a share if it wants none)
         elif device == "auto" and cluster.get("GPU", 0):
             gpus = min(wanted.gpus, cluster["GPU"])
         options: dict[str, Any] = {"num_cpus": min(wanted.cpus, cluster.get("CPU", wanted.cpus)), "num_gpus": gpus}

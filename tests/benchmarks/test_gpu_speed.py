@@ -3,7 +3,7 @@ float32 and AMP (float16 autocast), against the bare forward pass on batches alr
 
 Run on a CUDA machine (skipped elsewhere), a few minutes on one GPU:
 
-    .venv/bin/pytest tests/benchmarks/test_gpu_speed.py --benchmark-enable -p no:cacheprovider -s
+    .venv/bin/pytest tests/benchmarks/test_gpu_speed.py --benchmark-only -p no:cacheprovider -s
 
 Weights are random (open_clip's architectures; speed does not depend on the values). The end-to-end side is
 :func:`dfzoo.features.extract_features` without the cache: decoding in DataLoader worker processes into

@@ -1,6 +1,6 @@
 """Ray executor scaling on this machine: the same work with 1 and 2 Ray workers (a local instance each).
 
-Run: ``nice -n 5 .venv/bin/pytest tests/benchmarks/test_ray_scaling.py --benchmark-enable -p no:cacheprovider -s``.
+Run: ``nice -n 5 .venv/bin/pytest tests/benchmarks/test_ray_scaling.py --benchmark-only -p no:cacheprovider -s``.
 
 * probe jobs: a frozen-feature probe grid (EfficientNet-Lite0 x {none, PCA} x six classifiers, clean and
   JPEG tests, bootstrap intervals) on a generated dataset, feature cache warmed first, so what scales is the
