@@ -20,6 +20,9 @@ from .executor import Job, RowTask
 from .splits import Split
 from .store import clean_json
 
+# The result-row schema (CHANGELOG.md lists what each version changed). Rows without "schema" predate it.
+ROW_SCHEMA_VERSION = 2
+
 VERSION_PACKAGES = {
     "torch": "torch",
     "timm": "timm",
@@ -35,6 +38,7 @@ def base_row(job: Job, dataset: DatasetIndex | None, split: Split | None) -> dic
     """Fields every row of a job shares: what makes its numbers comparable."""
     protocol = job.protocol
     return {
+        "schema": ROW_SCHEMA_VERSION,
         "job_id": job.job_id,
         "protocol": protocol.name,
         "protocol_description": protocol.description,

@@ -127,16 +127,6 @@ class Detector(ABC):
     def precompute(self, samples: Sequence[Sample]) -> None:
         """Fill the shared cache with this detector's per-image work for ``samples`` (views); fits nothing."""
 
-    def shared_work(self) -> str | None:
-        """A name for cached per-image work that jobs of other detectors may share (e.g. one backbone pass at
-        the run's preprocessing), or None. Executors that split work below the job run :meth:`precompute` on
-        chunks of the data, across workers, before the jobs sharing a name start. Called on a detector that
-        is set up but has loaded no model: it must be cheap. A hint for grouping: the cache keys decide reuse."""
-        return None
-
-    def precompute(self, samples: Sequence[Sample]) -> None:
-        """Fill the shared cache with this detector's per-image work for ``samples`` (views); fits nothing."""
-
     def predict(self, x: Any) -> Prediction:
         """Score one image or many (paths, a folder, PIL images, uint8 arrays, torch tensors) through the
         harness's image path: scores, labels at the recorded threshold, probabilities where calibrated."""

