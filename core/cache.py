@@ -7,10 +7,12 @@ content id (its bytes and its view's perturbation). Frozen-backbone features
 through it, so all get the same batching (:mod:`dfzoo.batching`), the same out-of-memory back-off
 (:class:`dfzoo.device.OomBackoff`) and the same cache that holds up under concurrent writers.
 
-The cache is one SQLite file (WAL journal) per key under ``$DFZOO_CACHE_DIR/features``: many processes,
-or nodes sharing that folder, may read and write it at once. Every statement waits on a busy lock
-(:data:`BUSY_TIMEOUT_MS`) and is retried with back-off while SQLite still says the database is locked or
-busy, up to :data:`LOCK_PATIENCE_S`.
+The cache is one SQLite file per key under ``$DFZOO_CACHE_DIR/features``: many processes may read and write
+it at once. Every statement waits on a busy lock (:data:`BUSY_TIMEOUT_MS`) and is retried with back-off while
+SQLite still says the database is locked or busy, up to :data:`LOCK_PATIENCE_S`. The journal is WAL (readers
+never wait for a writer), which needs every process on one host; for a cache folder on a network filesystem
+shared by several nodes set ``$DFZOO_CACHE_JOURNAL=delete`` (SQLite's rollback journal, which relies on the
+filesystem's POSIX locks instead of shared memory).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import random
 import sqlite3
 import threading
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5_000  # SQLite waits this long on a lock before a statement reports "database is locked"
 LOCK_PATIENCE_S = 600.0  # ...and we retry such statements for this long before giving up
 SQL_CHUNK = 500  # ids per SELECT (SQLite limits the number of bound parameters)
+JOURNAL_ENV = "DFZOO_CACHE_JOURNAL"
+JOURNAL_MODES = ("wal", "delete", "truncate")  # wal: one host; delete/truncate: also on a network filesystem
 T = TypeVar("T")
 
 
@@ -60,11 +65,14 @@ class FeatureCache:
         self.path = (root or features_dir()) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.patience = patience
+        journal = os.environ.get(JOURNAL_ENV, "wal").strip().lower() or "wal"
+        if journal not in JOURNAL_MODES:
+            raise ValueError(f"${JOURNAL_ENV} must be one of {', '.join(JOURNAL_MODES)}, got {journal!r}")
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=busy_ms / 1000, check_same_thread=False)
         for statement in (
             f"PRAGMA busy_timeout={int(busy_ms)}",
-            "PRAGMA journal_mode=WAL",
+            f"PRAGMA journal_mode={journal}",
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
             "CREATE TABLE IF NOT EXISTS features (content TEXT PRIMARY KEY, vector BLOB)",
         ):

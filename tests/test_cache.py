@@ -167,3 +167,17 @@ def test_decode_plan_moves_decoding_into_processes_beside_a_gpu(monkeypatch):
     monkeypatch.setenv("DFZOO_DECODE_WORKERS", "many")
     with pytest.raises(ValueError, match="DFZOO_DECODE_WORKERS must be a count"):
         DecodePlan.for_device("cuda")
+
+
+def test_the_journal_can_suit_a_network_filesystem(tmp_path, monkeypatch):
+    def mode(cache: FeatureCache) -> str:
+        return sqlite3.connect(cache.path).execute("PRAGMA journal_mode").fetchone()[0]
+
+    assert mode(FeatureCache("wal", root=tmp_path)) == "wal"
+    monkeypatch.setenv("DFZOO_CACHE_JOURNAL", "delete")
+    cache = FeatureCache("rollback", root=tmp_path)
+    cache.put_many({"a": np.ones(2, dtype=np.float32)})
+    assert mode(cache) == "delete" and len(cache) == 1
+    monkeypatch.setenv("DFZOO_CACHE_JOURNAL", "memory")
+    with pytest.raises(ValueError, match="DFZOO_CACHE_JOURNAL must be one of wal, delete, truncate"):
+        FeatureCache("k", root=tmp_path)
