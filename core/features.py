@@ -103,7 +103,8 @@ class TorchBackbone(Backbone):
         from .device import pick_device, place_module
 
         self.device = pick_device(device)
-        self.module, self.channels_last = place_module(module.eval(), self.device)  # channels-last: CUDA convnets
+        placed, self.channels_last = place_module(module.eval(), self.device)  # channels-last: CUDA convnets
+        self.module: Any = placed  # any torch module: callers reach into its submodules by name
         for parameter in self.module.parameters():
             parameter.requires_grad_(False)
         identity = weights_identity or f"random-init:{module_digest(self.module)}"
