@@ -68,6 +68,17 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     quick.add_argument("--bootstrap", type=int, metavar="N", help="bootstrap replicates for intervals (0 = none)")
     quick.add_argument("--offline-only", action="store_true", help="skip detectors whose weights are not here")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    add_executor_arguments(parser)
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="exit 0 even when some rows are errors (batch use); by default such a run exits 1",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--executor``, ``--address``, ``--workers``: where the jobs of a run go (see :func:`make_executor`)."""
     from dfzoo.benchmark.executor import EXECUTORS
 
     cluster = parser.add_argument_group("where jobs run")
@@ -79,12 +90,6 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     cluster.add_argument("--address", help="Ray cluster to join (default $RAY_ADDRESS; none: start a local one)")
     cluster.add_argument("--workers", type=int, metavar="N", help="CPUs of a local Ray instance (default: all)")
-    parser.add_argument(
-        "--keep-going",
-        action="store_true",
-        help="exit 0 even when some rows are errors (batch use); by default such a run exits 1",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_protocols(args: argparse.Namespace) -> list[Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from dfzoo import CommandSpec, hookimpl
 
-from .benchmark import report_errors
+from .benchmark import add_executor_arguments, report_errors
 
 DEFAULT_STORE = Path("runs") / "grid"
 DEFAULT_OUT = Path("grid-report")
@@ -39,6 +39,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plots", action="store_true", help="no PNG plots at all")
     parser.add_argument("--no-feature-plots", action="store_true", help="skip the t-SNE / PCA feature plots")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    add_executor_arguments(parser)
     parser.add_argument(
         "--keep-going",
         action="store_true",
@@ -119,10 +120,13 @@ def _run(args: argparse.Namespace) -> int:
             f"{len(cells) * probes * len(grid.test_transforms)} (cell, test transform) results per test generator"
         )
         return 0
+    from dfzoo.benchmark.executor import make_executor
     from dfzoo.cli import writable_dir
     from dfzoo.device import pick_device
 
-    pick_device(args.device)
+    executor = make_executor(args.executor, address=args.address, workers=args.workers)
+    if executor is None:  # a cluster's devices are checked by its executor when the run is planned
+        pick_device(args.device)
     writable_dir(args.store, "--store")
     writable_dir(args.out, "--out")
     print(
@@ -131,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
         f"classifier(s) x {len(grid.test_transforms)} test transform(s) into {args.store}",
         file=sys.stderr,
     )
-    summary, notes = run_grid(grid, args.store, progress=not args.quiet, device=args.device)
+    summary, notes = run_grid(grid, args.store, progress=not args.quiet, device=args.device, executor=executor)
     for note in [*notes, *summary.notes]:
         print(f"note: {note}", file=sys.stderr)
     print(

@@ -519,15 +519,20 @@ def run_grid(
     registry: Registry | None = None,
     progress: bool = True,
     device: str | None = None,
+    executor: Any = None,
 ) -> tuple[Any, list[str]]:
-    """Expand ``grid`` and run it with the harness into ``store_dir``; returns (RunSummary, notes)."""
+    """Expand ``grid`` and run it with the harness into ``store_dir`` (on ``executor``, default in this
+    process); returns (RunSummary, notes)."""
     from dfzoo.benchmark.harness import run_benchmark
     from dfzoo.registry import current_registry
 
     registry = registry or current_registry()
     cells, notes = expand_grid(grid, registry, Path(store_dir) / "grid-manifests")
     write_cells(store_dir, grid, cells)
-    summary = run_benchmark([c.protocol for c in cells], store_dir, registry=registry, progress=progress, device=device)
+    protocols = [c.protocol for c in cells]
+    summary = run_benchmark(
+        protocols, store_dir, registry=registry, progress=progress, device=device, executor=executor
+    )
     return summary, notes
 
 
