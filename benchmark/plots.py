@@ -188,20 +188,33 @@ def robustness_curves(
     return _finish(fig, axes, len(panels), styles, legend, title, stem, formats)
 
 
+@dataclass(frozen=True)
+class _Legend:
+    """Where a figure's legend goes: below the panels (``columns`` wide, ``height`` inches) or, for a single
+    panel, to its right (``width`` inches)."""
+
+    columns: int
+    height: float
+    width: float = 0.0
+
+
 def _panel_grid(
     count: int, labels: Sequence[str], panel: tuple[float, float]
-) -> tuple[Any, Any, dict[str, Any], tuple[int, float]]:
-    """A figure of ``count`` panels (three a row) with room below for a legend of ``labels``, each label's line
-    style, and the legend's (columns, height in inches)."""
+) -> tuple[Any, Any, dict[str, Any], _Legend]:
+    """A figure of ``count`` panels (three a row) with room for a legend of ``labels`` whose longest entry fits,
+    each label's line style, and where the legend goes."""
     plt = _pyplot()
     columns = min(3, max(1, count))
     rows = max(1, math.ceil(count / columns))
-    width = panel[0] * columns
-    longest = max((len(label) for label in labels), default=1)
-    legend_columns = max(1, min(len(labels), int(width // (0.6 + 0.075 * longest))))  # the longest entry fits
-    legend_height = 0.26 * math.ceil(len(labels) / legend_columns) + 0.25
-    fig, axes = plt.subplots(rows, columns, figsize=(width, panel[1] * rows + legend_height), squeeze=False)
-    return fig, axes, {label: line_style(i) for i, label in enumerate(labels)}, (legend_columns, legend_height)
+    entry = 0.6 + 0.075 * max((len(label) for label in labels), default=1)  # inches one legend entry needs
+    if count == 1:  # one panel: a legend below would be taller than it
+        legend = _Legend(1, 0.0, entry + 0.2)
+    else:
+        legend_columns = max(1, min(len(labels), int(panel[0] * columns // entry)))
+        legend = _Legend(legend_columns, 0.26 * math.ceil(len(labels) / legend_columns) + 0.25)
+    size = (panel[0] * columns + legend.width, panel[1] * rows + legend.height)
+    fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
+    return fig, axes, {label: line_style(i) for i, label in enumerate(labels)}, legend
 
 
 def _finish(
@@ -209,20 +222,26 @@ def _finish(
     axes: Any,
     used: int,
     styles: Mapping[str, Any],
-    legend: tuple[int, float],
+    legend: _Legend,
     title: str,
     stem: Path,
     formats: Sequence[str],
 ) -> list[Path]:
-    """Blank the unused panels, add the legend below and the title above, save."""
+    """Blank the unused panels, add the legend (below, or right of a single panel) and the title, save."""
     plt = _pyplot()
     for ax in list(axes.flat)[used:]:
         ax.axis("off")
-    legend_columns, legend_height = legend
     handles = [plt.Line2D([], [], color=colour, linestyle=dash, linewidth=2) for colour, dash in styles.values()]
-    fig.legend(handles, list(styles), loc="lower center", ncol=legend_columns, fontsize=8, frameon=False)
+    width, height = fig.get_figwidth(), fig.get_figheight()
+    if legend.width:
+        right = 1 - legend.width / width
+        fig.legend(handles, list(styles), loc="center left", bbox_to_anchor=(right, 0.5), fontsize=8, frameon=False)
+        rect = (0, 0, right, 0.96)
+    else:
+        fig.legend(handles, list(styles), loc="lower center", ncol=legend.columns, fontsize=8, frameon=False)
+        rect = (0, legend.height / height, 1, 0.96)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, legend_height / fig.get_figheight(), 1, 0.96))
+    fig.tight_layout(rect=rect)
     return save(fig, stem, formats)
 
 
