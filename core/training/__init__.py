@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from .config import AUGMENT_PRESETS, OPTIMISERS, TRAIN_PARAMS, TRAIN_SCHEMA, Augment, TrainConfig, augment_preset
 from .data import ImagePipeline, SampleDataset, SamplePipeline, binary_labels, collate, samples_digest, split_indices
-from .detectors import NATIVE_SIZE_CAP, SingleModelDetector, TrainedImageDetector
+from .detectors import NATIVE_SIZE_CAP, ImageClassifierDetector, SingleModelDetector, TrainedImageDetector
 from .loop import (
     BEST_FILE,
     CHECKPOINT_FILE,
@@ -52,6 +52,7 @@ __all__ = [
     "Augment",
     "Checkpointer",
     "EpochRecord",
+    "ImageClassifierDetector",
     "ImagePipeline",
     "InitWeights",
     "SampleDataset",

@@ -1,5 +1,6 @@
 """Detector bases that wire the training machinery to the run context: :class:`TrainedImageDetector`
-(any number of torch models) and :class:`SingleModelDetector` (one model, saved as safetensors)."""
+(any number of torch models), :class:`SingleModelDetector` (one model, saved as safetensors) and
+:class:`ImageClassifierDetector` (one image classifier trained with BCE: fit, score and explain in one place)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
 from dfzoo.plain import json_safe
 
 from .config import Augment, TrainConfig
-from .data import ImagePipeline, SampleDataset, SamplePipeline, samples_digest, split_indices
-from .loop import Checkpointer, EpochCallback, LossFn, TrainReport, predict, train_model
+from .data import ImagePipeline, SampleDataset, SamplePipeline, binary_labels, samples_digest, split_indices
+from .loop import Checkpointer, EpochCallback, LossFn, TrainReport, bce_loss, predict, train_model
 from .models import load_module, save_module
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class TrainedImageDetector(Detector):
         self.epoch_callbacks: list[EpochCallback] = []
         self.reports: dict[str, TrainReport] = {}
         self.image_size: int | None = None
+        self.init_weights: str = ""  # identity of the weights training started from (see create_timm_classifier)
 
     # -- context -----------------------------------------------------------------------------------------
     @property
@@ -123,6 +125,24 @@ class TrainedImageDetector(Detector):
         )
         key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
         return Checkpointer(Path(root) / "checkpoints" / f"{self.name}-{stage}-{key}", key)
+
+    def create_timm_classifier(self, num_classes: int, pretrained: bool, **kwargs: Any) -> Any:
+        """A timm ``arch`` classifier with ``num_classes`` outputs from the options' ``weights`` /
+        ``weights_path``, seeded by the run; records where its weights came from in ``init_weights``."""
+        from .models import create_timm_model
+
+        opts = self.options
+        model, init = create_timm_model(
+            opts["arch"],
+            num_classes,
+            pretrained=pretrained,
+            weights=opts["weights"],
+            weights_path=opts["weights_path"],
+            seed=self.context.seed,
+            **kwargs,
+        )
+        self.init_weights = init.identity
+        return model
 
     # -- training and inference --------------------------------------------------------------------------
     def train_stage(
@@ -200,6 +220,35 @@ class TrainedImageDetector(Detector):
 
         return expit(self.run_model(model, samples, pipeline)[:, 0])
 
+    def grad_cam(self, model: Any, samples: Sequence[Sample], pipeline: SamplePipeline) -> list[np.ndarray | None]:
+        """Grad-CAM maps of ``model``'s fake logit over the inputs ``pipeline`` makes (None if undecodable)."""
+        from ..explain import explain_batches
+
+        return explain_batches(
+            model.to(self.device), samples, pipeline, device=self.device, batch_size=self.context.batch_size or 16
+        )
+
+    def describe_training(self) -> dict[str, Any]:
+        """What every trained detector's ``describe()`` reports: architecture, initial weights, input and
+        training settings, and what the training did."""
+        opts = self.options
+        return {
+            "arch": opts["arch"],
+            "pretrained": bool(opts["pretrained"]),
+            "init_weights": self.init_weights or ("pending (resolved at fit)" if opts["pretrained"] else "random-init"),
+            "image_size": self.image_size,
+            "preprocess": self.context.preprocess.key,
+            "augment": opts["augment"],
+            "optimiser": opts["optimiser"],
+            "lr": opts["lr"],
+            "batch_size": opts["batch_size"],
+            "epochs": opts["epochs"],
+            "freeze_norm": self.train_config.freeze_norm,
+            "training": self.training_summary(),
+            "threshold": 0.5,
+            "train_skipped": len(self.skipped),
+        }
+
     def training_summary(self) -> dict[str, Any]:
         """Epochs trained and best losses of every stage, for ``describe()``."""
         return {
@@ -244,31 +293,9 @@ class SingleModelDetector(TrainedImageDetector):
     model_file = "model.safetensors"
     state_file = "state.json"
     model: Any = None
-    init_weights: str = ""
 
     def _build(self, pretrained: bool) -> Any:
         raise NotImplementedError
-
-    def describe_training(self) -> dict[str, Any]:
-        """What every single-model detector's ``describe()`` reports: architecture, initial weights, input and
-        training settings, and what the training did."""
-        opts = self.options
-        return {
-            "arch": opts["arch"],
-            "pretrained": bool(opts["pretrained"]),
-            "init_weights": self.init_weights or ("pending (resolved at fit)" if opts["pretrained"] else "random-init"),
-            "image_size": self.image_size,
-            "preprocess": self.context.preprocess.key,
-            "augment": opts["augment"],
-            "optimiser": opts["optimiser"],
-            "lr": opts["lr"],
-            "batch_size": opts["batch_size"],
-            "epochs": opts["epochs"],
-            "freeze_norm": self.train_config.freeze_norm,
-            "training": self.training_summary(),
-            "threshold": 0.5,
-            "train_skipped": len(self.skipped),
-        }
 
     def _extra_state(self) -> dict[str, Any]:
         return {}
@@ -295,3 +322,28 @@ class SingleModelDetector(TrainedImageDetector):
         self.init_weights = state["init_weights"]
         self.restore_reports(state["training"])
         self._restore_extra_state(state)
+
+
+class ImageClassifierDetector(SingleModelDetector):
+    """A single model over the images' input pipeline ``_pipeline(training)``, trained in one BCE stage
+    (``classifier``); score = sigmoid of its logit, ``explain`` = Grad-CAM of that logit."""
+
+    def _pipeline(self, training: bool) -> SamplePipeline:
+        raise NotImplementedError
+
+    def fit(self, train: Sequence[Sample]) -> Self:
+        labels = binary_labels(train, self.name)
+        self.image_size = self.resolve_image_size(train)
+        self.model = self._build(bool(self.options["pretrained"]))
+        self.train_stage("classifier", self.model, train, labels, self._pipeline(True), self._pipeline(False), bce_loss)
+        self.model.eval()
+        self.fitted = True
+        return self
+
+    def score(self, samples: Sequence[Sample]) -> np.ndarray:
+        return self.fake_probability(self.model, samples, self._pipeline(False))
+
+    def explain(self, samples: Sequence[Sample]) -> list[np.ndarray | None]:
+        """Grad-CAM of the fake logit over the model input."""
+        self._require_fitted()
+        return self.grad_cam(self.model, samples, self._pipeline(False))

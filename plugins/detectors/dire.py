@@ -192,7 +192,6 @@ class Dire(SingleModelDetector):
             raise ValueError("steps must be at least 1")
         super().__init__(**params)
         self.model: Any = None
-        self.init_weights = ""
         self.trained_with: dict[str, Any] = {}
         self._engine: DdimReconstructor | None = None
         self._engine_device: Any = None
@@ -263,18 +262,7 @@ class Dire(SingleModelDetector):
 
     # -- classifier ----------------------------------------------------------------------------------
     def _build(self, pretrained: bool) -> Any:
-        from dfzoo.training import create_timm_model
-
-        model, init = create_timm_model(
-            self.params["arch"],
-            1,
-            pretrained=pretrained,
-            weights=self.params["weights"],
-            weights_path=self.params["weights_path"],
-            seed=self.context.seed,
-        )
-        self.init_weights = init.identity
-        return model
+        return self.create_timm_classifier(1, pretrained)
 
     def _pipeline(
         self, samples: Sequence[Sample], maps: np.ndarray, errors: dict[int, str], augment: Augment = Augment()

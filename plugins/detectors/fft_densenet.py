@@ -25,7 +25,7 @@ from dfzoo import DetectorSpec, Param, hookimpl
 from dfzoo.backbones import timm_weights
 from dfzoo.data.sample import Sample
 from dfzoo.spec import Resources
-from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, SingleModelDetector
+from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, ImageClassifierDetector, SamplePipeline
 
 LUMA = np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -51,13 +51,9 @@ def log_spectrum(array: np.ndarray) -> np.ndarray:
     return spectrum[None].astype(np.float32)
 
 
-class FFTDenseNet(SingleModelDetector):
-    """A one-channel DenseNet over standardised log spectra, trained with BCE."""
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        self.model: Any = None
-        self.init_weights: str = ""
+class FFTDenseNet(ImageClassifierDetector):
+    """A one-channel DenseNet over standardised log spectra, trained with BCE; ``explain`` maps sit on the
+    spectrum (see :meth:`explain_view`)."""
 
     def _create_kwargs(self) -> dict[str, Any]:
         p = self.params
@@ -72,55 +68,15 @@ class FFTDenseNet(SingleModelDetector):
         return kwargs
 
     def _build(self, pretrained: bool) -> Any:
-        from dfzoo.training import create_timm_model
+        return self.create_timm_classifier(1, pretrained, **self._create_kwargs())
 
-        p = self.params
-        model, init = create_timm_model(
-            p["arch"],
-            1,
-            pretrained=pretrained,
-            weights=p["weights"],
-            weights_path=p["weights_path"],
-            seed=self.context.seed,
-            **self._create_kwargs(),
-        )
-        self.init_weights = init.identity
-        return model
-
-    def _pipeline(self, training: bool):
+    def _pipeline(self, training: bool) -> SamplePipeline:
         from dfzoo.training import augment_preset
         from dfzoo.transforms import Normalisation
 
         size = int(self.image_size or 0)
         raw = Normalisation(size=size, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
         return self.pipeline(raw, training=training, augment=augment_preset(self.params["augment"]), post=log_spectrum)
-
-    def fit(self, train: Sequence[Sample]) -> FFTDenseNet:
-        from dfzoo.training import bce_loss, binary_labels
-
-        labels = binary_labels(train, self.name)
-        self.image_size = self.resolve_image_size(train)
-        self.model = self._build(bool(self.params["pretrained"]))
-        self.train_stage("classifier", self.model, train, labels, self._pipeline(True), self._pipeline(False), bce_loss)
-        self.model.eval()
-        self.fitted = True
-        return self
-
-    def score(self, samples: Sequence[Sample]) -> np.ndarray:
-        return self.fake_probability(self.model, samples, self._pipeline(False))
-
-    def explain(self, samples: Sequence[Sample]) -> list[np.ndarray | None]:
-        """Grad-CAM of the fake logit over the *spectrum* (see :meth:`explain_view`)."""
-        self._require_fitted()
-        from dfzoo.explain import explain_batches
-
-        return explain_batches(
-            self.model.to(self.device),
-            samples,
-            self._pipeline(False),
-            device=self.device,
-            batch_size=self.context.batch_size or 16,
-        )
 
     def explain_view(self, samples: Sequence[Sample]) -> list[Any]:
         """The spectra the maps refer to, as grey images at the model's input size (None if undecodable)."""

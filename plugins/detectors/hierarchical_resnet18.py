@@ -27,7 +27,7 @@ from dfzoo import DetectorSpec, hookimpl
 from dfzoo.backbones import timm_weights
 from dfzoo.data.sample import Sample
 from dfzoo.spec import Resources
-from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, TrainedImageDetector
+from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, SamplePipeline, TrainedImageDetector
 
 PAPER = (
     "Guarnera et al., Level Up the Deepfake Detection: a Method to Effectively Discriminate Images "
@@ -56,26 +56,9 @@ class HierarchicalResNet(TrainedImageDetector):
         super().__init__(**params)
         self.models: dict[str, Any] = {}  # stage -> module; stages: level1, level2, level3/<family>
         self.classes: dict[str, list[str]] = {}  # stage -> class names (level1: real, fake)
-        self.init_weights: str = ""
         self.notes: dict[str, str] = {}  # why a level was not trained
 
-    # -- model -------------------------------------------------------------------------------------------
-    def _build(self, num_classes: int, pretrained: bool) -> Any:
-        from dfzoo.training import create_timm_model
-
-        p = self.params
-        model, init = create_timm_model(
-            p["arch"],
-            num_classes,
-            pretrained=pretrained,
-            weights=p["weights"],
-            weights_path=p["weights_path"],
-            seed=self.context.seed,
-        )
-        self.init_weights = init.identity
-        return model
-
-    def _pipeline(self, training: bool):
+    def _pipeline(self, training: bool) -> SamplePipeline:
         from dfzoo.training import augment_preset, timm_normalisation
 
         norm = timm_normalisation(self.models["level1"], int(self.image_size))  # type: ignore[arg-type]
@@ -89,7 +72,7 @@ class HierarchicalResNet(TrainedImageDetector):
         pretrained = bool(self.params["pretrained"])
         self.image_size = self.resolve_image_size(train)
         self.models, self.classes, self.notes = {}, {"level1": ["real", "fake"]}, {}
-        self.models["level1"] = self._build(1, pretrained)
+        self.models["level1"] = self.create_timm_classifier(1, pretrained)
         tasks: list[tuple[str, list[Sample], list[str]]] = []
         fakes = [s for s in train if s.label == 1]
         families = sorted({family_of(s) for s in fakes})
@@ -106,7 +89,7 @@ class HierarchicalResNet(TrainedImageDetector):
                 self.notes[f"level3/{family}"] = f"one generator ({generators[0]})"
         for stage, _, names in tasks:
             self.classes[stage] = names
-            self.models[stage] = self._build(len(names), pretrained)
+            self.models[stage] = self.create_timm_classifier(len(names), pretrained)
         train_pipe, eval_pipe = self._pipeline(True), self._pipeline(False)
         self.train_stage("level1", self.models["level1"], train, labels, train_pipe, eval_pipe, bce_loss)
         for stage, members, names in tasks:
@@ -199,33 +182,10 @@ class HierarchicalResNet(TrainedImageDetector):
     def explain(self, samples: Sequence[Sample]) -> list[np.ndarray | None]:
         """Grad-CAM of the level-1 fake logit."""
         self._require_fitted()
-        from dfzoo.explain import explain_batches
-
-        model = self.models["level1"].to(self.device)
-        return explain_batches(
-            model, samples, self._pipeline(False), device=self.device, batch_size=self.context.batch_size or 16
-        )
+        return self.grad_cam(self.models["level1"], samples, self._pipeline(False))
 
     def describe(self) -> dict[str, Any]:
-        p = self.params
-        return {
-            "arch": p["arch"],
-            "init_weights": self.init_weights or ("pending (resolved at fit)" if p["pretrained"] else "random-init"),
-            "pretrained": bool(p["pretrained"]),
-            "image_size": self.image_size,
-            "preprocess": self.context.preprocess.key,
-            "augment": p["augment"],
-            "optimiser": p["optimiser"],
-            "lr": p["lr"],
-            "batch_size": p["batch_size"],
-            "epochs": p["epochs"],
-            "freeze_norm": self.train_config.freeze_norm,
-            "levels": self.classes,
-            "untrained_levels": self.notes,
-            "training": self.training_summary(),
-            "threshold": 0.5,
-            "train_skipped": len(self.skipped),
-        }
+        return {**self.describe_training(), "levels": self.classes, "untrained_levels": self.notes}
 
     # -- persistence -------------------------------------------------------------------------------------
     def _save_state(self, folder: Path) -> None:
@@ -253,7 +213,7 @@ class HierarchicalResNet(TrainedImageDetector):
         self.models = {}
         for stage, file in state["files"].items():
             width = 1 if stage == "level1" else len(self.classes[stage])
-            self.models[stage] = self._build(width, pretrained=False)
+            self.models[stage] = self.create_timm_classifier(width, pretrained=False)
             load_module(self.models[stage], folder / file)
             self.models[stage].eval()
         self.init_weights = state["init_weights"]

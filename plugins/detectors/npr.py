@@ -18,14 +18,10 @@ untouched; others are resized and lose the trace.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from dfzoo import DetectorSpec, Param, hookimpl
-from dfzoo.data.sample import Sample
-from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, SingleModelDetector
+from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, ImageClassifierDetector
 
 PAPER = "Tan et al., CVPR 2024 (arXiv:2312.10461)"
 DEFAULTS: dict[str, Any] = {
@@ -46,8 +42,9 @@ SMOKE_PARAMS: dict[str, Any] = {
 }
 
 
-class NPR(SingleModelDetector):
-    """NPR residual + shallow ResNet, trained from scratch with BCE on the training set."""
+class NPR(ImageClassifierDetector):
+    """NPR residual + shallow ResNet, trained from scratch with BCE on the training set; ``explain`` maps sit
+    on the image (the residual is the network's first layer)."""
 
     @property
     def options(self) -> dict[str, Any]:
@@ -76,33 +73,6 @@ class NPR(SingleModelDetector):
 
         normalisation = Normalisation(size=int(self.image_size or 0))  # ImageNet mean/std, as the paper's code
         return self.pipeline(normalisation, training=training, augment=augment_preset(self.params["augment"]))
-
-    def fit(self, train: Sequence[Sample]) -> NPR:
-        from dfzoo.training import bce_loss, binary_labels
-
-        labels = binary_labels(train, self.name)
-        self.image_size = self.resolve_image_size(train)
-        self.model = self._build(pretrained=False)
-        self.train_stage("classifier", self.model, train, labels, self._pipeline(True), self._pipeline(False), bce_loss)
-        self.model.eval()
-        self.fitted = True
-        return self
-
-    def score(self, samples: Sequence[Sample]) -> np.ndarray:
-        return self.fake_probability(self.model, samples, self._pipeline(False))
-
-    def explain(self, samples: Sequence[Sample]) -> list[np.ndarray | None]:
-        """Grad-CAM of the fake logit on the model input (the image; the residual is the first layer)."""
-        self._require_fitted()
-        from dfzoo.explain import explain_batches
-
-        return explain_batches(
-            self.model.to(self.device),
-            samples,
-            self._pipeline(False),
-            device=self.device,
-            batch_size=self.context.batch_size or 16,
-        )
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -17,15 +17,11 @@ pretrained net fine-tunes unreliably on small batches).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from dfzoo import DetectorSpec, Param, hookimpl
-from dfzoo.data.sample import Sample
 from dfzoo.spec import Resources
-from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, SingleModelDetector
+from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, ImageClassifierDetector, SamplePipeline
 
 PAPER = "Wang et al., CNN-generated images are surprisingly easy to spot... for now, CVPR 2020 (arXiv:1912.11035)"
 
@@ -68,13 +64,8 @@ def apply_preset(
     return {**params, **{k: v for k, v in presets[name].items() if params.get(k, defaults.get(k)) == defaults.get(k)}}
 
 
-class ResNetFinetune(SingleModelDetector):
+class ResNetFinetune(ImageClassifierDetector):
     """A timm classifier with one logit, fine-tuned end to end with BCE."""
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        self.model: Any = None
-        self.init_weights: str = ""
 
     @property
     def options(self) -> dict[str, Any]:
@@ -82,64 +73,15 @@ class ResNetFinetune(SingleModelDetector):
 
     # -- model -------------------------------------------------------------------------------------------
     def _build(self, pretrained: bool) -> Any:
-        from dfzoo.training import create_timm_model
+        return self.create_timm_classifier(1, pretrained)
 
-        opts = self.options
-        model, init = create_timm_model(
-            opts["arch"],
-            1,
-            pretrained=pretrained,
-            weights=opts["weights"],
-            weights_path=opts["weights_path"],
-            seed=self.context.seed,
-        )
-        self.init_weights = init.identity
-        return model
+    def _pipeline(self, training: bool) -> SamplePipeline:
+        from dfzoo.training import augment_preset, timm_normalisation
 
-    def _normalisation(self):
-        from dfzoo.training import timm_normalisation
-
-        return timm_normalisation(self.model, int(self.image_size))
+        norm = timm_normalisation(self.model, int(self.image_size))  # type: ignore[arg-type]
+        return self.pipeline(norm, training=training, augment=augment_preset(self.options["augment"]))
 
     # -- contract ----------------------------------------------------------------------------------------
-    def fit(self, train: Sequence[Sample]) -> ResNetFinetune:
-        from dfzoo.training import augment_preset, bce_loss, binary_labels
-
-        labels = binary_labels(train, self.name)
-        opts = self.options
-        self.image_size = self.resolve_image_size(train)
-        self.model = self._build(bool(opts["pretrained"]))
-        norm = self._normalisation()
-        augment = augment_preset(opts["augment"])
-        self.train_stage(
-            "classifier",
-            self.model,
-            train,
-            labels,
-            self.pipeline(norm, training=True, augment=augment),
-            self.pipeline(norm, training=False),
-            bce_loss,
-        )
-        self.model.eval()
-        self.fitted = True
-        return self
-
-    def score(self, samples: Sequence[Sample]) -> np.ndarray:
-        return self.fake_probability(self.model, samples, self.pipeline(self._normalisation(), training=False))
-
-    def explain(self, samples: Sequence[Sample]) -> list[np.ndarray | None]:
-        """Grad-CAM of the fake logit at the last feature stage (maps at the model's input size)."""
-        self._require_fitted()
-        from dfzoo.explain import explain_batches
-
-        return explain_batches(
-            self.model,
-            samples,
-            self.pipeline(self._normalisation(), training=False),
-            device=self.device,
-            batch_size=self.context.batch_size or 16,
-        )
-
     def describe(self) -> dict[str, Any]:
         return {**self.describe_training(), "preset": self.options["preset"]}
 
