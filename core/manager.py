@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = tuple(
         "backbones.standard",
         "backbones.extra",
         "backbones.clip_float",
+        "backbones.foundation",
         "backbones.lpips",
         "datasets.layouts",
         "datasets.generator_zoo",

@@ -10,6 +10,7 @@ from PIL import Image
 
 from dfzoo.features import Backbone, load_backbone
 from dfzoo.manager import get_plugin_manager
+from dfzoo.plugins.backbones.foundation import TOWERS
 from dfzoo.registry import Registry
 from dfzoo.transforms import PreprocessPolicy
 from dfzoo.weights import WeightsNotFound, resolve
@@ -20,7 +21,7 @@ from tests.tiny_models import export, quantise, token_encoder
 BACKBONES = Registry(get_plugin_manager(autoload=False, extra_plugins=(TinyBackbonePlugin(),))).names("backbone")
 ALONE = (0, 3, 7)  # batch positions also embedded alone: a smooth image, the flat grey one, the noisy one
 # random-init ViT-L/14 at 224 px takes about a minute on two CPU cores; clip_vit_b16 runs the same code path
-SLOW = {"clip_vit_l14", "clip_vit_b16_float"}  # a full ViT-B/16 on CPU: run with -m slow
+SLOW = {"clip_vit_l14", "clip_vit_b16_float", *(t.name for t in TOWERS)}  # full ViTs on CPU: -m slow
 
 
 def mixed_images(size: int = 64) -> list[Image.Image]:
