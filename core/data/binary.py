@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .layouts import CIFAKE_SIGNATURE, SPLITS, IndexBuilder, _label_folders, _root
+from .folder_layouts import CIFAKE_SIGNATURE
+from .layout_kit import SPLITS, IndexBuilder, dataset_root, first_label, found_here_or_below, label_folders
 from .sample import FAKE, REAL, REAL_POOL, DatasetIndex
 from .scan import child_dirs, gc_paused
 
@@ -28,16 +29,14 @@ def _holds_both(folder: Path) -> bool:
     return any(set(vocabulary) <= lowered for vocabulary in VOCABULARIES)
 
 
-def detect_binary(root: Path) -> bool:
-    """A real and a fake folder in the root, or in each of its split folders (train/val/test)."""
-    root = Path(root)
-    if not root.is_dir():
-        return False
-    if _holds_both(root):
-        return True
-    children = child_dirs(root)
+def _splits_hold_both(root: Path, children: list[str]) -> bool:
     splits = [c for c in children if c.lower() in SPLITS]
     return bool(splits) and len(splits) == len(children) and all(_holds_both(root / c) for c in splits)
+
+
+def detect_binary(root: Path) -> bool:
+    """A real and a fake folder in the root, or in each of its split folders (train/val/test)."""
+    return found_here_or_below(root, _holds_both, _splits_hold_both)
 
 
 def generator_name(root: Path) -> str:
@@ -49,10 +48,10 @@ def generator_name(root: Path) -> str:
 @gc_paused()
 def load_binary(root: str | Path, generator: str = "", family: str = "") -> DatasetIndex:
     """Read a binary real/fake tree (module docstring); ``generator`` / ``family`` name the fakes."""
-    path = _root(root)
+    path = dataset_root(root)
     name = generator or generator_name(path)
     builder = IndexBuilder(path, "binary", {name: family} if family else None)
-    for folder, i in _label_folders(path, builder, LABELS, "real/fake (or 0_real/1_fake)"):
+    for folder, i in label_folders(path, builder, first_label(LABELS), "real/fake (or 0_real/1_fake)"):
         parts = folder.parts
         split = SPLITS.get(parts[i - 1].lower(), "") if i > 0 else ""
         label = LABELS[parts[i].lower()]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .families import REAL_FAMILY, known_family
-from .layouts import SPLITS, DatasetError, one_class_warnings, path_conflict_warning
+from .layout_kit import SPLITS, DatasetError, one_class_warnings, path_conflict_warning
 from .sample import FAKE, REAL, REAL_POOL, DatasetIndex, Sample
 from .scan import DUPLICATE_PATH, gc_paused
 
