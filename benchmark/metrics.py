@@ -10,7 +10,8 @@ Conventions (recorded in every result row through :func:`threshold_policy`):
 - ``best_acc`` is the oracle accuracy at the best threshold on the test set itself (an upper bound, not a
   deployable number);
 - bootstrap intervals for AUC and AP resample reals and fakes separately (stratified, so every replicate has
-  both classes), with a seeded generator, percentile method;
+  both classes), with a seeded generator, percentile method (the arithmetic is in
+  :mod:`dfzoo.benchmark.resampling`);
 - a mean over test sets is defined only when every set defines the metric (a missing or NaN set makes the mean
   NaN, never a mean over the sets that worked); its interval resamples an image shared by several test sets
   (the shared reals) once per replicate for all of them (:func:`mean_intervals`);
@@ -28,11 +29,18 @@ from typing import Any
 
 import numpy as np
 
+from .resampling import (
+    CONFIDENCE,
+    percentile_interval,
+    replicate_blocks,
+    resample_counts,
+    shared_units,
+    weighted_auc_ap,
+)
+
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_BOOTSTRAP = 1000
-CONFIDENCE = 0.95
 FPR_POINTS = {"tpr_at_1fpr": 0.01, "tpr_at_5fpr": 0.05}
-_CHUNK_CELLS = 4_000_000  # bootstrap works on blocks of replicates of at most this many matrix cells
 
 # Metrics that are averaged across test generators (counts are summed instead).
 SCALAR_METRICS = ("acc", "real_acc", "fake_acc", "best_acc", "ap", "auc", "eer", "tpr_at_1fpr", "tpr_at_5fpr")
@@ -186,60 +194,7 @@ def binary_metrics(
     return out
 
 
-def percentile_interval(replicates: np.ndarray, confidence: float = CONFIDENCE) -> list[float]:
-    """``[low, high]`` percentile interval of bootstrap replicates (NaN when there are none)."""
-    replicates = replicates[np.isfinite(replicates)]
-    if replicates.size == 0:
-        return [math.nan, math.nan]
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(replicates, [tail, 100.0 - tail])
-    return [float(low), float(high)]
-
-
 # -- bootstrap -------------------------------------------------------------------------------------------
-def weighted_auc_ap(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ROC-AUC and AP of one test set under many weightings at once.
-
-    ``weights`` is ``[R, n]`` (how many times each sample counts in each of R replicates; a bootstrap
-    resample is such a weighting). Ties count one half for AUC and form one operating point for AP, which
-    matches scikit-learn's ``roc_auc_score`` / ``average_precision_score`` with ``sample_weight``.
-    """
-    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    levels, level_of = np.unique(scores, return_inverse=True)
-    positive_weight, negative_weight = (
-        _per_level(weights[:, labels == value], level_of[labels == value], levels.size) for value in (1, 0)
-    )
-    total_positive = positive_weight.sum(axis=1)
-    total_negative = negative_weight.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        below = np.cumsum(negative_weight, axis=1) - negative_weight  # negatives strictly below each level
-        auc = (positive_weight * (below + 0.5 * negative_weight)).sum(axis=1) / (total_positive * total_negative)
-        true_pos = np.cumsum(positive_weight[:, ::-1], axis=1)  # thresholds from the highest score down
-        false_pos = np.cumsum(negative_weight[:, ::-1], axis=1)
-        precision = np.where(true_pos > 0, true_pos / np.maximum(true_pos + false_pos, 1e-300), 0.0)
-        ap = (positive_weight[:, ::-1] * precision).sum(axis=1) / total_positive
-    return auc, ap
-
-
-def _per_level(weights: np.ndarray, level_of: np.ndarray, n_levels: int) -> np.ndarray:
-    """Sum the columns of ``weights`` that share a score level: ``[R, n_class] -> [R, n_levels]``."""
-    out = np.zeros((weights.shape[0], n_levels))
-    if level_of.size == 0:
-        return out
-    order = np.argsort(level_of, kind="stable")
-    sorted_levels = level_of[order]
-    starts = np.flatnonzero(np.r_[True, sorted_levels[1:] != sorted_levels[:-1]])
-    out[:, sorted_levels[starts]] = np.add.reduceat(weights[:, order], starts, axis=1)
-    return out
-
-
-def _resample_counts(rng: np.random.Generator, replicates: int, size: int) -> np.ndarray:
-    """``[replicates, size]`` multiplicities of a with-replacement resample of ``size`` items."""
-    draws = rng.integers(0, size, size=(replicates, size))
-    flat = (draws + np.arange(replicates)[:, None] * size).ravel()
-    return np.bincount(flat, minlength=replicates * size).reshape(replicates, size).astype(np.float64)
-
-
 def bootstrap_auc_ap(
     labels: Any, scores: Any, n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -252,13 +207,11 @@ def bootstrap_auc_ap(
         return np.full(max(n_bootstrap, 0), np.nan), np.full(max(n_bootstrap, 0), np.nan)
     rng = np.random.default_rng(seed)
     positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    block = max(1, _CHUNK_CELLS // labels.size)
     aucs, aps = [], []
-    for start in range(0, n_bootstrap, block):
-        count = min(block, n_bootstrap - start)
+    for count in replicate_blocks(n_bootstrap, labels.size):
         weights = np.zeros((count, labels.size))
-        weights[:, positives] = _resample_counts(rng, count, positives.size)
-        weights[:, negatives] = _resample_counts(rng, count, negatives.size)
+        weights[:, positives] = resample_counts(rng, count, positives.size)
+        weights[:, negatives] = resample_counts(rng, count, negatives.size)
         auc, ap = weighted_auc_ap(labels, scores, weights)
         aucs.append(auc)
         aps.append(ap)
@@ -300,16 +253,14 @@ def mean_intervals(
         sets.append((labels, scores, names[kept]))
     if not sets or n_bootstrap <= 0:
         return empty
-    units = [_shared_units(sets, value) for value in (1, 0)]
+    units = [shared_units(sets, value) for value in (1, 0)]
     rng = np.random.default_rng(seed)
-    block = max(1, _CHUNK_CELLS // sum(labels.size for labels, _, _ in sets))
     auc_blocks, ap_blocks = [], []
-    for start in range(0, n_bootstrap, block):
-        count = min(block, n_bootstrap - start)
+    for count in replicate_blocks(n_bootstrap, sum(labels.size for labels, _, _ in sets)):
         weights = [np.zeros((count, labels.size)) for labels, _, _ in sets]
         for groups in units:
             for members, pool_size in groups:
-                counts = _resample_counts(rng, count, pool_size)
+                counts = resample_counts(rng, count, pool_size)
                 for set_index, positions, pool_index in members:
                     weights[set_index][:, positions] = counts[:, pool_index]
         per_set = [weighted_auc_ap(labels, scores, w) for (labels, scores, _), w in zip(sets, weights, strict=True)]
@@ -319,46 +270,6 @@ def mean_intervals(
         "auc_ci": percentile_interval(np.concatenate(auc_blocks), confidence),
         "ap_ci": percentile_interval(np.concatenate(ap_blocks), confidence),
     }
-
-
-def _shared_units(
-    sets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], label: int
-) -> list[tuple[list[tuple[int, np.ndarray, np.ndarray]], int]]:
-    """Group the sets whose images of class ``label`` overlap (by id) into pools resampled together.
-
-    Returns ``[(members, pool_size)]``; each member ``(set index, positions in the set, index in the pool)``
-    says which pool draw weighs each of the set's images of that class.
-    """
-    parent = list(range(len(sets)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first_set: dict[Any, int] = {}
-    for index, (labels, _, names) in enumerate(sets):
-        for name in names[labels == label]:
-            parent[root(index)] = root(first_set.setdefault(name, index))
-    groups: dict[int, list[int]] = {}
-    for index in range(len(sets)):
-        groups.setdefault(root(index), []).append(index)
-    out = []
-    for members in groups.values():
-        pool = {
-            name: i
-            for i, name in enumerate(
-                dict.fromkeys(name for index in members for name in sets[index][2][sets[index][0] == label])
-            )
-        }
-        entries = []
-        for index in members:
-            labels, _, names = sets[index]
-            positions = np.flatnonzero(labels == label)
-            entries.append((index, positions, np.array([pool[name] for name in names[positions]], dtype=np.int64)))
-        out.append((entries, len(pool)))
-    return out
 
 
 # -- averaging -------------------------------------------------------------------------------------------
