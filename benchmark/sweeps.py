@@ -4,7 +4,7 @@ Written: a protocol's ``perturbations`` may list a sweep, one parameter with sev
 ``"jpeg:quality=95,90,75"`` (a bare value after ``key=value`` continues that key's list); it expands into one
 perturbation per value, ``"jpeg:quality=95"``, ``"jpeg:quality=90"``, ... (several lists give every
 combination, the first parameter varying slowest). The sweeps SIDBench and AEROBLADE publish read
-``["jpeg:quality=95,90,75,50,30", "blur:sigma=0.5,1,2,4", "resize:scale=0.75,0.5,0.25"]``.
+``["jpeg:quality=95,90,75,50,30", "blur:sigma=0.5,1,2,4", "downscale:scale=0.75,0.5,0.25"]``.
 
 Read: the perturbation keys of a protocol's rows that share a name and differ in one parameter are the points
 of one robustness curve (:func:`find_sweeps`), in the order the protocol lists them.

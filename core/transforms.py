@@ -233,7 +233,7 @@ def downscale(scale: float = 0.5) -> Perturbation:
         small = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BICUBIC)
         return small.resize((width, height), Image.Resampling.BICUBIC)
 
-    return Perturbation("resize", {"scale": scale}, fn)
+    return Perturbation("downscale", {"scale": scale}, fn)
 
 
 def gaussian_noise(std: float = 0.02) -> Perturbation:

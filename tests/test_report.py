@@ -68,11 +68,11 @@ def test_sweep_syntax_expands_and_is_read_back() -> None:
     assert expand_sweep("jpeg:quality=75") == ["jpeg:quality=75"] and expand_sweep("none") == ["none"]
     assert expand_sweep("x:a=1,2,b=3,4") == ["x:a=1,b=3", "x:a=1,b=4", "x:a=2,b=3", "x:a=2,b=4"]
     protocol = parse_protocol(
-        {"name": "s", "dataset": "zoo", "perturbations": ["none", "blur:sigma=0.5,1,2", "resize:scale=0.5"]}
+        {"name": "s", "dataset": "zoo", "perturbations": ["none", "blur:sigma=0.5,1,2", "downscale:scale=0.5"]}
     )
-    assert protocol.perturbations == ("none", "blur:sigma=0.5", "blur:sigma=1", "blur:sigma=2", "resize:scale=0.5")
+    assert protocol.perturbations == ("none", "blur:sigma=0.5", "blur:sigma=1", "blur:sigma=2", "downscale:scale=0.5")
     found = find_sweeps(protocol.perturbations, "none")
-    assert [(s.name, s.points) for s in found] == [("blur sigma", ("0.5", "1", "2")), ("resize scale", ("0.5",))]
+    assert [(s.name, s.points) for s in found] == [("blur sigma", ("0.5", "1", "2")), ("downscale scale", ("0.5",))]
 
 
 def test_short_labels_name_what_differs() -> None:

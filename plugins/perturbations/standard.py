@@ -30,7 +30,10 @@ def dfzoo_perturbations():
         name="blur_jitter", summary="Colour jitter then Gaussian blur", factory=t.blur_jitter, params={"sigma": 1.0}
     )
     yield PerturbationSpec(
-        name="resize", summary="Downscale by `scale` and back up", factory=t.downscale, params={"scale": 0.5}
+        name="downscale",
+        summary="Downscale by `scale` and back up (the preprocessing mode `resize` is another thing)",
+        factory=t.downscale,
+        params={"scale": 0.5},
     )
     yield PerturbationSpec(
         name="noise", summary="Additive Gaussian noise (std in [0, 1])", factory=t.gaussian_noise, params={"std": 0.02}
