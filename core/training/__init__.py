@@ -17,7 +17,16 @@ torch is imported inside functions, so plugin modules can import this module at 
 
 from __future__ import annotations
 
-from .config import AUGMENT_PRESETS, OPTIMISERS, TRAIN_PARAMS, TRAIN_SCHEMA, Augment, TrainConfig, augment_preset
+from .config import (
+    AUGMENT_PRESETS,
+    OPTIMISERS,
+    SMOKE_TRAIN_PARAMS,
+    TRAIN_PARAMS,
+    TRAIN_SCHEMA,
+    Augment,
+    TrainConfig,
+    augment_preset,
+)
 from .data import ImagePipeline, SampleDataset, SamplePipeline, binary_labels, collate, samples_digest, split_indices
 from .detectors import NATIVE_SIZE_CAP, ImageClassifierDetector, SingleModelDetector, TrainedImageDetector
 from .loop import (
@@ -47,6 +56,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "NATIVE_SIZE_CAP",
     "OPTIMISERS",
+    "SMOKE_TRAIN_PARAMS",
     "TRAIN_PARAMS",
     "TRAIN_SCHEMA",
     "Augment",

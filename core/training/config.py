@@ -132,6 +132,16 @@ TRAIN_SCHEMA: dict[str, Param] = {  # what TRAIN_PARAMS (and the augment preset)
 }
 
 
+# a tiny training run for a detector's ``smoke_params``: one epoch on 32 px images, no augmentation, no validation
+SMOKE_TRAIN_PARAMS: dict[str, Any] = {
+    "image_size": 32,
+    "epochs": 1,
+    "batch_size": 16,
+    "augment": "none",
+    "val_fraction": 0.0,
+}
+
+
 def augment_preset(name: str) -> Augment:
     """An augmentation by preset name (see :data:`AUGMENT_PRESETS`)."""
     try:

@@ -28,7 +28,7 @@ import numpy as np
 from dfzoo import DetectorSpec, Param, hookimpl
 from dfzoo.data.sample import Sample
 from dfzoo.spec import Resources
-from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, TrainedImageDetector
+from dfzoo.training import SMOKE_TRAIN_PARAMS, TRAIN_PARAMS, TRAIN_SCHEMA, TrainedImageDetector
 
 DEFAULTS: dict[str, Any] = {
     "latent_channels": 16,
@@ -267,11 +267,7 @@ def dfzoo_detectors():
         smoke_params={
             "width": 8,
             "latent_channels": 4,
-            "image_size": 32,
-            "epochs": 1,
-            "batch_size": 16,
-            "augment": "none",
-            "val_fraction": 0.0,
+            **SMOKE_TRAIN_PARAMS,
         },
         param_schema={
             **TRAIN_SCHEMA,

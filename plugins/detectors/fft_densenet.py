@@ -25,7 +25,7 @@ from dfzoo import DetectorSpec, Param, hookimpl
 from dfzoo.backbones import timm_weights
 from dfzoo.data.sample import Sample
 from dfzoo.spec import Resources
-from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, ImageClassifierDetector, SamplePipeline
+from dfzoo.training import SMOKE_TRAIN_PARAMS, TRAIN_PARAMS, TRAIN_SCHEMA, ImageClassifierDetector, SamplePipeline
 
 LUMA = np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -131,11 +131,7 @@ def dfzoo_detectors():
         smoke_params={
             "growth_rate": 8,
             "block_config": [2, 2, 2, 2],
-            "image_size": 32,
-            "epochs": 1,
-            "batch_size": 16,
-            "augment": "none",
-            "val_fraction": 0.0,
+            **SMOKE_TRAIN_PARAMS,
         },
         param_schema={
             **TRAIN_SCHEMA,

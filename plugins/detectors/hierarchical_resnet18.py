@@ -27,7 +27,7 @@ from dfzoo import DetectorSpec, hookimpl
 from dfzoo.backbones import timm_weights
 from dfzoo.data.sample import Sample
 from dfzoo.spec import Resources
-from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, SamplePipeline, TrainedImageDetector
+from dfzoo.training import SMOKE_TRAIN_PARAMS, TRAIN_PARAMS, TRAIN_SCHEMA, SamplePipeline, TrainedImageDetector
 
 PAPER = (
     "Guarnera et al., Level Up the Deepfake Detection: a Method to Effectively Discriminate Images "
@@ -257,11 +257,7 @@ def dfzoo_detectors():
         smoke_params={
             "arch": "resnet10t",
             "pretrained": False,
-            "image_size": 32,
-            "epochs": 1,
-            "batch_size": 16,
-            "augment": "none",
-            "val_fraction": 0.0,
+            **SMOKE_TRAIN_PARAMS,
         },
         param_schema=TRAIN_SCHEMA,
     )

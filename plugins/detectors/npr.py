@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from dfzoo import DetectorSpec, Param, hookimpl
-from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, ImageClassifierDetector
+from dfzoo.training import SMOKE_TRAIN_PARAMS, TRAIN_PARAMS, TRAIN_SCHEMA, ImageClassifierDetector
 
 PAPER = "Tan et al., CVPR 2024 (arXiv:2312.10461)"
 DEFAULTS: dict[str, Any] = {
@@ -34,11 +34,7 @@ DEFAULTS: dict[str, Any] = {
 SMOKE_PARAMS: dict[str, Any] = {
     "layers": [1],
     "width": 4,
-    "image_size": 32,
-    "epochs": 1,
-    "batch_size": 16,
-    "augment": "none",
-    "val_fraction": 0.0,
+    **SMOKE_TRAIN_PARAMS,
 }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from dfzoo import DetectorSpec, Param, hookimpl
 from dfzoo.spec import Resources
-from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, ImageClassifierDetector, SamplePipeline
+from dfzoo.training import SMOKE_TRAIN_PARAMS, TRAIN_PARAMS, TRAIN_SCHEMA, ImageClassifierDetector, SamplePipeline
 
 PAPER = "Wang et al., CNN-generated images are surprisingly easy to spot... for now, CVPR 2020 (arXiv:1912.11035)"
 
@@ -105,11 +105,7 @@ def dfzoo_detectors():
         smoke_params={
             "arch": "resnet18",
             "pretrained": False,
-            "image_size": 32,
-            "epochs": 1,
-            "batch_size": 16,
-            "augment": "none",
-            "val_fraction": 0.0,
+            **SMOKE_TRAIN_PARAMS,
         },
         param_schema={**TRAIN_SCHEMA, "preset": Param(types=(str,), choices=tuple(PRESETS), optional=True)},
     )
