@@ -67,12 +67,18 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     quick.add_argument("--bootstrap", type=int, metavar="N", help="bootstrap replicates for intervals (0 = none)")
     quick.add_argument("--offline-only", action="store_true", help="skip detectors whose weights are not here")
+    add_run_arguments(parser, "rows are errors")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, failures: str) -> None:
+    """``--device``, where jobs run, ``--keep-going`` and ``--quiet``: what every command that runs jobs takes
+    (``failures`` says what fails, for ``--keep-going``'s help)."""
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     add_executor_arguments(parser)
     parser.add_argument(
         "--keep-going",
         action="store_true",
-        help="exit 0 even when some rows are errors (batch use); by default such a run exits 1",
+        help=f"exit 0 even when some {failures} (batch use); by default such a run exits 1",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from dfzoo import CommandSpec, hookimpl
 
-from .benchmark import add_executor_arguments, report_errors
+from .benchmark import add_run_arguments, report_errors
 
 DEFAULT_STORE = Path("runs") / "grid"
 DEFAULT_OUT = Path("grid-report")
@@ -38,14 +38,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-leaderboard", action="store_true", help="do not render the full leaderboard")
     parser.add_argument("--no-plots", action="store_true", help="no PNG plots at all")
     parser.add_argument("--no-feature-plots", action="store_true", help="skip the t-SNE / PCA feature plots")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    add_executor_arguments(parser)
-    parser.add_argument(
-        "--keep-going",
-        action="store_true",
-        help="exit 0 even when some cells fail (batch use); by default such a run exits 1",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_run_arguments(parser, "cells fail")
 
 
 def build_grid(args: argparse.Namespace) -> Any:
