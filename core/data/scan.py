@@ -13,7 +13,7 @@ Links, so that datasets assembled from links work and nothing is read twice:
 - Every folder knows its resolved path and every linked image file its target, so a file reached by two
   paths is indexed once (:func:`first_places`): at its real place when that is one of the paths (no link on
   the way), else at the first path met; the other path is recorded as a ``"duplicate path of <kept path>"``
-  (:class:`dfzoo.data.layouts.IndexBuilder`, :func:`scan_images`).
+  (:class:`dfzoo.data.layout_kit.IndexBuilder`, :func:`scan_images`).
 
 No file is stat-ed for this: a folder's resolved path is its parent's plus its name, and
 ``os.path.realpath`` runs only for entries that are links.
