@@ -49,6 +49,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from dfzoo.plain import slug
 from dfzoo.transforms import RESIZE, PreprocessPolicy, parse_perturbation
 
 from .sweeps import expand_sweeps
@@ -375,7 +376,7 @@ def protocol_from_flags(
     """A protocol from ``dfzoo run`` quick flags; ``params`` go to every chosen detector."""
     chosen = list(detectors) or [ANY_DETECTOR]
     data: dict[str, Any] = {
-        "name": name or f"cli-{_slug(Path(dataset).name or dataset)}",
+        "name": name or f"cli-{slug(Path(dataset).name or dataset, fallback='dataset')}",
         "dataset": dataset,
         "train_generators": train if isinstance(train, str) else list(train),
         "test_generators": test if isinstance(test, str) else list(test),
@@ -422,10 +423,6 @@ def default_protocols() -> list[Protocol]:
         data.setdefault("name", item.name.removesuffix(".toml"))
         protocols.append(parse_protocol(data, source=f"dfzoo.benchmark/protocols/{item.name}"))
     return protocols
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-") or "dataset"
 
 
 def check_perturbations(protocol: Protocol, registry: Any) -> None:

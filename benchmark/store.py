@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -32,29 +31,12 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
+from dfzoo.plain import json_safe as clean_json  # the store's name for the shared rule
+
 log = logging.getLogger(__name__)
 RESULTS_FILE = "results.jsonl"
 APPEND_WAIT_S = 300.0  # how long an append waits for another driver's append to finish
 OK, ERROR, SKIPPED = "ok", "error", "skipped"
-
-
-def clean_json(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf -> None, numpy scalars/arrays -> Python, tuples -> lists, other objects -> str."""
-    if isinstance(value, dict):
-        return {str(k): clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return clean_json(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
 
 
 class ResultStore:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from dfzoo.plain import slug  # re-exported: the report's file names and anchors
+
 DASH = "–"
 NOT_MEANINGFUL = f"{DASH}†"
 CLEAN = "none"
@@ -175,11 +177,6 @@ def one_line(text: str, limit: int = 160) -> str:
     """``text`` on one line, at most ``limit`` characters, with no ``|`` (it would end a Markdown cell)."""
     text = " ".join(str(text).split()).replace("|", "/")
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def slug(name: str) -> str:
-    """A file-name-safe form of ``name``."""
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
 
 
 def anchor(name: str) -> str:

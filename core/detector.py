@@ -25,6 +25,7 @@ from PIL import Image
 from .calibration import Calibration, Decision, ThresholdPolicy
 from .data.decode import ImageDecodeError
 from .data.sample import Sample
+from .plain import json_safe
 from .transforms import PreprocessPolicy
 
 if TYPE_CHECKING:
@@ -160,9 +161,9 @@ class Detector(ABC):
         meta = {
             "format": FORMAT_VERSION,
             "detector": self.name,
-            "params": _jsonable(self.params),
-            "describe": _jsonable(self.describe()),
-            "skipped": _jsonable(self.skipped),
+            "params": json_safe(self.params),
+            "describe": json_safe(self.describe()),
+            "skipped": json_safe(self.skipped),
         }
         (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         return folder
@@ -192,18 +193,6 @@ class ImageDetector(Detector):
         for position, image in self.images(samples):
             scores[position] = float(self.score_image(image))
         return scores
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
-def slug(text: str, fallback: str = "item") -> str:
-    """``text`` with every character but letters, digits and ``-_.`` turned into ``-``, trimmed of dashes."""
-    cleaned = "".join(c if c.isalnum() or c in SLUG_KEEP else "-" for c in str(text)).strip("-")
+def slug(text: str, fallback: str = "item", replacement: str = "-") -> str:
+    """``text`` with every character but letters, digits and ``-_.`` turned into ``replacement``, trimmed of it."""
+    cleaned = "".join(c if c.isalnum() or c in SLUG_KEEP else replacement for c in str(text)).strip(replacement)
     return cleaned or fallback

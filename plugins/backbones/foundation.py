@@ -36,8 +36,8 @@ class Tower:
 
     def build(self, weights: ResolvedWeights | None, device: Any = None) -> TorchBackbone:
         arch = self.model.split(".")[0]
-        extra = {"dynamic_img_size": True} if self.input_size else {}
-        backbone = timm_backbone(self.name, arch, weights, device, **extra)
+        extra: dict[str, Any] = {"dynamic_img_size": True} if self.input_size else {}
+        backbone = timm_backbone(self.name, arch, weights, device, None, **extra)
         if self.input_size:
             backbone.normalisation = replace(backbone.normalisation, size=self.input_size)
         return backbone

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from dfzoo.data.sample import Sample
+from dfzoo.plain import slug
 from dfzoo.spec import WeightsSpec
 from dfzoo.transforms import Normalisation, PreprocessPolicy
 from dfzoo.weights import ResolvedWeights, WeightsNotFound, resolve
@@ -194,19 +195,17 @@ def resolve_model(ref: str, registry: Any = None) -> ResolvedWeights | RandomMod
         return resolve(registry.weights(ref))
     path = Path(ref).expanduser()
     if path.exists():
-        return resolve(WeightsSpec(name=_slug(path.name), summary=f"local model {path}", library="diffusers"), path)
+        return resolve(
+            WeightsSpec(name=_model_slug(path.name), summary=f"local model {path}", library="diffusers"), path
+        )
     if HUB_ID.match(ref):
         parts = ref.split("/")
         repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
-        return resolve(hub_diffusers_weights(_slug(ref), repo, f"hub model {ref}", sub))
+        return resolve(hub_diffusers_weights(_model_slug(ref), repo, f"hub model {ref}", sub))
     raise WeightsNotFound(
         f"model {ref!r} is neither weights known to dfzoo, an existing folder, nor a Hugging Face "
         f"repo id (org/name[/subfolder]); known weights: {', '.join(registry.names('weights'))}"
     )
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9_.\-]+", "_", text.lower()).strip("_") or "model"
 
 
 def model_folder(path: Path, subfolders: Sequence[str]) -> Path:
@@ -334,3 +333,8 @@ def to_minus_one_one(image: Image.Image) -> np.ndarray:
 def quantise(tensor: Any) -> Any:
     """A [-1, 1] tensor clamped and rounded to the 8-bit grid: a reconstruction as it would be saved."""
     return ((tensor.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+
+
+def _model_slug(text: str) -> str:
+    """A weights name for a local folder or hub id: lower case, the shared slug rule with ``_``."""
+    return slug(text.lower(), fallback="model", replacement="_")
