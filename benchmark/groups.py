@@ -94,11 +94,14 @@ def leave_one_out_tables(boards: Sequence[ProtocolBoard]) -> list[GroupTable]:
 
 
 def cross_dataset_tables(boards: Sequence[ProtocolBoard]) -> list[GroupTable]:
-    """One table per protocol whose rows name a ``test_dataset``."""
+    """One table per protocol whose rows test on another dataset than they trained on (or on several): a
+    protocol that trains and tests on one dataset (every LOGO fold) names its ``test_dataset`` too, but
+    is no cross-dataset protocol."""
     tables = []
     for board in boards:
         datasets = list(OrderedDict.fromkeys(d for d in map(dataset_name, board.ok) if d))
-        if not datasets:
+        trained_on = {(row.get("dataset") or {}).get("name") for row in board.ok}
+        if not datasets or (len(datasets) == 1 and trained_on == set(datasets)):
             continue
         table = GroupTable(board.name, CROSS_DATASET, [board.name], datasets)
         for label in board.labels:

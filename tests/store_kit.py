@@ -139,7 +139,7 @@ def report_store(root: Path, images: Path) -> StoreWriter:
         for held in ("g1", "g2"):
             writer.row(
                 label, held, separation, protocol=f"logo/loo-{held}", protocol_hash=f"logo-{held}",
-                protocol_group="logo", held_out=held, **common,
+                protocol_group="logo", held_out=held, test_dataset="d", **common,
             )  # fmt: skip
         for generator, dataset in (("g1", "zoo"), ("other/x", "other")):
             writer.row(
