@@ -149,6 +149,18 @@ class Registry:
     def perturbation(self, name: str) -> PerturbationSpec:
         return self.get("perturbation", name)
 
+    def auto_backbone(self, candidates: tuple[str, ...]) -> str:
+        """The first registered backbone of ``candidates`` whose weights resolve here, else the first
+        registered one (whose weights are then reported missing)."""
+        from .weights import can_resolve
+
+        known = [name for name in candidates if name in self._entries["backbone"]]
+        for name in known:
+            weights = self.backbone(name).weights
+            if not weights or can_resolve(self.weights(weights)):
+                return name
+        return known[0] if known else AUTO
+
     def weights_needed(self, detector: str, params: dict[str, Any] | None = None) -> list[str]:
         """Names of the weights a detector needs with these params (backbone names map to their weights)."""
         spec = self.detector(detector)
@@ -162,6 +174,8 @@ class Registry:
                 if not isinstance(value, str) or not value:
                     continue
                 value = value.partition(":")[0]  # "name:layers=5-11": blocks of backbone name (dfzoo.layers)
+                if value == AUTO and spec.auto_backbones:
+                    value = self.auto_backbone(spec.auto_backbones)
                 if value in self._entries["backbone"]:
                     weights = self.backbone(value).weights
                     if weights:
@@ -169,6 +183,9 @@ class Registry:
                 elif value in self._entries["weights"]:
                     needed.append(value)
         return needed
+
+
+AUTO = "auto"
 
 
 def spec_fields(spec: Any) -> dict[str, Any]:

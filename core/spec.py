@@ -122,7 +122,9 @@ class DetectorSpec:
     declares the types and closed sets of values of some parameters (:class:`Param`); the others accept
     values of their default's type. :meth:`check_params` applies both, so a wrong name or value fails before
     any work, with the allowed values in the message. ``resources`` is what one job asks a cluster executor for
-    (:class:`Resources`, or a function of the job's checked params returning one).
+    (:class:`Resources`, or a function of the job's checked params returning one). ``auto_backbones`` are
+    what the value ``"auto"`` of a weight parameter stands for, in order: the first whose weights resolve
+    here (so ``offline_only`` and ``dfzoo list`` judge "auto" by the backbone it will be).
     """
 
     name: str
@@ -137,6 +139,7 @@ class DetectorSpec:
     reads_files: bool = False
     param_schema: Mapping[str, Param] = field(default_factory=dict)
     resources: Resources | Callable[[Mapping[str, Any]], Resources] = Resources()
+    auto_backbones: tuple[str, ...] = ()
 
     def resources_for(self, params: Mapping[str, Any]) -> Resources:
         """The resources one job with ``params`` asks for."""

@@ -94,3 +94,16 @@ def test_the_contrastive_term_is_the_supervised_contrastive_loss():
     tight = _rine.supervised_contrastive(same, labels, temperature=0.1)
     mixed = _rine.supervised_contrastive(same, torch.tensor([0.0, 1.0, 0.0, 1.0]), temperature=0.1)
     assert float(tight) < 0.01 < float(mixed)
+
+
+def test_auto_backbone_is_judged_by_the_backbone_it_will_be(registry, monkeypatch):
+    """offline_only skips rine (instead of an error row) when no backbone "auto" could stand for resolves."""
+    import dfzoo.weights
+
+    spec = registry.detector("rine")
+    first = registry.backbone(spec.auto_backbones[0]).weights
+    monkeypatch.setattr(dfzoo.weights, "can_resolve", lambda weights: False)
+    assert registry.weights_needed("rine", {"backbone": "auto"}) == [first]
+    monkeypatch.setattr(dfzoo.weights, "can_resolve", lambda weights: weights.name != first)
+    second = registry.backbone(registry.auto_backbone(spec.auto_backbones)).weights
+    assert second != first and registry.weights_needed("rine", {"backbone": "auto"}) == [second]

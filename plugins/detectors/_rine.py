@@ -23,9 +23,9 @@ from dfzoo.layers import LayerSelection
 from dfzoo.registry import current_registry
 from dfzoo.weights import WeightsNotFound, can_resolve
 
+from .rine import AUTO_BACKBONES  # "auto" takes the first of these resolving here, and records which
+
 AUTO = "auto"
-# "auto" takes the first of these whose weights resolve here without a download, and records which
-AUTO_BACKBONES = ("clip_vit_b16_float", "clip_vit_b16", "clip_vit_l14", "dino_vitb16")
 STATE_FILE, HEAD_FILE = "rine.json", "rine_head.safetensors"
 
 log = logging.getLogger(__name__)

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dfzoo import DetectorSpec, Param, hookimpl
 from dfzoo.layers import TOKENS
 
+# what backbone "auto" stands for: the first of these whose weights resolve here without a download
+AUTO_BACKBONES = ("clip_vit_b16_float", "clip_vit_b16", "clip_vit_l14", "dino_vitb16")
+
 PAPER = (
     "Koutlis & Papadopoulos, Leveraging Representations from Intermediate Encoder-blocks for Synthetic Image "
     "Detection, ECCV 2024 (arXiv:2402.19091)"
@@ -26,6 +29,7 @@ def dfzoo_detectors():
         paper=PAPER,
         trainable=True,
         summary="RINE: learned softmax mix of a frozen ViT's intermediate class tokens + projection/MLP head",
+        auto_backbones=AUTO_BACKBONES,
         params={
             "backbone": "auto",  # first of clip_vit_b16_float, clip_vit_b16, clip_vit_l14, dino_vitb16 resolving here
             "pretrained": True,
