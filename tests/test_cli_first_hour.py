@@ -160,3 +160,10 @@ def test_fit_and_predict_take_per_detector_params(registry, folder_dataset, tmp_
     assert "scored 12 images" in capsys.readouterr().err
     assert main(["predict", str(model), str(images), "--param", "clip_probe.C=2"]) == 2
     assert "this command runs nn_cosine" in capsys.readouterr().err
+
+
+def test_perturb_flag_expands_a_sweep_over_the_protocols(registry):
+
+    args = build_parser(registry).parse_args(["run", "--preset", "tiny", "--perturb", "jpeg:quality=90,50"])
+    (protocol,) = build_protocols(args)
+    assert protocol.perturbations == ("jpeg:quality=90", "jpeg:quality=50")

@@ -63,7 +63,7 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY",
-        help='test perturbation, e.g. none, "jpeg:quality=75" (repeatable)',
+        help='test perturbation, e.g. none, "jpeg:quality=75", or a sweep "jpeg:quality=90,75,50" (repeatable)',
     )
     quick.add_argument("--bootstrap", type=int, metavar="N", help="bootstrap replicates for intervals (0 = none)")
     quick.add_argument("--offline-only", action="store_true", help="skip detectors whose weights are not here")
@@ -146,7 +146,9 @@ def build_protocols(args: argparse.Namespace) -> list[Any]:
     if args.cap is not None:
         changes["cap_per_class"] = args.cap
     if args.perturb:
-        changes["perturbations"] = tuple(dict.fromkeys(args.perturb))
+        from dfzoo.benchmark.sweeps import expand_sweeps
+
+        changes["perturbations"] = tuple(dict.fromkeys(expand_sweeps(args.perturb)))
     if args.bootstrap is not None:
         changes["bootstrap"] = args.bootstrap
     if args.offline_only:
