@@ -82,6 +82,10 @@ def resolve_detectors(protocol: Protocol, registry: Registry, *, check_weights: 
                 merged = spec.check_params({**protocol.detector_params.get(name, {}), **own})
             except ParamError as error:
                 raise ProtocolError(f"{protocol.name}: {error}") from None
+            unknown = registry.unknown_names(name, merged)
+            if unknown:
+                known = ", ".join(registry.names("backbone"))
+                raise ProtocolError(f"{protocol.name}: detector {name!r}: {unknown[0]}; known: {known}")
             digest = params_hash(merged)
             if (name, digest) in seen:
                 continue

@@ -161,11 +161,23 @@ class Registry:
                 return name
         return known[0] if known else AUTO
 
-    def weights_needed(self, detector: str, params: dict[str, Any] | None = None) -> list[str]:
-        """Names of the weights a detector needs with these params (backbone names map to their weights)."""
+    def unknown_names(self, detector: str, params: dict[str, Any] | None = None) -> list[str]:
+        """``param: value`` for every parameter declared ``Param(names="backbone")`` whose value names neither a
+        registered backbone nor registered weights (so a typo fails before any work, not as an error row)."""
+        spec = self.detector(detector)
+        declared = {name for name, param in spec.param_schema.items() if param.names == "backbone"}
+        return [
+            f"{param}: no backbone named {value!r}"
+            for param, value in self.weight_values(detector, params)
+            if param in declared and value not in self._entries["backbone"] and value not in self._entries["weights"]
+        ]
+
+    def weight_values(self, detector: str, params: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+        """``(param, name)`` for every name a detector's weight parameters give with these params: ``"a+b"``
+        split, a ``":layers=..."`` suffix dropped, ``"auto"`` read as the backbone it stands for."""
         spec = self.detector(detector)
         merged = {**spec.params, **(params or {})}
-        needed: list[str] = []
+        out: list[tuple[str, str]] = []
         for param in spec.weight_params:
             values = merged.get(param)
             values = values if isinstance(values, (list, tuple)) else [values]
@@ -176,12 +188,19 @@ class Registry:
                 value = value.partition(":")[0]  # "name:layers=5-11": blocks of backbone name (dfzoo.layers)
                 if value == AUTO and spec.auto_backbones:
                     value = self.auto_backbone(spec.auto_backbones)
-                if value in self._entries["backbone"]:
-                    weights = self.backbone(value).weights
-                    if weights:
-                        needed.append(weights)
-                elif value in self._entries["weights"]:
-                    needed.append(value)
+                out.append((param, value))
+        return out
+
+    def weights_needed(self, detector: str, params: dict[str, Any] | None = None) -> list[str]:
+        """Names of the weights a detector needs with these params (backbone names map to their weights)."""
+        needed: list[str] = []
+        for _, value in self.weight_values(detector, params):
+            if value in self._entries["backbone"]:
+                weights = self.backbone(value).weights
+                if weights:
+                    needed.append(weights)
+            elif value in self._entries["weights"]:
+                needed.append(value)
         return needed
 
 

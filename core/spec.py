@@ -34,12 +34,15 @@ class Param:
     ``types`` are the accepted Python types (empty: the type of the default, see :func:`default_types`;
     ``(object,)``: anything). ``choices`` is a closed set of allowed values (empty: any value of those types).
     ``optional`` allows None too; a parameter whose default is None is always optional. An int is accepted
-    where a float is; a bool never counts as a number.
+    where a float is; a bool never counts as a number. ``names`` says a string value names a registered
+    backbone (``"backbone"``; ``"a+b"`` and a ``":layers=..."`` suffix allowed): the harness checks it against
+    the registry when a protocol is resolved, so a typo fails before any work.
     """
 
     types: tuple[type, ...] = ()
     choices: tuple[Any, ...] = ()
     optional: bool = False
+    names: str = ""
 
     def check(self, name: str, value: Any) -> Any:
         """``value`` if accepted (``"none"``/``"null"`` become None where None is allowed and is not itself

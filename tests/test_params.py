@@ -93,6 +93,16 @@ def test_resolve_detectors_checks_every_value(registry, tmp_path):
         resolve_detectors(wildcard, registry)
 
 
+def test_an_unknown_backbone_fails_before_any_work(registry, tmp_path):
+    """A typo in a backbone name is a protocol error, not an error row after the data is read."""
+    typo = protocol_from_flags(dataset=str(tmp_path), detectors=["clip_probe"], params={"backbone": "efficientnet"})
+    with pytest.raises(ProtocolError, match=r"'clip_probe': backbone: no backbone named 'efficientnet'; known: "):
+        resolve_detectors(typo, registry)
+    for good in ("efficientnet_lite0", "efficientnet_lite0+tiny_cnn", "tiny_cnn:layers=1", "efficientnet_lite0_in1k"):
+        fine = protocol_from_flags(dataset=str(tmp_path), detectors=["probe"], params={"backbone": good})
+        assert resolve_detectors(fine, registry, check_weights=False)[0].params["backbone"] == good
+
+
 class Recording(dfzoo.Detector):
     trainable = False
     built: ClassVar[list[dict]] = []

@@ -49,7 +49,7 @@ def dfzoo_detectors():
         "reduction; backbones can be concatenated (a+b)",
         tags=("frozen-features", "grid"),
         param_schema={
-            "backbone": Param(types=(str, list, tuple)),
+            "backbone": Param(types=(str, list, tuple), names="backbone"),
             "reduction": Param(choices=tuple(REDUCTIONS)),
             "classifier": Param(choices=tuple(CLASSIFIERS)),
             "n_components": Param(types=(int,), optional=True),

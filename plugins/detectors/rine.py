@@ -48,7 +48,7 @@ def dfzoo_detectors():
             "temperature": 0.1,
         },
         param_schema={
-            "backbone": Param(types=(str, object)),
+            "backbone": Param(types=(str, object), names="backbone"),
             "layers": Param(types=(str, int, list, tuple)),
             "token": Param(choices=TOKENS),
             "proj_layers": Param(choices=(1, 2, 3)),

@@ -3,9 +3,10 @@ features. The backbone is selectable; the paper's is OpenAI CLIP ViT-L/14."""
 
 from __future__ import annotations
 
-from dfzoo import DetectorSpec, hookimpl
+from dfzoo import DetectorSpec, Param, hookimpl
 
 PAPER = "Ojha et al., Towards Universal Fake Image Detectors, CVPR 2023 (arXiv:2302.10174)"
+BACKBONE_SCHEMA = {"backbone": Param(types=(str,), names="backbone")}  # checked against the registry up front
 
 
 def _make_probe(**params):
@@ -31,6 +32,7 @@ def dfzoo_detectors():
         summary="UnivFD linear probe: logistic regression on frozen CLIP image features",
         params={**common, "C": 1.0, "normalize": True, "max_iter": 2000},
         smoke_params={"backbone": "tiny_cnn"},
+        param_schema=BACKBONE_SCHEMA,
     )
     yield DetectorSpec(
         name="nn_cosine",
@@ -40,4 +42,5 @@ def dfzoo_detectors():
         summary="UnivFD nearest neighbour: cosine similarity to the nearest fake minus the nearest real feature",
         params={**common, "k": 1},
         smoke_params={"backbone": "tiny_cnn"},
+        param_schema=BACKBONE_SCHEMA,
     )
