@@ -84,8 +84,8 @@ def resolve_detectors(protocol: Protocol, registry: Registry, *, check_weights: 
                 raise ProtocolError(f"{protocol.name}: {error}") from None
             unknown = registry.unknown_names(name, merged)
             if unknown:
-                known = ", ".join(registry.names("backbone"))
-                raise ProtocolError(f"{protocol.name}: detector {name!r}: {unknown[0]}; known: {known}")
+                backbones = ", ".join(registry.names("backbone"))
+                raise ProtocolError(f"{protocol.name}: detector {name!r}: {unknown[0]}; known: {backbones}")
             digest = params_hash(merged)
             if (name, digest) in seen:
                 continue
