@@ -7,6 +7,7 @@ the registry validates them centrally and the heavy work happens only when a fac
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -253,12 +254,21 @@ class CommandSpec:
     """A `dfzoo` sub-command. ``name`` may have two words ("data build-zoo") to sit in a command group.
 
     ``add_arguments(parser)`` declares options on an ``argparse`` parser; ``run(args)`` returns an exit code.
+    ``summary`` defaults to the first paragraph of ``run``'s docstring, so a command's help is written once, beside
+    the code it describes.
     """
 
     name: str
-    summary: str
     add_arguments: Callable[[Any], None]
     run: Callable[[Any], int]
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.summary:
+            paragraph = " ".join(inspect.getdoc(self.run).split("\n\n")[0].split()) if self.run.__doc__ else ""
+            if not paragraph:
+                raise ValueError(f"command {self.name!r}: give a summary or a docstring on its run function")
+            object.__setattr__(self, "summary", paragraph.rstrip("."))
 
 
 __all__ = [

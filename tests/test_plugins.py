@@ -197,3 +197,18 @@ def test_every_hook_is_documented_with_an_example(name):
     assert "Called when" in doc, f"{name} must say when it is called"
     assert "Example::" in doc and "@dfzoo.hookimpl" in doc, f"{name} needs an example plugin"
     assert name in (Path(__file__).parents[1] / "README.md").read_text(), f"{name} missing from README"
+
+
+def test_command_summary_is_the_first_paragraph_of_its_docstring():
+    def hello(args) -> int:
+        """Say hello
+        to the zoo.
+
+        Everything after the first paragraph is for the reader of the code."""
+        return 0
+
+    spec = dfzoo.CommandSpec(name="hello", add_arguments=lambda parser: None, run=hello)
+    assert spec.summary == "Say hello to the zoo"
+    assert dfzoo.CommandSpec(name="hi", summary="Given", add_arguments=print, run=hello).summary == "Given"
+    with pytest.raises(ValueError, match="give a summary or a docstring"):
+        dfzoo.CommandSpec(name="bare", add_arguments=print, run=lambda args: 0)

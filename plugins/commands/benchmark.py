@@ -186,6 +186,7 @@ def run_folders(args: argparse.Namespace, protocols: list[Any]) -> tuple[Path, P
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Run benchmark protocols (default: the zoo) and render the leaderboard."""
     from dfzoo.benchmark.harness import run_benchmark
     from dfzoo.benchmark.leaderboard import render_leaderboard, summary_table
     from dfzoo.cli import writable_dir
@@ -261,6 +262,7 @@ def _leaderboard_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
+    """Render a result store as Markdown, CSV, JSON and plots."""
     from dfzoo.benchmark.leaderboard import render_leaderboard
     from dfzoo.benchmark.store import ResultStore
 
@@ -293,15 +295,5 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 @hookimpl
 def dfzoo_commands():
-    yield CommandSpec(
-        name="run",
-        summary="Run benchmark protocols (default: the zoo) and render the leaderboard",
-        add_arguments=_run_arguments,
-        run=_run,
-    )
-    yield CommandSpec(
-        name="leaderboard",
-        summary="Render a result store as Markdown, CSV, JSON and plots",
-        add_arguments=_leaderboard_arguments,
-        run=_leaderboard,
-    )
+    yield CommandSpec(name="run", add_arguments=_run_arguments, run=_run)
+    yield CommandSpec(name="leaderboard", add_arguments=_leaderboard_arguments, run=_leaderboard)

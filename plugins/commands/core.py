@@ -47,6 +47,7 @@ def _info_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
+    """One detector: summary, paper, parameters, weights and an example command that runs offline."""
     from dfzoo.plugins.commands._info import detector_info
     from dfzoo.registry import current_registry
 
@@ -55,6 +56,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    """List detectors, datasets, backbones and whether weights resolve here."""
     from tabulate import tabulate
 
     from dfzoo.plugins.commands._info import NO_OFFLINE, WeightsCheck, offline_params, param_flags
@@ -155,6 +157,7 @@ def _weights_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _weights(args: argparse.Namespace) -> int:
+    """Show where each pretrained weights file resolves (offline first)."""
     from tabulate import tabulate
 
     from dfzoo.paths import weights_dir
@@ -222,6 +225,7 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    """Train a detector on a dataset and save it."""
     import dfzoo
     from dfzoo.calibration import holdout_split
     from dfzoo.cli import writable_dir
@@ -307,6 +311,7 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    """Score images or folders with a saved detector (CSV out)."""
     import numpy as np
 
     import dfzoo
@@ -353,30 +358,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 @hookimpl
 def dfzoo_commands():
-    yield CommandSpec(
-        name="list",
-        summary="List detectors, datasets, backbones and whether weights resolve here",
-        add_arguments=_list_arguments,
-        run=_list,
-    )
-    yield CommandSpec(
-        name="info",
-        summary="One detector: summary, paper, parameters, weights and an example command that runs offline",
-        add_arguments=_info_arguments,
-        run=_info,
-    )
-    yield CommandSpec(
-        name="weights",
-        summary="Show where each pretrained weights file resolves (offline first)",
-        add_arguments=_weights_arguments,
-        run=_weights,
-    )
-    yield CommandSpec(
-        name="fit", summary="Train a detector on a dataset and save it", add_arguments=_fit_arguments, run=_fit
-    )
-    yield CommandSpec(
-        name="predict",
-        summary="Score images or folders with a saved detector (CSV out)",
-        add_arguments=_predict_arguments,
-        run=_predict,
-    )
+    yield CommandSpec(name="list", add_arguments=_list_arguments, run=_list)
+    yield CommandSpec(name="info", add_arguments=_info_arguments, run=_info)
+    yield CommandSpec(name="weights", add_arguments=_weights_arguments, run=_weights)
+    yield CommandSpec(name="fit", add_arguments=_fit_arguments, run=_fit)
+    yield CommandSpec(name="predict", add_arguments=_predict_arguments, run=_predict)

@@ -16,6 +16,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Write Grad-CAM overlays (PNG) of a saved detector for images."""
     from pathlib import Path
 
     import dfzoo
@@ -48,9 +49,4 @@ def _run(args: argparse.Namespace) -> int:
 
 @hookimpl
 def dfzoo_commands():
-    yield CommandSpec(
-        name="explain",
-        summary="Write Grad-CAM overlays (PNG) of a saved detector for images",
-        add_arguments=_arguments,
-        run=_run,
-    )
+    yield CommandSpec(name="explain", add_arguments=_arguments, run=_run)

@@ -93,6 +93,9 @@ def _grid_data(grid: Any) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Run a frozen-feature probe grid (backbones x reductions x classifiers x transforms x dataset pairs)
+    and report it.
+    """
     from dfzoo.plugins.detectors._probe.grid import expand_grid, run_grid
 
     grid = build_grid(args)
@@ -162,10 +165,4 @@ def _names(value: Any) -> str:
 
 @hookimpl
 def dfzoo_commands():
-    yield CommandSpec(
-        name="grid",
-        summary="Run a frozen-feature probe grid (backbones x reductions x classifiers x "
-        "transforms x dataset pairs) and report it",
-        add_arguments=_arguments,
-        run=_run,
-    )
+    yield CommandSpec(name="grid", add_arguments=_arguments, run=_run)

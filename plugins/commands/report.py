@@ -24,6 +24,7 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    """Render a result store as a static HTML report (+ PNG/SVG/PDF figures, Parquet scores, LaTeX tables)."""
     from dfzoo.benchmark.report import render_report
     from dfzoo.benchmark.results import load_results
     from dfzoo.cli import writable_dir
@@ -57,6 +58,7 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    """Compare two stores (or two detectors) per cell with paired tests (DeLong, paired bootstrap)."""
     from dfzoo.benchmark.compare import compare_detectors, compare_stores
     from dfzoo.cli import writable_dir
 
@@ -94,15 +96,5 @@ def _require_store(store: Path) -> None:
 
 @hookimpl
 def dfzoo_commands():
-    yield CommandSpec(
-        name="report",
-        summary="Render a result store as a static HTML report (+ PNG/SVG/PDF figures, Parquet scores, LaTeX tables)",
-        add_arguments=_report_arguments,
-        run=_report,
-    )
-    yield CommandSpec(
-        name="compare",
-        summary="Compare two stores (or two detectors) per cell with paired tests (DeLong, paired bootstrap)",
-        add_arguments=_compare_arguments,
-        run=_compare,
-    )
+    yield CommandSpec(name="report", add_arguments=_report_arguments, run=_report)
+    yield CommandSpec(name="compare", add_arguments=_compare_arguments, run=_compare)

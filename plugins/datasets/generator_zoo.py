@@ -107,6 +107,7 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    """Build (or rebuild with --force) the built-in generator zoo."""
     from dfzoo.plugins.datasets._genzoo.build import build_zoo, load_manifest
 
     folder = build_zoo(args.preset, args.seed, force=args.force)
@@ -130,9 +131,4 @@ def _build(args: argparse.Namespace) -> int:
 
 @hookimpl
 def dfzoo_commands():
-    yield CommandSpec(
-        name="data build-zoo",
-        summary="Build (or rebuild with --force) the built-in generator zoo",
-        add_arguments=_build_arguments,
-        run=_build,
-    )
+    yield CommandSpec(name="data build-zoo", add_arguments=_build_arguments, run=_build)

@@ -77,6 +77,7 @@ def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    """Count, check and decode every image of a dataset; list duplicates by path and content."""
     from dfzoo.data.inspect import inspect_dataset, render_text
 
     report = inspect_dataset(args.path, layout=args.layout, decode=args.decode, progress=sys.stderr.isatty())
@@ -89,9 +90,4 @@ def _inspect(args: argparse.Namespace) -> int:
 
 @hookimpl
 def dfzoo_commands():
-    yield CommandSpec(
-        name="data inspect",
-        summary="Count, check and decode every image of a dataset; list duplicates by path and content",
-        add_arguments=_inspect_arguments,
-        run=_inspect,
-    )
+    yield CommandSpec(name="data inspect", add_arguments=_inspect_arguments, run=_inspect)
