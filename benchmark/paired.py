@@ -24,25 +24,29 @@ import numpy as np
 from . import metrics
 
 
-@dataclass(frozen=True)
-class DeLongResult:
-    """AUCs of A and B on the same images, B − A, its standard error, z and the two-sided p-value."""
+@dataclass(frozen=True, kw_only=True)
+class PairedTest:
+    """What both tests give: the difference B − A of the two AUCs and its two-sided p-value."""
+
+    difference: float
+    p_value: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeLongResult(PairedTest):
+    """DeLong's test: the AUCs of A and B on the same images, the standard error of B − A, and z."""
 
     auc_a: float
     auc_b: float
-    difference: float
     standard_error: float
     z: float
-    p_value: float
 
 
-@dataclass(frozen=True)
-class BootstrapResult:
-    """B − A on the images, its 95% percentile interval over paired resamples, the two-sided p-value."""
+@dataclass(frozen=True, kw_only=True)
+class BootstrapResult(PairedTest):
+    """The paired bootstrap: the 95% percentile interval of B − A over ``replicates`` resamples."""
 
-    difference: float
     interval: tuple[float, float]
-    p_value: float
     replicates: int
 
 
@@ -98,11 +102,16 @@ def delong(labels: Any, scores_a: Any, scores_b: Any) -> DeLongResult:
     covariance = s10 / m + s01 / n
     variance = float(covariance[0, 0] + covariance[1, 1] - 2.0 * covariance[0, 1])
     difference = auc_b - auc_a
+    standard_error = math.sqrt(max(variance, 0.0))
     if variance <= 1e-15 or abs(difference) <= 1e-15:
         z = 0.0 if abs(difference) <= 1e-15 else math.copysign(math.inf, difference)
-        return DeLongResult(auc_a, auc_b, difference, math.sqrt(max(variance, 0.0)), z, 1.0 if z == 0 else 0.0)
-    z = difference / math.sqrt(variance)
-    return DeLongResult(auc_a, auc_b, difference, math.sqrt(variance), z, math.erfc(abs(z) / math.sqrt(2.0)))
+        p_value = 1.0 if z == 0 else 0.0
+    else:
+        z = difference / standard_error
+        p_value = math.erfc(abs(z) / math.sqrt(2.0))
+    return DeLongResult(
+        auc_a=auc_a, auc_b=auc_b, difference=difference, standard_error=standard_error, z=z, p_value=p_value
+    )
 
 
 def paired_bootstrap(
@@ -127,7 +136,7 @@ def paired_bootstrap(
     replicates = metrics.weighted_auc_ap(labels, b, weights)[0] - metrics.weighted_auc_ap(labels, a, weights)[0]
     low, high = metrics.percentile_interval(replicates)
     p_value = min(1.0, 2.0 * min(float(np.mean(replicates <= 0)), float(np.mean(replicates >= 0))))
-    return BootstrapResult(difference, (low, high), p_value, n_bootstrap)
+    return BootstrapResult(difference=difference, p_value=p_value, interval=(low, high), replicates=n_bootstrap)
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -141,4 +150,13 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
-__all__ = ["BootstrapResult", "DeLongResult", "delong", "holm", "midranks", "paired_bootstrap", "structural_components"]
+__all__ = [
+    "BootstrapResult",
+    "DeLongResult",
+    "PairedTest",
+    "delong",
+    "holm",
+    "midranks",
+    "paired_bootstrap",
+    "structural_components",
+]

@@ -42,11 +42,12 @@ import hashlib
 import json
 import logging
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dfzoo.plain import json_safe
 from dfzoo.transforms import RESIZE, PreprocessPolicy, parse_perturbation
 
 from .sweeps import expand_sweeps
@@ -129,32 +130,16 @@ class Protocol:
         return _validated(dataclasses.replace(self, **changes))
 
     def to_dict(self) -> dict[str, Any]:
-        """The protocol as JSON-friendly data (recorded with results)."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "dataset": self.dataset,
-            "layout": self.layout,
-            "dataset_params": dict(self.dataset_params),
-            "train_generators": _listed(self.train_generators),
-            "test_generators": _listed(self.test_generators),
-            "preprocess": {"mode": self.preprocess.mode, "size": self.preprocess.size},
-            "seed": self.seed,
-            "cap_per_class": self.cap_per_class,
-            "perturbations": list(self.perturbations),
-            "train_perturbation": self.train_perturbation,
-            "detectors": [{"name": d.name, "params": dict(d.params), "label": d.label} for d in self.detectors],
-            "detector_params": {k: dict(v) for k, v in self.detector_params.items()},
-            "offline_only": self.offline_only,
-            "bootstrap": self.bootstrap,
-            "batch_size": self.batch_size,
-            "allow_overlap": self.allow_overlap,
-            "test_datasets": list(self.test_datasets),
-            "leave_one_out": self.leave_one_out,
-            "test_seen": self.test_seen,
-            "protocol_group": self.protocol_group,
-            "held_out": self.held_out,
-        }
+        """The protocol as JSON-friendly data: every field but ``base_dir`` (where this machine keeps the file)."""
+        out = _fields(self)
+        del out["base_dir"]
+        out |= {"preprocess": _fields(self.preprocess), "detectors": [_fields(d) for d in self.detectors]}
+        return json_safe(out)
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    """A dataclass's fields by name, one level deep (``dataclasses.asdict`` would copy frozen mappings by type)."""
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
 
 
 def _listed(value: tuple[str, ...] | str) -> list[str] | str:
@@ -174,12 +159,28 @@ def load_protocol(path: str | Path) -> Protocol:
         data = tomllib.loads(shipped.read_text())
         data.setdefault("name", path.name)
         return parse_protocol(data, source=f"dfzoo.benchmark/{shipped.parent.name}/{shipped.name}")
+    return parse_protocol(read_toml(path, ProtocolError), source=str(path), base_dir=str(path.resolve().parent))
+
+
+def read_toml(path: Path, error: type[Exception]) -> dict[str, Any]:
+    """A protocol-like TOML file as a mapping whose ``name`` defaults to the file's stem; invalid TOML raises
+    ``error`` naming the file."""
     try:
         data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ProtocolError(f"{path}: not valid TOML: {error}") from error
+    except tomllib.TOMLDecodeError as problem:
+        raise error(f"{path}: not valid TOML: {problem}") from problem
     data.setdefault("name", path.stem)
-    return parse_protocol(data, source=str(path), base_dir=str(path.resolve().parent))
+    return data
+
+
+def check_keys(
+    table: Mapping[str, Any], known: Sequence[str], fail: Callable[[str], Exception], where: str = ""
+) -> None:
+    """Raise ``fail(message)`` when ``table`` has keys outside ``known`` (a typo must not pass silently);
+    ``where`` (e.g. ``"preprocess: "``) starts the message."""
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise fail(f"{where}unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
 
 
 def parse_protocol(data: Mapping[str, Any], *, source: str = "<protocol>", base_dir: str | None = None) -> Protocol:
@@ -188,9 +189,7 @@ def parse_protocol(data: Mapping[str, Any], *, source: str = "<protocol>", base_
     def fail(message: str) -> ProtocolError:
         return ProtocolError(f"{source}: {message}")
 
-    unknown = sorted(set(data) - set(PROTOCOL_KEYS))
-    if unknown:
-        raise fail(f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(PROTOCOL_KEYS)}")
+    check_keys(data, PROTOCOL_KEYS, fail)
     if "datasets" in data:
         if "dataset" in data:
             raise fail("give either 'dataset' or 'datasets' = { train = ..., test = [...] }, not both")
@@ -204,9 +203,7 @@ def parse_protocol(data: Mapping[str, Any], *, source: str = "<protocol>", base_
     preprocess = data.get("preprocess", {})
     if not isinstance(preprocess, Mapping):
         raise fail("'preprocess' must be a table with 'mode' and optional 'size'")
-    bad = sorted(set(preprocess) - set(PREPROCESS_KEYS))
-    if bad:
-        raise fail(f"unknown preprocess key(s) {', '.join(bad)}; known: mode, size")
+    check_keys(preprocess, PREPROCESS_KEYS, fail, "preprocess: ")
     try:
         policy = PreprocessPolicy(mode=preprocess.get("mode", RESIZE), size=preprocess.get("size"))
     except ValueError as error:
@@ -220,12 +217,7 @@ def parse_protocol(data: Mapping[str, Any], *, source: str = "<protocol>", base_
             entry = {"name": entry}
         if not isinstance(entry, Mapping) or "name" not in entry:
             raise fail(f"detectors[{index}] needs a 'name'")
-        bad = sorted(set(entry) - set(DETECTOR_KEYS))
-        if bad:
-            raise fail(
-                f"detectors[{index}] ({entry['name']}): unknown key(s) {', '.join(bad)}; "
-                f"known: {', '.join(DETECTOR_KEYS)}"
-            )
+        check_keys(entry, DETECTOR_KEYS, fail, f"detectors[{index}] ({entry['name']}): ")
         if not isinstance(entry.get("params", {}), Mapping):
             raise fail(f"detectors[{index}] ({entry['name']}): 'params' must be a table")
         entries.append(DetectorEntry(str(entry["name"]), dict(entry.get("params", {})), entry.get("label")))
@@ -378,6 +370,7 @@ __all__ = [
     "DetectorEntry",
     "Protocol",
     "ProtocolError",
+    "check_keys",
     "check_perturbations",
     "default_protocols",
     "load_protocol",
@@ -386,6 +379,7 @@ __all__ = [
     "parse_protocol",
     "parse_value",
     "protocol_from_flags",
+    "read_toml",
     "settings_hash",
     "shipped_protocol",
 ]

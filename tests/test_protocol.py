@@ -113,7 +113,7 @@ def test_default_protocols_are_shipped() -> None:
     [
         ({"trian_generators": ["a"]}, "unknown key(s) trian_generators"),
         ({"preprocess": {"mode": "squash"}}, "preprocess mode"),
-        ({"preprocess": {"mode": "resize", "sise": 3}}, "unknown preprocess key(s) sise"),
+        ({"preprocess": {"mode": "resize", "sise": 3}}, "preprocess: unknown key(s) sise"),
         ({"preprocess": {"size": -1}}, "positive integer"),
         ({"detectors": [{"name": "x", "parms": {}}]}, "unknown key(s) parms"),
         ({"detectors": [{"params": {}}]}, "needs a 'name'"),

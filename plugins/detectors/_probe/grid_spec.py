@@ -47,7 +47,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dfzoo.benchmark.protocol import ALL, ProtocolError, parse_generators
+from dfzoo.benchmark.protocol import ALL, ProtocolError, check_keys, parse_generators, read_toml
 from dfzoo.transforms import RESIZE, PreprocessPolicy
 
 log = logging.getLogger(__name__)
@@ -136,12 +136,7 @@ class Grid:
 def load_grid(path: str | Path) -> Grid:
     """Read a grid TOML file; relative dataset paths are taken relative to the file's folder."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise GridError(f"{path}: not valid TOML: {error}") from error
-    data.setdefault("name", path.stem)
-    return parse_grid(data, source=str(path), base_dir=str(path.resolve().parent))
+    return parse_grid(read_toml(path, GridError), source=str(path), base_dir=str(path.resolve().parent))
 
 
 def default_grid() -> Grid:
@@ -159,9 +154,7 @@ def parse_grid(data: Mapping[str, Any], *, source: str = "<grid>", base_dir: str
     def fail(message: str) -> GridError:
         return GridError(f"{source}: {message}")
 
-    unknown = sorted(set(data) - set(GRID_KEYS))
-    if unknown:
-        raise fail(f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(GRID_KEYS)}")
+    check_keys(data, GRID_KEYS, fail)
     raw_sets = data.get("sets")
     if not isinstance(raw_sets, Mapping) or not raw_sets:
         raise fail("no sets: add [sets.<name>] tables with dataset = ... and generators = ...")
@@ -169,9 +162,7 @@ def parse_grid(data: Mapping[str, Any], *, source: str = "<grid>", base_dir: str
     for name, table in raw_sets.items():
         if not isinstance(table, Mapping) or "dataset" not in table:
             raise fail(f"sets.{name} needs a 'dataset'")
-        bad = sorted(set(table) - set(SET_KEYS))
-        if bad:
-            raise fail(f"sets.{name}: unknown key(s) {', '.join(bad)}; known: {', '.join(SET_KEYS)}")
+        check_keys(table, SET_KEYS, fail, f"sets.{name}: ")
         try:
             generators = parse_generators(table.get("generators", ALL), f"sets.{name}.generators")
         except ProtocolError as error:

@@ -1,54 +1,66 @@
 """Feature reductions fitted on training features: none, PCA, and a small MLP autoencoder.
 
-Every reduction is a plain object with ``fit(X, seed)`` and ``transform(X)``. Its fitted state is numpy
-arrays or a scikit-learn estimator (never a torch module): ``fitted_state()`` gives it as a
+Every reduction is a :class:`Reduction` with ``fit(X, seed)``, ``transform(X)`` and ``describe()``. Its fitted
+state is numpy arrays or a scikit-learn estimator (never a torch module): ``fitted_state()`` gives it as a
 :class:`~.state.FittedState` and ``restore(state)`` takes it back, so a fitted probe saves without pickle.
 ``fitted_types`` names the scikit-learn types that state may hold (its estimator's type first).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
 from .state import FittedState
 
 
-class NoReduction:
-    """Features pass through unchanged."""
+class Reduction:
+    """What every reduction shares; as it stands, the identity (features pass through, nothing is fitted).
+
+    ``described`` names the options :meth:`describe` reports, :meth:`fitted_summary` adds what fitting found.
+    """
 
     name = "none"
     fitted_types: tuple[str, ...] = ()
+    described: tuple[str, ...] = ()
 
-    def fit(self, features: np.ndarray, seed: int = 0) -> NoReduction:
+    def fit(self, features: np.ndarray, seed: int = 0) -> Self:
         return self
 
     def transform(self, features: np.ndarray) -> np.ndarray:
         return features
 
+    def fitted_summary(self) -> dict[str, Any]:
+        return {}
+
     def describe(self) -> dict[str, Any]:
-        return {"reduction": self.name}
+        return {"reduction": self.name, **{key: getattr(self, key) for key in self.described}, **self.fitted_summary()}
 
     def fitted_state(self) -> FittedState:
         return FittedState()
 
-    def restore(self, state: FittedState) -> NoReduction:
+    def restore(self, state: FittedState) -> Self:
         return self
 
 
-class PCAReduction:
+class NoReduction(Reduction):
+    """Features pass through unchanged."""
+
+
+class PCAReduction(Reduction):
     """scikit-learn PCA to ``n_components`` (capped at what the training set can support)."""
 
     name = "pca"
-    fitted_types: tuple[str, ...] = ("sklearn.decomposition._pca.PCA",)
+    fitted_types = ("sklearn.decomposition._pca.PCA",)
+    described = ("n_components", "whiten")
 
     def __init__(self, n_components: int = 64, whiten: bool = False) -> None:
         self.n_components = int(n_components)
         self.whiten = bool(whiten)
         self.model: Any = None
 
-    def fit(self, features: np.ndarray, seed: int = 0) -> PCAReduction:
+    def fit(self, features: np.ndarray, seed: int = 0) -> Self:
         from sklearn.decomposition import PCA
 
         components = max(1, min(self.n_components, features.shape[0], features.shape[1]))
@@ -58,24 +70,18 @@ class PCAReduction:
     def transform(self, features: np.ndarray) -> np.ndarray:
         return self.model.transform(features).astype(np.float32)
 
-    def describe(self) -> dict[str, Any]:
-        fitted = int(self.model.n_components_) if self.model is not None else None
-        return {
-            "reduction": self.name,
-            "n_components": self.n_components,
-            "n_components_fitted": fitted,
-            "whiten": self.whiten,
-        }
+    def fitted_summary(self) -> dict[str, Any]:
+        return {"n_components_fitted": int(self.model.n_components_) if self.model is not None else None}
 
     def fitted_state(self) -> FittedState:
         return FittedState(estimators={"model": self.model})
 
-    def restore(self, state: FittedState) -> PCAReduction:
+    def restore(self, state: FittedState) -> Self:
         self.model = state.estimators["model"]
         return self
 
 
-class AutoencoderReduction:
+class AutoencoderReduction(Reduction):
     """A two-layer MLP autoencoder (d -> hidden -> latent -> hidden -> d) trained with MSE on the training
     features; the reduced features are the latent codes.
 
@@ -84,7 +90,7 @@ class AutoencoderReduction:
     """
 
     name = "ae"
-    fitted_types: tuple[str, ...] = ()
+    described = ("latent_dim", "hidden_dim", "epochs")
 
     def __init__(
         self,
@@ -104,7 +110,7 @@ class AutoencoderReduction:
         self.encoder: list[tuple[np.ndarray, np.ndarray]] = []
         self.final_loss: float | None = None
 
-    def fit(self, features: np.ndarray, seed: int = 0) -> AutoencoderReduction:
+    def fit(self, features: np.ndarray, seed: int = 0) -> Self:
         import torch
         from torch import nn
 
@@ -143,14 +149,8 @@ class AutoencoderReduction:
                 out = np.maximum(out, 0.0)
         return out.astype(np.float32)
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "reduction": self.name,
-            "latent_dim": self.latent_dim,
-            "hidden_dim": self.hidden_dim,
-            "epochs": self.epochs,
-            "final_mse": self.final_loss,
-        }
+    def fitted_summary(self) -> dict[str, Any]:
+        return {"final_mse": self.final_loss}
 
     def fitted_state(self) -> FittedState:
         arrays: dict[str, np.ndarray] = {}
@@ -158,7 +158,7 @@ class AutoencoderReduction:
             arrays[f"weight{index}"], arrays[f"bias{index}"] = weight, bias
         return FittedState(values={"final_loss": self.final_loss}, arrays=arrays)
 
-    def restore(self, state: FittedState) -> AutoencoderReduction:
+    def restore(self, state: FittedState) -> Self:
         """Take back the two encoder layers (d -> hidden -> latent); other shapes are an error."""
         try:
             encoder = [(state.arrays[f"weight{i}"], state.arrays[f"bias{i}"]) for i in range(2)]
@@ -181,14 +181,14 @@ class AutoencoderReduction:
         return self
 
 
-REDUCTIONS: dict[str, type[Any]] = {
+REDUCTIONS: dict[str, type[Reduction]] = {
     "none": NoReduction,
     "pca": PCAReduction,
     "ae": AutoencoderReduction,
 }
 
 
-def make_reduction(name: str, **options: Any) -> Any:
+def make_reduction(name: str, **options: Any) -> Reduction:
     """A reduction by name (``none``, ``pca``, ``ae``) with its options."""
     try:
         factory = REDUCTIONS[name]
