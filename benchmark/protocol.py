@@ -31,8 +31,8 @@ Two shapes the field's papers use, as data:
   picks among the training dataset's own, when it is listed). Generators of the other datasets are named
   ``<dataset name>/<generator>``; rows record ``test_dataset``. Paths may use ``$VARS`` from the environment.
 
-Detector entries are resolved against the registry in :mod:`dfzoo.benchmark.entries`; the splitting
-rules live in :mod:`dfzoo.benchmark.splits`.
+Detector entries are resolved against the registry in :mod:`dfzoo.benchmark.entries`; datasets are opened in
+:mod:`dfzoo.benchmark.protocol_datasets` and split by the rules of :mod:`dfzoo.benchmark.splits`.
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ from dfzoo.data.sample import DatasetIndex, Sample, content_id
 from . import metrics
 from .executor import Job, JobEvent, RowTask
 from .protocol import Protocol
+from .protocol_datasets import dataset_source, open_protocol_dataset
 from .rows import base_row, error_record, now, safe_dict, task_row
-from .splits import Split, dataset_source, open_protocol_dataset, split_dataset
+from .splits import Split, split_dataset
 from .store import ERROR, OK, SKIPPED
 
 if TYPE_CHECKING:

@@ -19,134 +19,32 @@ Splitting rules (no sample is ever on both sides):
   counts (``test_in_train``). The counts also give the number of distinct images per side and label
   (``train_real_distinct`` ...).
 
-A cross-dataset protocol (``datasets.test``) opens every dataset (:class:`CrossDatasetIndex`) and applies the
-rules to each on its own: the training dataset gives the training set (and, when it is also a test dataset,
-its test sets as above); every other dataset is a test set only: all its generators, each with that
-dataset's own reals (its shared pool), from its ``test`` (else ``val``) split when it has splits, else all of
-it. Their test generators are named ``<dataset>/<generator>``. A leave-one-out protocol becomes one protocol
-per fold (:func:`expand_protocol`) before any of this runs.
+A cross-dataset protocol (``datasets.test``) opens every dataset (a :class:`CrossDatasetIndex`, see
+:mod:`dfzoo.benchmark.protocol_datasets`, where datasets are opened) and applies the rules to each on its own: the
+training dataset gives the training set (and, when it is also a test dataset, its test sets as above); every other
+dataset is a test set only: all its generators, each with that dataset's own reals (its shared pool), from its
+``test`` (else ``val``) split when it has splits, else all of it. Their test generators are named
+``<dataset>/<generator>``. A leave-one-out protocol becomes one protocol per fold (:func:`expand_protocol`) before
+any of this runs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from dfzoo.data.sample import FAKE, REAL, REAL_POOL, DatasetIndex, Sample
 
 from .protocol import ALL, Protocol, ProtocolError
-
-if TYPE_CHECKING:
-    from dfzoo.registry import Registry
+from .protocol_datasets import CrossDatasetIndex
 
 TRAIN_FRACTION = 0.8
 CROSS_SEPARATOR = "/"  # test generators of a cross-dataset protocol's other datasets: "<dataset>/<generator>"
 LOO_PREFIX = "loo-"  # fold g of leave-one-out protocol p is protocol "p/loo-g"
-
-
-def dataset_source(protocol: Protocol, registry: Registry, dataset: str | None = None) -> str | Path:
-    """A registered self-locating dataset name as is; otherwise a path (``$VARS`` expanded, relative to the
-    protocol file). ``dataset`` defaults to the protocol's (training) dataset."""
-    text = protocol.dataset if dataset is None else dataset
-    if text in registry.names("dataset") and not registry.dataset(text).needs_root:
-        return text
-    expanded = os.path.expandvars(text)
-    unset = re.findall(r"\$\{?(\w+)", expanded)
-    if unset:
-        raise ProtocolError(
-            f"{protocol.name}: dataset {text!r} names environment variable(s) that are not set: {', '.join(unset)}"
-        )
-    path = Path(expanded).expanduser()
-    if not path.is_absolute() and protocol.base_dir:
-        path = Path(protocol.base_dir) / path
-    return path
-
-
-@dataclass
-class CrossDatasetIndex(DatasetIndex):
-    """The datasets of a cross-dataset protocol side by side: ``parts`` are ``(label, index)``, the training
-    dataset first; ``train_tested`` says whether the training dataset is also a test dataset. ``samples`` is
-    every part's samples; the split rules read the parts."""
-
-    parts: list[tuple[str, DatasetIndex]] = field(default_factory=list)
-    train_tested: bool = False
-
-    def fingerprint(self) -> str:
-        """A hash of the parts' own fingerprints (each stable across machines) and of their roles."""
-        digest = hashlib.sha256(f"train_tested={self.train_tested}\n".encode())
-        for label, part in self.parts:
-            digest.update(f"{label}\t{part.fingerprint()}\n".encode())
-        return digest.hexdigest()[:16]
-
-
-def open_protocol_dataset(protocol: Protocol, registry: Registry) -> DatasetIndex:
-    """Load the protocol's dataset through the layouts module (or straight from a registered spec); a
-    cross-dataset protocol's datasets as one :class:`CrossDatasetIndex`."""
-    train = _open_one(protocol, registry, protocol.dataset, protocol.layout, protocol.dataset_params)
-    if not protocol.test_datasets:
-        return train
-    train_source = _identity(dataset_source(protocol, registry))
-    parts: list[tuple[str, DatasetIndex]] = [(train.name, train)]
-    tested = False
-    for text in protocol.test_datasets:
-        if _identity(dataset_source(protocol, registry, text)) == train_source:
-            tested = True
-            continue
-        index = _open_one(protocol, registry, text, None, {})
-        label = index.name
-        taken = {name for name, _ in parts}
-        for number in range(2, len(parts) + 2):
-            if label not in taken:
-                break
-            label = f"{index.name}-{number}"
-        parts.append((label, index))
-    return CrossDatasetIndex(
-        name="+".join(label for label, _ in parts),
-        layout="cross-dataset",
-        root=None,
-        samples=[s for _, part in parts for s in part.samples],
-        skipped=[item for _, part in parts for item in part.skipped],
-        metadata={
-            "datasets": [{"label": label, "name": part.name, "layout": part.layout} for label, part in parts],
-            "train_tested": tested,
-        },
-        parts=parts,
-        train_tested=tested,
-    )
-
-
-def _identity(source: str | Path) -> str:
-    """What makes two spellings of a dataset the same one: a name as is, a path resolved (links, ``..``)."""
-    return str(source.resolve()) if isinstance(source, Path) else source
-
-
-def _open_one(
-    protocol: Protocol, registry: Registry, text: str, layout: str | None, params: Mapping[str, Any]
-) -> DatasetIndex:
-    source = dataset_source(protocol, registry, text)
-    if isinstance(source, Path) and not source.exists() and not any(sep in text for sep in "/\\.$"):
-        named = [n for n in registry.names("dataset") if not registry.dataset(n).needs_root]
-        raise ProtocolError(
-            f"{protocol.name}: dataset {text!r} is neither an installed named dataset "
-            f"({', '.join(named) or 'none installed'}) nor an existing path"
-        )
-    try:
-        from dfzoo.data.layouts import open_dataset
-    except ImportError:  # layouts not installed: only registered names or an explicit layout can load
-        pass
-    else:
-        return open_dataset(source, layout=layout, registry=registry, **dict(params))
-    if isinstance(source, str):
-        return registry.dataset(source).load(None, **dict(params))
-    if layout:
-        return registry.dataset(layout).load(source, **dict(params))
-    raise ProtocolError(f"{protocol.name}: cannot open {source}: give a layout (dfzoo.data.layouts is missing)")
 
 
 def expand_protocol(protocol: Protocol, dataset: DatasetIndex) -> list[Protocol]:
@@ -397,14 +295,4 @@ def _capped(groups: Mapping[str, list[tuple[str, Sample]]], protocol: Protocol) 
     return out
 
 
-__all__ = [
-    "CROSS_SEPARATOR",
-    "LOO_PREFIX",
-    "TRAIN_FRACTION",
-    "CrossDatasetIndex",
-    "Split",
-    "dataset_source",
-    "expand_protocol",
-    "open_protocol_dataset",
-    "split_dataset",
-]
+__all__ = ["CROSS_SEPARATOR", "LOO_PREFIX", "TRAIN_FRACTION", "Split", "expand_protocol", "split_dataset"]

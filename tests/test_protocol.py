@@ -293,7 +293,7 @@ def test_unknown_generators_list_the_dataset_generators() -> None:
 
 
 def test_unknown_dataset_name_is_explained(bench_registry: Registry) -> None:
-    from dfzoo.benchmark.splits import open_protocol_dataset
+    from dfzoo.benchmark.protocol_datasets import open_protocol_dataset
 
     with pytest.raises(ProtocolError, match=r"'nozoo' is neither an installed named dataset \(tinyzoo\)"):
         open_protocol_dataset(_protocol(dataset="nozoo"), bench_registry)

@@ -15,7 +15,8 @@ from PIL import Image, ImageDraw
 import dfzoo
 from dfzoo.benchmark.harness import run_benchmark
 from dfzoo.benchmark.protocol import ProtocolError, load_protocol, parse_protocol
-from dfzoo.benchmark.splits import expand_protocol, open_protocol_dataset, split_dataset
+from dfzoo.benchmark.protocol_datasets import open_protocol_dataset
+from dfzoo.benchmark.splits import expand_protocol, split_dataset
 from dfzoo.data.sample import Sample
 from dfzoo.manager import get_plugin_manager
 from dfzoo.registry import Registry, use_registry

@@ -168,8 +168,9 @@ def test_ray_and_local_executors_give_the_same_rows(ray_cluster, ray_registry, t
 def _views(protocol, registry) -> set[tuple[str, str]]:
     """Every (image, view) a frozen-feature job of ``protocol`` is handed."""
     from dfzoo.benchmark.executor import Job, RowTask
+    from dfzoo.benchmark.protocol_datasets import open_protocol_dataset
     from dfzoo.benchmark.runner import job_samples
-    from dfzoo.benchmark.splits import open_protocol_dataset, split_dataset
+    from dfzoo.benchmark.splits import split_dataset
 
     split = split_dataset(protocol, open_protocol_dataset(protocol, registry))
     tasks = tuple(RowTask("k", g, p) for p in protocol.perturbations for g in split.test_generators)
@@ -235,8 +236,9 @@ def test_device_is_checked_against_the_cluster(ray_cluster):
 def test_shared_pass_fills_the_cache_the_job_then_reads(ray_registry, tmp_path):
     """What a chunk task does, in-process: precompute() on views, then fit() finds every feature cached."""
     from dfzoo.benchmark.executor import Job, RowTask
+    from dfzoo.benchmark.protocol_datasets import open_protocol_dataset
     from dfzoo.benchmark.runner import job_samples, run_context
-    from dfzoo.benchmark.splits import open_protocol_dataset, split_dataset
+    from dfzoo.benchmark.splits import split_dataset
 
     data = write_folder_dataset(tmp_path / "data", per_class=4)
     protocol = _protocol(data, [{"name": "nn_cosine"}])
