@@ -100,6 +100,15 @@ def _same(value: Any, choice: Any) -> bool:
     return value == choice
 
 
+def docstring_summary(obj: object) -> str:
+    """The first paragraph of ``obj``'s docstring on one line, without a final full stop ("" if it has none):
+    what a spec shows as its summary when it is not given, so the help of a command or detector is written
+    once, beside the code it describes."""
+    own = obj.__dict__.get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)  # not inherited
+    doc = inspect.cleandoc(own) if isinstance(own, str) else ""
+    return " ".join(doc.split("\n\n")[0].split()).rstrip(".")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Resources:
     """What one job of a detector asks a cluster executor for: CPU cores, GPUs and memory (GiB; 0 reserves
@@ -128,12 +137,13 @@ class DetectorSpec:
     any work, with the allowed values in the message. ``resources`` is what one job asks a cluster executor for
     (:class:`Resources`, or a function of the job's checked params returning one). ``auto_backbones`` are
     what the value ``"auto"`` of a weight parameter stands for, in order: the first whose weights resolve
-    here (so ``offline_only`` and ``dfzoo list`` judge "auto" by the backbone it will be).
+    here (so ``offline_only`` and ``dfzoo list`` judge "auto" by the backbone it will be). ``summary``
+    defaults to the first paragraph of the factory's docstring (:func:`docstring_summary`).
     """
 
     name: str
     factory: Callable[..., Detector]
-    summary: str
+    summary: str = ""
     paper: str = ""
     trainable: bool = True
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -144,6 +154,10 @@ class DetectorSpec:
     param_schema: Mapping[str, Param] = field(default_factory=dict)
     resources: Resources | Callable[[Mapping[str, Any]], Resources] = Resources()
     auto_backbones: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.summary:
+            object.__setattr__(self, "summary", docstring_summary(self.factory))
 
     def resources_for(self, params: Mapping[str, Any]) -> Resources:
         """The resources one job with ``params`` asks for."""
@@ -265,10 +279,7 @@ class CommandSpec:
 
     def __post_init__(self) -> None:
         if not self.summary:
-            paragraph = " ".join(inspect.getdoc(self.run).split("\n\n")[0].split()) if self.run.__doc__ else ""
-            if not paragraph:
-                raise ValueError(f"command {self.name!r}: give a summary or a docstring on its run function")
-            object.__setattr__(self, "summary", paragraph.rstrip("."))
+            object.__setattr__(self, "summary", docstring_summary(self.run))
 
 
 __all__ = [
@@ -284,4 +295,5 @@ __all__ = [
     "Resources",
     "WeightsSpec",
     "default_types",
+    "docstring_summary",
 ]

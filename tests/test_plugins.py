@@ -210,5 +210,17 @@ def test_command_summary_is_the_first_paragraph_of_its_docstring():
     spec = dfzoo.CommandSpec(name="hello", add_arguments=lambda parser: None, run=hello)
     assert spec.summary == "Say hello to the zoo"
     assert dfzoo.CommandSpec(name="hi", summary="Given", add_arguments=print, run=hello).summary == "Given"
-    with pytest.raises(ValueError, match="give a summary or a docstring"):
-        dfzoo.CommandSpec(name="bare", add_arguments=print, run=lambda args: 0)
+    assert dfzoo.CommandSpec(name="bare", add_arguments=print, run=lambda args: 0).summary == ""
+
+
+def test_detector_summary_comes_from_its_factory_not_an_inherited_docstring():
+    class Documented(dfzoo.Detector):
+        """Scores by colour.
+
+        Details."""
+
+    class Undocumented(Documented):
+        pass
+
+    assert dfzoo.DetectorSpec(name="a", factory=Documented).summary == "Scores by colour"
+    assert dfzoo.DetectorSpec(name="b", factory=Undocumented).summary == ""

@@ -26,6 +26,7 @@ from .config import (
     Augment,
     TrainConfig,
     augment_preset,
+    classifier_params,
 )
 from .data import ImagePipeline, SampleDataset, SamplePipeline, binary_labels, collate, samples_digest, split_indices
 from .detectors import NATIVE_SIZE_CAP, ImageClassifierDetector, SingleModelDetector, TrainedImageDetector
@@ -49,11 +50,13 @@ from .models import (
     save_module,
     timm_normalisation,
 )
+from .spec import GPU_WHERE_AVAILABLE, trained_detector_spec
 
 __all__ = [
     "AUGMENT_PRESETS",
     "BEST_FILE",
     "CHECKPOINT_FILE",
+    "GPU_WHERE_AVAILABLE",
     "NATIVE_SIZE_CAP",
     "OPTIMISERS",
     "SMOKE_TRAIN_PARAMS",
@@ -75,6 +78,7 @@ __all__ = [
     "bce_loss",
     "binary_labels",
     "ce_loss",
+    "classifier_params",
     "collate",
     "create_timm_model",
     "load_backbone_state",
@@ -86,4 +90,5 @@ __all__ = [
     "split_indices",
     "timm_normalisation",
     "train_model",
+    "trained_detector_spec",
 ]

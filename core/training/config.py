@@ -132,6 +132,23 @@ TRAIN_SCHEMA: dict[str, Param] = {  # what TRAIN_PARAMS (and the augment preset)
 }
 
 
+def classifier_params(
+    arch: str, *, pretrained: bool = True, weights: str = "", augment: str = "flip", **overrides: Any
+) -> dict[str, Any]:
+    """The parameters of a detector that trains a timm classifier (what ``create_timm_classifier`` reads):
+    its architecture, ImageNet initialisation (``pretrained`` from a weights name, a file or timm's default),
+    the augmentation preset and :data:`TRAIN_PARAMS`, with ``overrides`` (the detector's own) last."""
+    return {
+        "arch": arch,
+        "pretrained": pretrained,
+        "weights": weights,
+        "weights_path": None,
+        "augment": augment,
+        **TRAIN_PARAMS,
+        **overrides,
+    }
+
+
 # a tiny training run for a detector's ``smoke_params``: one epoch on 32 px images, no augmentation, no validation
 SMOKE_TRAIN_PARAMS: dict[str, Any] = {
     "image_size": 32,

@@ -24,7 +24,7 @@ from dfzoo import DetectorSpec, Param, hookimpl
 from dfzoo.cache import compute_cached
 from dfzoo.data.sample import Sample
 from dfzoo.detector import Detector, RunContext
-from dfzoo.spec import Resources
+from dfzoo.training import GPU_WHERE_AVAILABLE
 from dfzoo.weights import ResolvedWeights, WeightsNotFound
 
 from ._aeroblade_distances import DISTANCES, EFFNET, Distance, build_distance, required_weights
@@ -81,14 +81,13 @@ def dfzoo_weights():
 def dfzoo_detectors():
     yield DetectorSpec(
         name="aeroblade",
-        factory=_make,
+        factory=Aeroblade,
         trainable=False,
         paper="arXiv:2401.17879",
-        summary="AEROBLADE: -LPIPS_2 distance to the best latent-diffusion autoencoder reconstruction (training-free)",
         params=DEFAULTS,
         weight_params=("vaes",),
         tags=("training-free", "reconstruction", "latent-diffusion"),
-        resources=Resources(gpus=1),  # a GPU where the cluster has one
+        resources=GPU_WHERE_AVAILABLE,
         smoke_params={"vaes": ["random:tiny_kl"], "distance": "l2", "batch_size": 8},
         param_schema={
             "vaes": Param(types=(list, tuple, str)),
@@ -98,10 +97,6 @@ def dfzoo_detectors():
             "latent": Param(choices=("sample", "mode")),
         },
     )
-
-
-def _make(**params: Any) -> Aeroblade:
-    return Aeroblade(**params)
 
 
 # -- distances -------------------------------------------------------------------------------------------
@@ -170,7 +165,9 @@ class _Autoencoder:
 
 # -- detector --------------------------------------------------------------------------------------------
 class Aeroblade(Detector):
-    """Training-free: ``score = -min_v distance(x, AE_v^k(x))`` over the given autoencoders ``vaes``.
+    """AEROBLADE: -LPIPS_2 distance to the best latent-diffusion autoencoder reconstruction (training-free).
+
+    Training-free: ``score = -min_v distance(x, AE_v^k(x))`` over the given autoencoders ``vaes``.
 
     Parameters: ``vaes`` (weights names, folders or hub ids; the paper's set is ``sd1_vae, sd2_vae,
     kandinsky21_movq``; ``random:<arch>`` builds a random-initialised architecture for smoke tests);

@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from dfzoo import DetectorSpec, Param, hookimpl
+from dfzoo import Param, hookimpl
 from dfzoo.data.sample import Sample
-from dfzoo.spec import Resources
-from dfzoo.training import SMOKE_TRAIN_PARAMS, TRAIN_PARAMS, TRAIN_SCHEMA, TrainedImageDetector
+from dfzoo.training import TRAIN_PARAMS, TrainedImageDetector, trained_detector_spec
 
 DEFAULTS: dict[str, Any] = {
     "latent_channels": 16,
@@ -115,7 +114,9 @@ def reconstruction_loss(model: Any, inputs: Any, targets: Any) -> Any:
 
 
 class AutoencoderDetector(TrainedImageDetector):
-    """Convolutional autoencoder + logistic regression on its frozen latent codes."""
+    """Convolutional autoencoder; logistic regression on its latent codes (or reconstruction error).
+
+    Convolutional autoencoder + logistic regression on its frozen latent codes."""
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -249,29 +250,14 @@ class AutoencoderDetector(TrainedImageDetector):
         self.restore_reports(state["training"])
 
 
-def _make(**params: Any) -> AutoencoderDetector:
-    return AutoencoderDetector(**params)
-
-
 @hookimpl
 def dfzoo_detectors():
-    yield DetectorSpec(
-        name="autoencoder",
-        factory=_make,
-        trainable=True,
-        summary="Convolutional autoencoder; logistic regression on its latent codes (or reconstruction error)",
+    yield trained_detector_spec(
+        "autoencoder",
+        AutoencoderDetector,
         params=DEFAULTS,
         weight_params=(),
-        tags=("trained", "autoencoder"),
-        resources=Resources(gpus=1),  # a GPU where the cluster has one
-        smoke_params={
-            "width": 8,
-            "latent_channels": 4,
-            **SMOKE_TRAIN_PARAMS,
-        },
-        param_schema={
-            **TRAIN_SCHEMA,
-            "score": Param(choices=("classifier", "reconstruction")),
-            "ae_data": Param(choices=("all", "real")),
-        },
+        tags=("autoencoder",),
+        smoke={"width": 8, "latent_channels": 4},
+        schema={"score": Param(choices=("classifier", "reconstruction")), "ae_data": Param(choices=("all", "real"))},
     )

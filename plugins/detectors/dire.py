@@ -21,58 +21,31 @@ from typing import Any
 
 import numpy as np
 
-from dfzoo import DetectorSpec, hookimpl
+from dfzoo import hookimpl
 from dfzoo.cache import compute_cached
 from dfzoo.data.decode import ImageDecodeError
 from dfzoo.data.sample import Sample
-from dfzoo.spec import Resources
-from dfzoo.training import TRAIN_PARAMS, TRAIN_SCHEMA, Augment, SingleModelDetector
+from dfzoo.training import Augment, SingleModelDetector, classifier_params, trained_detector_spec
 
 from ._reconstruction import prepare_for_model
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "unet": "zoo_unet",
-    "steps": 20,
-    "dire_batch_size": 16,
-    "arch": "resnet50",
-    "pretrained": True,
-    "weights": "",
-    "weights_path": None,
-    "augment": "flip",
-    **TRAIN_PARAMS,
-}
+DEFAULTS = {"unet": "zoo_unet", "steps": 20, "dire_batch_size": 16, **classifier_params("resnet50")}
 DIRE_ENCODING = "uint8 |x - DDIM(DDIM^-1(x))| on the 8-bit grid, cached losslessly for every image whatever its label"
 
 
 @hookimpl
 def dfzoo_detectors():
-    yield DetectorSpec(
-        name="dire",
-        factory=_make,
-        trainable=True,
+    yield trained_detector_spec(
+        "dire",
+        Dire,
         paper="arXiv:2303.09295",
-        summary="DIRE: a CNN on DDIM inversion-reconstruction error maps of a diffusion UNet",
         params=DEFAULTS,
         weight_params=("unet", "arch", "weights"),
         tags=("reconstruction", "diffusion"),
-        resources=Resources(gpus=1),  # a GPU where the cluster has one
-        smoke_params={
-            "unet": "random:tiny_unet",
-            "steps": 2,
-            "arch": "test_resnet",
-            "pretrained": False,
-            "epochs": 1,
-            "batch_size": 16,
-            "val_fraction": 0.0,
-        },
-        param_schema=TRAIN_SCHEMA,
+        smoke={"unet": "random:tiny_unet", "steps": 2, "arch": "test_resnet", "pretrained": False},
     )
-
-
-def _make(**params: Any) -> Dire:
-    return Dire(**params)
 
 
 # -- DDIM inversion and reconstruction -------------------------------------------------------------------
@@ -177,7 +150,9 @@ class DireMapPipeline:
 
 # -- detector --------------------------------------------------------------------------------------------
 class Dire(SingleModelDetector):
-    """DIRE maps from ``unet`` (weights name, folder or hub id, e.g. ``google/ddpm-cifar10-32``;
+    """DIRE: a CNN on DDIM inversion-reconstruction error maps of a diffusion UNet.
+
+    DIRE maps from ``unet`` (weights name, folder or hub id, e.g. ``google/ddpm-cifar10-32``;
     ``random:<arch>`` for a random-initialised architecture in smoke tests) with ``steps`` DDIM steps each way
     (the paper uses 20), classified by a timm ``arch`` (ResNet-50 in the paper;
     ``pretrained=True`` needs its ImageNet weights to resolve, else pass ``pretrained=False``; ``describe()``

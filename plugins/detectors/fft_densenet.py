@@ -21,25 +21,19 @@ from typing import Any
 
 import numpy as np
 
-from dfzoo import DetectorSpec, Param, hookimpl
+from dfzoo import Param, hookimpl
 from dfzoo.backbones import timm_weights
 from dfzoo.data.sample import Sample
-from dfzoo.spec import Resources
-from dfzoo.training import SMOKE_TRAIN_PARAMS, TRAIN_PARAMS, TRAIN_SCHEMA, ImageClassifierDetector, SamplePipeline
+from dfzoo.training import (
+    ImageClassifierDetector,
+    SamplePipeline,
+    classifier_params,
+    trained_detector_spec,
+)
 
 LUMA = np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
 
-DEFAULTS: dict[str, Any] = {
-    "arch": "densenet121",
-    "growth_rate": None,
-    "block_config": None,
-    "pretrained": False,
-    "weights": "",
-    "weights_path": None,
-    "augment": "flip",
-    **TRAIN_PARAMS,
-    "lr": 1e-3,
-}
+DEFAULTS = classifier_params("densenet121", pretrained=False, growth_rate=None, block_config=None, lr=1e-3)
 
 
 def log_spectrum(array: np.ndarray) -> np.ndarray:
@@ -52,7 +46,9 @@ def log_spectrum(array: np.ndarray) -> np.ndarray:
 
 
 class FFTDenseNet(ImageClassifierDetector):
-    """A one-channel DenseNet over standardised log spectra, trained with BCE; ``explain`` maps sit on the
+    """DenseNet on standardised log Fourier spectra of grey images (frequency artefacts).
+
+    A one-channel DenseNet over standardised log spectra, trained with BCE; ``explain`` maps sit on the
     spectrum (see :meth:`explain_view`)."""
 
     def _create_kwargs(self) -> dict[str, Any]:
@@ -105,10 +101,6 @@ class FFTDenseNet(ImageClassifierDetector):
         }
 
 
-def _make(**params: Any) -> FFTDenseNet:
-    return FFTDenseNet(**params)
-
-
 @hookimpl
 def dfzoo_weights():
     yield timm_weights(
@@ -118,23 +110,15 @@ def dfzoo_weights():
 
 @hookimpl
 def dfzoo_detectors():
-    yield DetectorSpec(
-        name="fft_densenet",
-        factory=_make,
-        trainable=True,
+    yield trained_detector_spec(
+        "fft_densenet",
+        FFTDenseNet,
         paper="after Frank et al. 2020 (arXiv:2003.08685)",
-        summary="DenseNet on standardised log Fourier spectra of grey images (frequency artefacts)",
         params=DEFAULTS,
         weight_params=("weights",),
-        tags=("trained", "cnn", "frequency"),
-        resources=Resources(gpus=1),  # a GPU where the cluster has one
-        smoke_params={
-            "growth_rate": 8,
-            "block_config": [2, 2, 2, 2],
-            **SMOKE_TRAIN_PARAMS,
-        },
-        param_schema={
-            **TRAIN_SCHEMA,
+        tags=("cnn", "frequency"),
+        smoke={"growth_rate": 8, "block_config": [2, 2, 2, 2]},
+        schema={
             "growth_rate": Param(types=(int,), optional=True),
             "block_config": Param(types=(list, tuple, str), optional=True),
         },

@@ -137,7 +137,10 @@ def member_label(entry: Mapping[str, Any]) -> str:
 
 # -- the detector ----------------------------------------------------------------------------------------
 class Fusion(Detector):
-    """Fits every member, then combines their scores by ``rule`` (see the module docstring)."""
+    """Score-level ensemble of registered detectors: mean logit, max, rank mean or stacked logistic regression
+    (members='npr,clip_probe[backbone=...]').
+
+    Fits every member, then combines their scores by ``rule`` (see the module docstring)."""
 
     def __init__(self, **params: Any) -> None:
         import dfzoo
@@ -350,30 +353,18 @@ def _mid_rank(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(values), np.nan, ranks)
 
 
-def _make(**params: Any) -> Fusion:
-    return Fusion(**params)
-
-
 @hookimpl
 def dfzoo_detectors():
     from dfzoo.plugins.detectors.npr import SMOKE_PARAMS as NPR_SMOKE
 
+    members = [{"name": "npr", "params": NPR_SMOKE}, {"name": "clip_probe", "params": {"backbone": "tiny_cnn"}}]
     yield DetectorSpec(
         name="fusion",
-        factory=_make,
-        trainable=True,
-        summary="Score-level ensemble of registered detectors: mean logit, max, rank mean or stacked logistic "
-        "regression (members='npr,clip_probe[backbone=...]')",
+        factory=Fusion,
         params=DEFAULTS,
         weight_params=(),
         tags=("ensemble",),
-        smoke_params={
-            "members": [
-                {"name": "npr", "params": NPR_SMOKE},
-                {"name": "clip_probe", "params": {"backbone": "tiny_cnn"}},
-            ],
-            "rule": "stacked",
-        },
+        smoke_params={"members": members, "rule": "stacked"},
         param_schema={
             "members": Param(types=(list, tuple, str)),
             "rule": Param(choices=RULES),

@@ -23,11 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from dfzoo import DetectorSpec, hookimpl
+from dfzoo import hookimpl
 from dfzoo.backbones import timm_weights
 from dfzoo.data.sample import Sample
-from dfzoo.spec import Resources
-from dfzoo.training import SMOKE_TRAIN_PARAMS, TRAIN_PARAMS, TRAIN_SCHEMA, SamplePipeline, TrainedImageDetector
+from dfzoo.training import (
+    SamplePipeline,
+    TrainedImageDetector,
+    classifier_params,
+    trained_detector_spec,
+)
 
 PAPER = (
     "Guarnera et al., Level Up the Deepfake Detection: a Method to Effectively Discriminate Images "
@@ -35,14 +39,7 @@ PAPER = (
 )
 UNKNOWN_FAMILY = "unknown"
 
-DEFAULTS: dict[str, Any] = {
-    "arch": "resnet18",
-    "pretrained": True,
-    "weights": "resnet18_in1k",
-    "weights_path": None,
-    "augment": "crop_flip",
-    **TRAIN_PARAMS,
-}
+DEFAULTS = classifier_params("resnet18", weights="resnet18_in1k", augment="crop_flip")
 
 
 def family_of(sample: Sample) -> str:
@@ -50,7 +47,9 @@ def family_of(sample: Sample) -> str:
 
 
 class HierarchicalResNet(TrainedImageDetector):
-    """Level 1 (binary), level 2 (family), level 3 (generator per family) timm classifiers."""
+    """Three-level ResNet-18 hierarchy: real/fake, then generator family, then generator.
+
+    Level 1 (binary), level 2 (family), level 3 (generator per family) timm classifiers."""
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -233,10 +232,6 @@ def _confusion(truth: Sequence[int], guess: Sequence[int], names: Sequence[str])
     }
 
 
-def _make(**params: Any) -> HierarchicalResNet:
-    return HierarchicalResNet(**params)
-
-
 @hookimpl
 def dfzoo_weights():
     yield timm_weights("resnet18_in1k", "resnet18.a1_in1k", "timm ResNet-18 ImageNet-1k (a1)", "Apache-2.0")
@@ -244,20 +239,12 @@ def dfzoo_weights():
 
 @hookimpl
 def dfzoo_detectors():
-    yield DetectorSpec(
-        name="hierarchical_resnet18",
-        factory=_make,
-        paper=PAPER,
-        trainable=True,
-        summary="Three-level ResNet-18 hierarchy: real/fake, then generator family, then generator",
+    yield trained_detector_spec(
+        "hierarchical_resnet18",
+        HierarchicalResNet,
         params=DEFAULTS,
+        paper=PAPER,
         weight_params=("weights",),
-        tags=("trained", "cnn", "attribution"),
-        resources=Resources(gpus=1),  # a GPU where the cluster has one
-        smoke_params={
-            "arch": "resnet10t",
-            "pretrained": False,
-            **SMOKE_TRAIN_PARAMS,
-        },
-        param_schema=TRAIN_SCHEMA,
+        tags=("cnn", "attribution"),
+        smoke={"arch": "resnet10t", "pretrained": False},
     )

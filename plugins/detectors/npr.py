@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dfzoo import DetectorSpec, Param, hookimpl
-from dfzoo.training import SMOKE_TRAIN_PARAMS, TRAIN_PARAMS, TRAIN_SCHEMA, ImageClassifierDetector
+from dfzoo import Param, hookimpl
+from dfzoo.training import SMOKE_TRAIN_PARAMS, TRAIN_PARAMS, ImageClassifierDetector, trained_detector_spec
 
 PAPER = "Tan et al., CVPR 2024 (arXiv:2312.10461)"
 DEFAULTS: dict[str, Any] = {
@@ -39,8 +39,20 @@ SMOKE_PARAMS: dict[str, Any] = {
 
 
 class NPR(ImageClassifierDetector):
-    """NPR residual + shallow ResNet, trained from scratch with BCE on the training set; ``explain`` maps sit
-    on the image (the residual is the network's first layer)."""
+    """NPR: neighbouring-pixel residual x - up(down(x)) into a shallow ResNet trained from scratch
+    (up-sampling traces; use a centre crop, not a resize).
+
+    Trained with BCE on the training set; ``explain`` maps sit on the image (the residual is the network's
+    first layer).
+    """
+
+    def __init__(self, **params: Any) -> None:
+        layers, width = params.get("layers", DEFAULTS["layers"]), params.get("width", DEFAULTS["width"])
+        if not layers or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in layers):
+            raise ValueError(f"npr: layers must be a non-empty list of block counts >= 1, got {layers!r}")
+        if width < 1:
+            raise ValueError(f"npr: width must be >= 1, got {width!r}")
+        super().__init__(**params)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -78,31 +90,15 @@ class NPR(ImageClassifierDetector):
         }
 
 
-def _make(**params: Any) -> NPR:
-    layers, width = params.get("layers", DEFAULTS["layers"]), params.get("width", DEFAULTS["width"])
-    if not layers or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in layers):
-        raise ValueError(f"npr: layers must be a non-empty list of block counts >= 1, got {layers!r}")
-    if width < 1:
-        raise ValueError(f"npr: width must be >= 1, got {width!r}")
-    return NPR(**params)
-
-
 @hookimpl
 def dfzoo_detectors():
-    yield DetectorSpec(
-        name="npr",
-        factory=_make,
-        trainable=True,
+    yield trained_detector_spec(
+        "npr",
+        NPR,
         paper=PAPER,
-        summary="NPR: neighbouring-pixel residual x - up(down(x)) into a shallow ResNet trained from scratch "
-        "(up-sampling traces; use a centre crop, not a resize)",
         params=DEFAULTS,
         weight_params=(),
-        tags=("trained", "cnn", "residual"),
-        smoke_params=SMOKE_PARAMS,
-        param_schema={
-            **TRAIN_SCHEMA,
-            "layers": Param(types=(list, tuple)),
-            "width": Param(types=(int,)),
-        },
+        tags=("cnn", "residual"),
+        smoke=SMOKE_PARAMS,
+        schema={"layers": Param(types=(list, tuple)), "width": Param(types=(int,))},
     )

@@ -7,12 +7,15 @@ run's train/test perturbations applied to the images before the backbone. Labels
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dfzoo import DetectorSpec, Param, hookimpl
 
 from ._probe.classifiers import CLASSIFIERS
 from ._probe.reductions import REDUCTIONS
+
+if TYPE_CHECKING:
+    from dfzoo.detector import Detector
 
 PARAMS: dict[str, Any] = {
     "backbone": "efficientnet_lite0",  # a backbone name, or "a+b" / ["a", "b"] to concatenate features
@@ -30,7 +33,9 @@ PARAMS: dict[str, Any] = {
 }
 
 
-def _make(**params: Any):
+def _make(**params: Any) -> Detector:
+    """Classifier (12 scikit-learn models) on frozen backbone features, with none/PCA/autoencoder reduction;
+    backbones can be concatenated (a+b)."""
     from dfzoo.plugins.detectors._probe.detector import ProbeDetector
 
     return ProbeDetector(**params)
@@ -41,12 +46,8 @@ def dfzoo_detectors():
     yield DetectorSpec(
         name="probe",
         factory=_make,
-        trainable=True,
         params=PARAMS,
-        weight_params=("backbone",),
         smoke_params={"backbone": "tiny_cnn", "reduction": "pca", "n_components": 8, "classifier": "logreg"},
-        summary="Classifier (12 scikit-learn models) on frozen backbone features, with none/PCA/autoencoder "
-        "reduction; backbones can be concatenated (a+b)",
         tags=("frozen-features", "grid"),
         param_schema={
             "backbone": Param(types=(str, list, tuple), names="backbone"),

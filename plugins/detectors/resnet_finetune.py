@@ -19,21 +19,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from dfzoo import DetectorSpec, Param, hookimpl
-from dfzoo.spec import Resources
-from dfzoo.training import SMOKE_TRAIN_PARAMS, TRAIN_PARAMS, TRAIN_SCHEMA, ImageClassifierDetector, SamplePipeline
+from dfzoo import Param, hookimpl
+from dfzoo.training import (
+    ImageClassifierDetector,
+    SamplePipeline,
+    classifier_params,
+    trained_detector_spec,
+)
 
 PAPER = "Wang et al., CNN-generated images are surprisingly easy to spot... for now, CVPR 2020 (arXiv:1912.11035)"
 
-DEFAULTS: dict[str, Any] = {
-    "arch": "resnet50",
-    "pretrained": True,
-    "weights": "",
-    "weights_path": None,
-    "augment": "blur_jpeg_0.1",
-    "preset": None,
-    **TRAIN_PARAMS,
-}
+DEFAULTS = classifier_params("resnet50", augment="blur_jpeg_0.1", preset=None)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cnnspot": {
@@ -65,7 +61,10 @@ def apply_preset(
 
 
 class ResNetFinetune(ImageClassifierDetector):
-    """A timm classifier with one logit, fine-tuned end to end with BCE."""
+    """CNNSpot: fine-tune an ImageNet CNN (timm arch, default ResNet-50) with blur+JPEG augmentation.
+
+    A timm classifier with one logit, fine-tuned end to end with BCE.
+    """
 
     @property
     def options(self) -> dict[str, Any]:
@@ -86,26 +85,15 @@ class ResNetFinetune(ImageClassifierDetector):
         return {**self.describe_training(), "preset": self.options["preset"]}
 
 
-def _make(**params: Any) -> ResNetFinetune:
-    return ResNetFinetune(**params)
-
-
 @hookimpl
 def dfzoo_detectors():
-    yield DetectorSpec(
-        name="resnet_finetune",
-        factory=_make,
-        paper=PAPER,
-        trainable=True,
-        summary="CNNSpot: fine-tune an ImageNet CNN (timm arch, default ResNet-50) with blur+JPEG augmentation",
+    yield trained_detector_spec(
+        "resnet_finetune",
+        ResNetFinetune,
         params=DEFAULTS,
+        paper=PAPER,
         weight_params=("arch", "weights"),
-        tags=("trained", "cnn"),
-        resources=Resources(gpus=1),  # a GPU where the cluster has one
-        smoke_params={
-            "arch": "resnet18",
-            "pretrained": False,
-            **SMOKE_TRAIN_PARAMS,
-        },
-        param_schema={**TRAIN_SCHEMA, "preset": Param(types=(str,), choices=tuple(PRESETS), optional=True)},
+        tags=("cnn",),
+        smoke={"arch": "resnet18", "pretrained": False},
+        schema={"preset": Param(types=(str,), choices=tuple(PRESETS), optional=True)},
     )

@@ -3,8 +3,13 @@ mixed by learned block weights, and a small head trained with cross-entropy plus
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from dfzoo import DetectorSpec, Param, hookimpl
 from dfzoo.layers import TOKENS
+
+if TYPE_CHECKING:
+    from dfzoo.detector import Detector
 
 # what backbone "auto" stands for: the first of these whose weights resolve here without a download
 AUTO_BACKBONES = ("clip_vit_b16_float", "clip_vit_b16", "clip_vit_l14", "dino_vitb16")
@@ -15,7 +20,27 @@ PAPER = (
 )
 
 
-def _make(**params):
+DEFAULTS: dict[str, Any] = {
+    "backbone": "auto",  # first of clip_vit_b16_float, clip_vit_b16, clip_vit_l14, dino_vitb16 resolving here
+    "pretrained": True,
+    "weights_path": None,
+    "batch_size": 32,
+    "layers": "all",
+    "token": "cls",
+    "proj_dim": 128,
+    "proj_layers": 2,
+    "dropout": 0.5,
+    "epochs": 30,
+    "train_batch_size": 128,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "contrastive": 0.1,
+    "temperature": 0.1,
+}
+
+
+def _make(**params: Any) -> Detector:
+    """RINE: learned softmax mix of a frozen ViT's intermediate class tokens + projection/MLP head."""
     from dfzoo.plugins.detectors._rine import Rine
 
     return Rine(**params)
@@ -27,32 +52,14 @@ def dfzoo_detectors():
         name="rine",
         factory=_make,
         paper=PAPER,
-        trainable=True,
-        summary="RINE: learned softmax mix of a frozen ViT's intermediate class tokens + projection/MLP head",
+        params=DEFAULTS,
         auto_backbones=AUTO_BACKBONES,
-        params={
-            "backbone": "auto",  # first of clip_vit_b16_float, clip_vit_b16, clip_vit_l14, dino_vitb16 resolving here
-            "pretrained": True,
-            "weights_path": None,
-            "batch_size": 32,
-            "layers": "all",
-            "token": "cls",
-            "proj_dim": 128,
-            "proj_layers": 2,
-            "dropout": 0.5,
-            "epochs": 30,
-            "train_batch_size": 128,
-            "lr": 1e-3,
-            "weight_decay": 0.0,
-            "contrastive": 0.1,
-            "temperature": 0.1,
-        },
+        smoke_params={"backbone": "tiny_vit", "epochs": 3, "proj_dim": 16},
+        tags=("frozen", "vit", "intermediate-layers"),
         param_schema={
             "backbone": Param(types=(str, object), names="backbone"),
             "layers": Param(types=(str, int, list, tuple)),
             "token": Param(choices=TOKENS),
             "proj_layers": Param(choices=(1, 2, 3)),
         },
-        smoke_params={"backbone": "tiny_vit", "epochs": 3, "proj_dim": 16},
-        tags=("frozen", "vit", "intermediate-layers"),
     )

@@ -3,44 +3,47 @@ features. The backbone is selectable; the paper's is OpenAI CLIP ViT-L/14."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 from dfzoo import DetectorSpec, Param, hookimpl
+
+if TYPE_CHECKING:
+    from dfzoo.detector import Detector
+
 
 PAPER = "Ojha et al., Towards Universal Fake Image Detectors, CVPR 2023 (arXiv:2302.10174)"
 BACKBONE_SCHEMA = {"backbone": Param(types=(str,), names="backbone")}  # checked against the registry up front
 
 
-def _make_probe(**params):
+def _make_probe(**params: Any) -> Detector:
+    """UnivFD linear probe: logistic regression on frozen CLIP image features."""
     from dfzoo.plugins.detectors._univfd import LinearProbe
 
     return LinearProbe(**params)
 
 
-def _make_nn(**params):
+def _make_nn(**params: Any) -> Detector:
+    """UnivFD nearest neighbour: cosine similarity to the nearest fake minus the nearest real feature."""
     from dfzoo.plugins.detectors._univfd import NearestNeighbourCosine
 
     return NearestNeighbourCosine(**params)
 
 
+def _univfd_spec(name: str, factory: Callable[..., Detector], **head_params: Any) -> DetectorSpec:
+    """UnivFD's two detectors share the frozen CLIP backbone and its parameters; only the head differs."""
+    common = {"backbone": "clip_vit_l14", "pretrained": True, "weights_path": None, "batch_size": 64}
+    return DetectorSpec(
+        name=name,
+        factory=factory,
+        paper=PAPER,
+        params={**common, **head_params},
+        smoke_params={"backbone": "tiny_cnn"},
+        param_schema=BACKBONE_SCHEMA,
+    )
+
+
 @hookimpl
 def dfzoo_detectors():
-    common = {"backbone": "clip_vit_l14", "pretrained": True, "weights_path": None, "batch_size": 64}
-    yield DetectorSpec(
-        name="clip_probe",
-        factory=_make_probe,
-        paper=PAPER,
-        trainable=True,
-        summary="UnivFD linear probe: logistic regression on frozen CLIP image features",
-        params={**common, "C": 1.0, "normalize": True, "max_iter": 2000},
-        smoke_params={"backbone": "tiny_cnn"},
-        param_schema=BACKBONE_SCHEMA,
-    )
-    yield DetectorSpec(
-        name="nn_cosine",
-        factory=_make_nn,
-        paper=PAPER,
-        trainable=True,
-        summary="UnivFD nearest neighbour: cosine similarity to the nearest fake minus the nearest real feature",
-        params={**common, "k": 1},
-        smoke_params={"backbone": "tiny_cnn"},
-        param_schema=BACKBONE_SCHEMA,
-    )
+    yield _univfd_spec("clip_probe", _make_probe, C=1.0, normalize=True, max_iter=2000)
+    yield _univfd_spec("nn_cosine", _make_nn, k=1)
