@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import tempfile
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +38,15 @@ EPILOG = """start here:
 """
 
 
+class ParagraphHelpFormatter(argparse.HelpFormatter):
+    """Re-wraps each paragraph of a command's description to the terminal, keeping the blank lines between
+    them (argparse's default runs all paragraphs together)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = [" ".join(part.split()) for part in text.split("\n\n") if part.strip()]
+        return "\n\n".join(textwrap.fill(p, width, initial_indent=indent, subsequent_indent=indent) for p in paragraphs)
+
+
 def build_parser(registry: Registry) -> argparse.ArgumentParser:
     from . import __version__
 
@@ -58,9 +68,10 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
             if words[0] not in groups:
                 group = commands.add_parser(words[0], help=f"{words[0]} commands")
                 groups[words[0]] = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
-            sub = groups[words[0]].add_parser(words[1], help=spec.summary, description=spec.summary)
+            sub = groups[words[0]].add_parser(words[1], help=spec.summary, description=spec.description)
         else:
-            sub = commands.add_parser(spec.name, help=spec.summary, description=spec.summary)
+            sub = commands.add_parser(spec.name, help=spec.summary, description=spec.description)
+        sub.formatter_class = ParagraphHelpFormatter
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show error tracebacks")
         sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug messages")
         spec.add_arguments(sub)

@@ -109,6 +109,16 @@ def docstring_summary(obj: object) -> str:
     return " ".join(doc.split("\n\n")[0].split()).rstrip(".")
 
 
+def keyword_defaults(function: Callable[..., Any]) -> dict[str, Any]:
+    """The parameters of ``function`` after its first (the root a loader reads) that have defaults."""
+    try:
+        parameters = list(inspect.signature(function).parameters.values())[1:]
+    except (TypeError, ValueError):  # a builtin or callable without a signature
+        return {}
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name: p.default for p in parameters if p.kind in kinds and p.default is not inspect.Parameter.empty}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Resources:
     """What one job of a detector asks a cluster executor for: CPU cores, GPUs and memory (GiB; 0 reserves
@@ -200,16 +210,23 @@ class DatasetSpec:
     ``load(root, **params)`` returns a :class:`~dfzoo.data.sample.DatasetIndex`. ``root`` is ``None`` for
     datasets that know where they live (the built-in zoo). ``detect(root)`` says whether a folder looks like
     this layout, so ``dfzoo run --dataset PATH`` can pick the layout by itself; detectors with a higher
-    ``priority`` are asked first.
+    ``priority`` are asked first. Left out, ``summary`` is the first paragraph of ``load``'s docstring and
+    ``params`` are ``load``'s keyword parameters with their defaults, so neither is written twice.
     """
 
     name: str
     load: Callable[..., DatasetIndex]
-    summary: str
+    summary: str = ""
     detect: Callable[[Path], bool] | None = None
     needs_root: bool = True
     priority: int = 0
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.summary:
+            object.__setattr__(self, "summary", docstring_summary(self.load))
+        if not self.params:
+            object.__setattr__(self, "params", keyword_defaults(self.load))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -281,6 +298,13 @@ class CommandSpec:
         if not self.summary:
             object.__setattr__(self, "summary", docstring_summary(self.run))
 
+    @property
+    def description(self) -> str:
+        """What ``dfzoo COMMAND --help`` says above the options: the run function's whole docstring (its first
+        paragraph is the summary), or the summary alone."""
+        doc = self.run.__doc__
+        return inspect.cleandoc(doc) if doc and docstring_summary(self.run) == self.summary else self.summary
+
 
 __all__ = [
     "NAME_PATTERN",
@@ -296,4 +320,5 @@ __all__ = [
     "WeightsSpec",
     "default_types",
     "docstring_summary",
+    "keyword_defaults",
 ]

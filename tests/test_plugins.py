@@ -224,3 +224,17 @@ def test_detector_summary_comes_from_its_factory_not_an_inherited_docstring():
 
     assert dfzoo.DetectorSpec(name="a", factory=Documented).summary == "Scores by colour"
     assert dfzoo.DetectorSpec(name="b", factory=Undocumented).summary == ""
+
+
+def test_dataset_spec_takes_summary_and_params_from_its_loader():
+    def load_mine(root, generator: str = "gen", *, family: str = "gan", **extra):
+        """<root>/{real,fake}/ with one
+        generator.
+
+        Details."""
+
+    spec = dfzoo.DatasetSpec(name="mine", load=load_mine)
+    assert spec.summary == "<root>/{real,fake}/ with one generator"
+    assert spec.params == {"generator": "gen", "family": "gan"}
+    explicit = dfzoo.DatasetSpec(name="mine", load=load_mine, summary="Given", params={"generator": "x"})
+    assert (explicit.summary, explicit.params) == ("Given", {"generator": "x"})

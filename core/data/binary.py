@@ -47,7 +47,11 @@ def generator_name(root: Path) -> str:
 
 @gc_paused()
 def load_binary(root: str | Path, generator: str = "", family: str = "") -> DatasetIndex:
-    """Read a binary real/fake tree (module docstring); ``generator`` / ``family`` name the fakes."""
+    """<root>/[{train,val,test}/]{real,fake}/ or {0_real,1_fake}/ (any case): one real and one fake folder; the
+    fakes are one generator named after the root folder (or generator=NAME).
+
+    See the module docstring; ``generator`` / ``family`` name the fakes.
+    """
     path = dataset_root(root)
     name = generator or generator_name(path)
     builder = IndexBuilder(path, "binary", {name: family} if family else None)

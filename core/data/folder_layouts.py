@@ -35,7 +35,8 @@ def detect_forensynths(root: Path) -> bool:
 
 @gc_paused()
 def load_forensynths(root: str | Path, families: Mapping[str, str] | None = None, generator: str = "") -> DatasetIndex:
-    """``<root>/[<split>/]<gen>/[<class>/]{0_real,1_fake}/**`` (ForenSynths / CNNDetection, UniversalFakeDetect).
+    """<root>/[{train,val,test}/]<gen>/[<class>/]{0_real,1_fake}/ (CNNDetection / UniversalFakeDetect); reals
+    belong to their generator.
 
     Reals keep their folder's generator (they were drawn for it). ``families`` maps generator -> family
     (well-known names are filled in anyway). ``generator`` names one generator for the whole tree, making
@@ -71,7 +72,7 @@ def detect_genimage(root: Path) -> bool:
 
 @gc_paused()
 def load_genimage(root: str | Path, families: Mapping[str, str] | None = None) -> DatasetIndex:
-    """``<root>/<gen>/[<subset>/]{train,val}/{nature,ai}/**`` (GenImage).
+    """<root>/<gen>/[<subset>/]{train,val}/{nature,ai}/ (GenImage); split kept as train/val.
 
     The split is kept as the dataset names it: GenImage's "val" is its test set, and the harness tests on
     "val" when a dataset has no "test" split. Reals (ImageNet "nature" images) keep their folder's generator.
@@ -116,7 +117,10 @@ CIFAKE_GENERATOR = "sd14"  # CIFAKE's fakes come from Stable Diffusion 1.4
 
 @gc_paused()
 def load_cifake(root: str | Path, generator: str = CIFAKE_GENERATOR, family: str = "diffusion") -> DatasetIndex:
-    """``<root>/[<x>/][{train,test}/]{REAL,FAKE}/**`` (CIFAKE and other one-generator real/fake folders).
+    """<root>/[<one folder>/][{train,test}/]{REAL,FAKE}/ (CIFAKE: detected by the upper-case names; any case
+    with --layout cifake); fakes named sd14 (CIFAKE's), reals shared.
+
+    Also reads other one-generator real/fake folders.
 
     Reals form the shared pool (generator "real", family "real"); fakes get ``generator`` and ``family``.
     Naming the fakes CIFAKE's generator is an assumption, recorded in ``metadata["assumed"]``.

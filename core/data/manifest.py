@@ -101,7 +101,11 @@ def parse_label(value: Any) -> int | None:
 
 @gc_paused()
 def load_manifest(manifest: str | Path) -> DatasetIndex:
-    """Read a CSV/JSONL manifest into a :class:`DatasetIndex` rooted at the manifest's folder."""
+    """a CSV (with header) or JSONL file: path,label,generator[,family][,split]; paths relative to the file,
+    labels 0/1/real/fake.
+
+    Read into a :class:`DatasetIndex` rooted at the manifest's folder.
+    """
     manifest = Path(manifest).expanduser().absolute()
     if not manifest.is_file():
         raise FileNotFoundError(f"manifest {manifest} does not exist")

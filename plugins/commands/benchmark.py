@@ -16,11 +16,6 @@ DEFAULT_LEADERBOARD = Path("leaderboard")
 
 # -- run -------------------------------------------------------------------------------------------------
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Run benchmark protocols into a result store (resumable: finished rows are kept), then "
-        "render the leaderboard. With no options: the default protocols on the built-in zoo. "
-        "Quick flags build a protocol from --dataset, or override the protocols' settings."
-    )
     parser.add_argument(
         "--store",
         type=Path,
@@ -186,7 +181,12 @@ def run_folders(args: argparse.Namespace, protocols: list[Any]) -> tuple[Path, P
 
 
 def _run(args: argparse.Namespace) -> int:
-    """Run benchmark protocols (default: the zoo) and render the leaderboard."""
+    """Run benchmark protocols (default: the zoo) and render the leaderboard.
+
+    Run benchmark protocols into a result store (resumable: finished rows are kept), then render the
+    leaderboard. With no options: the default protocols on the built-in zoo. Quick flags build a protocol from
+    --dataset, or override the protocols' settings.
+    """
     from dfzoo.benchmark.harness import run_benchmark
     from dfzoo.benchmark.leaderboard import render_leaderboard, summary_table
     from dfzoo.cli import writable_dir

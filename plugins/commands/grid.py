@@ -18,11 +18,6 @@ DEFAULT_OUT = Path("grid-report")
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Expand a grid TOML file (default: the built-in zoo grid) into benchmark protocols of "
-        "`probe` cells, run them into a result store (resumable), and write the leaderboard, "
-        "grid.md with summary plots, and t-SNE/PCA feature plots."
-    )
     parser.add_argument("grid", nargs="?", type=Path, help="grid TOML file (default: the built-in zoo grid)")
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"result store (default {DEFAULT_STORE})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
@@ -95,6 +90,11 @@ def _grid_data(grid: Any) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     """Run a frozen-feature probe grid (backbones x reductions x classifiers x transforms x dataset pairs)
     and report it.
+
+
+    Expand a grid TOML file (default: the built-in zoo grid) into benchmark protocols of `probe` cells, run them
+    into a result store (resumable), and write the leaderboard, grid.md with summary plots, and t-SNE/PCA
+    feature plots.
     """
     from dfzoo.plugins.detectors._probe.grid import expand_grid, run_grid
 

@@ -13,18 +13,18 @@ DEFAULT_STORE = Path("runs") / "default"
 
 
 def _report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Render a result store as one self-contained HTML page (report.html: overview, heatmaps, ROC and "
-        "robustness curves, error browser, provenance) with its figures as PNG/SVG/PDF, the per-image scores "
-        "as Parquet and the tables as LaTeX. Works offline from file://."
-    )
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"result store (default {DEFAULT_STORE})")
     parser.add_argument("--out", type=Path, required=True, help="output folder (report.html goes there)")
     parser.add_argument("--title", default="dfzoo report", help="title of the page")
 
 
 def _report(args: argparse.Namespace) -> int:
-    """Render a result store as a static HTML report (+ PNG/SVG/PDF figures, Parquet scores, LaTeX tables)."""
+    """Render a result store as a static HTML report (+ PNG/SVG/PDF figures, Parquet scores, LaTeX tables).
+
+    Render a result store as one self-contained HTML page (report.html: overview, heatmaps, ROC and robustness
+    curves, error browser, provenance) with its figures as PNG/SVG/PDF, the per-image scores as Parquet and the
+    tables as LaTeX. Works offline from file://.
+    """
     from dfzoo.benchmark.report import render_report
     from dfzoo.benchmark.results import load_results
     from dfzoo.cli import writable_dir
@@ -37,11 +37,6 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Compare ROC-AUC cell by cell on the same images: two stores (A = baseline, B = candidate; cells "
-        "matched by protocol, detector, generator and perturbation) or, with --detector twice, two detectors "
-        "of one store. Each cell gets B - A, a paired-bootstrap 95%% interval and DeLong's test (Holm-adjusted)."
-    )
     parser.add_argument("store_a", type=Path, metavar="STORE_A", help="baseline result store")
     parser.add_argument("store_b", type=Path, metavar="STORE_B", nargs="?", help="candidate result store")
     parser.add_argument(
@@ -58,7 +53,12 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    """Compare two stores (or two detectors) per cell with paired tests (DeLong, paired bootstrap)."""
+    """Compare two stores (or two detectors) per cell with paired tests (DeLong, paired bootstrap).
+
+    Compare ROC-AUC cell by cell on the same images: two stores (A = baseline, B = candidate; cells matched by
+    protocol, detector, generator and perturbation) or, with --detector twice, two detectors of one store. Each
+    cell gets B - A, a paired-bootstrap 95% interval and DeLong's test (Holm-adjusted).
+    """
     from dfzoo.benchmark.compare import compare_detectors, compare_stores
     from dfzoo.cli import writable_dir
 

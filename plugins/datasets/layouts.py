@@ -18,49 +18,12 @@ from dfzoo.data.manifest import detect_manifest, load_manifest
 
 @hookimpl
 def dfzoo_datasets():
-    yield DatasetSpec(
-        name="manifest",
-        summary="a CSV (with header) or JSONL file: path,label,generator[,family][,split]; "
-        "paths relative to the file, labels 0/1/real/fake",
-        load=load_manifest,
-        detect=detect_manifest,
-        priority=30,
-    )
-    yield DatasetSpec(
-        name="forensynths",
-        summary="<root>/[{train,val,test}/]<gen>/[<class>/]{0_real,1_fake}/ "
-        "(CNNDetection / UniversalFakeDetect); reals belong to their generator",
-        load=layouts.load_forensynths,
-        detect=layouts.detect_forensynths,
-        priority=20,
-        params={"families": {}, "generator": ""},
-    )
-    yield DatasetSpec(
-        name="binary",
-        summary="<root>/[{train,val,test}/]{real,fake}/ or {0_real,1_fake}/ (any case): one real and one fake "
-        "folder; the fakes are one generator named after the root folder (or generator=NAME)",
-        load=binary.load_binary,
-        detect=binary.detect_binary,
-        priority=25,
-        params={"generator": "", "family": ""},
-    )
-    yield DatasetSpec(
-        name="genimage",
-        summary="<root>/<gen>/[<subset>/]{train,val}/{nature,ai}/ (GenImage); split kept as train/val",
-        load=layouts.load_genimage,
-        detect=layouts.detect_genimage,
-        priority=15,
-        params={"families": {}},
-    )
-    yield DatasetSpec(
-        name="cifake",
-        summary="<root>/[<one folder>/][{train,test}/]{REAL,FAKE}/ (CIFAKE: detected by the upper-case names; "
-        "any case with --layout cifake); fakes named sd14 (CIFAKE's), reals shared",
-        load=layouts.load_cifake,
-        detect=layouts.detect_cifake,
-        priority=10,
-        params={"generator": layouts.CIFAKE_GENERATOR, "family": "diffusion"},
-    )
+    """Each layout's summary is its loader's docstring and its params the loader's keyword defaults."""
+    yield DatasetSpec(name="manifest", load=load_manifest, detect=detect_manifest, priority=30)
+    yield DatasetSpec(name="forensynths", load=layouts.load_forensynths, detect=layouts.detect_forensynths, priority=20)
+    yield DatasetSpec(name="binary", load=binary.load_binary, detect=binary.detect_binary, priority=25)
+    yield DatasetSpec(name="genimage", load=layouts.load_genimage, detect=layouts.detect_genimage, priority=15)
+    yield DatasetSpec(name="cifake", load=layouts.load_cifake, detect=layouts.detect_cifake, priority=10)
 
 
 def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
