@@ -8,7 +8,7 @@ from a feature matrix and how to score one.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ import numpy as np
 from .data.sample import Sample, perturbation_keys
 from .detector import Detector
 from .features import Backbone, Features, extract_features, load_backbone
+from .spec import DetectorSpec, Param
 
 
 class FrozenFeatureDetector(Detector):
@@ -113,3 +114,27 @@ class FrozenFeatureDetector(Detector):
 
     def score_features(self, features: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+
+def frozen_detector_spec(
+    name: str,
+    factory: Callable[..., Detector],
+    *,
+    backbone_types: tuple[type, ...] = (str,),
+    schema: Mapping[str, Param] | None = None,
+    tags: tuple[str, ...] = (),
+    **fields: Any,
+) -> DetectorSpec:
+    """The spec of a detector on a frozen backbone's features: its ``backbone`` parameter names a registered
+    backbone (a typo fails before any work; whether its weights resolve decides ``dfzoo list --offline``) and
+    it is tagged ``frozen-features``; ``schema`` and ``tags`` add the detector's own, ``fields`` are any other
+    :class:`DetectorSpec` fields."""
+    backbone = Param(types=backbone_types, names="backbone")
+    return DetectorSpec(
+        name=name,
+        factory=factory,
+        weight_params=("backbone",),
+        tags=("frozen-features", *tags),
+        param_schema={"backbone": backbone, **(schema or {})},
+        **fields,
+    )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dfzoo import DetectorSpec, Param, hookimpl
+from dfzoo import Param, hookimpl
+from dfzoo.frozen import frozen_detector_spec
 
 from ._probe.classifiers import CLASSIFIERS
 from ._probe.reductions import REDUCTIONS
@@ -43,14 +44,14 @@ def _make(**params: Any) -> Detector:
 
 @hookimpl
 def dfzoo_detectors():
-    yield DetectorSpec(
-        name="probe",
-        factory=_make,
+    yield frozen_detector_spec(
+        "probe",
+        _make,
+        backbone_types=(str, list, tuple),
         params=PARAMS,
         smoke_params={"backbone": "tiny_cnn", "reduction": "pca", "n_components": 8, "classifier": "logreg"},
-        tags=("frozen-features", "grid"),
-        param_schema={
-            "backbone": Param(types=(str, list, tuple), names="backbone"),
+        tags=("grid",),
+        schema={
             "reduction": Param(choices=tuple(REDUCTIONS)),
             "classifier": Param(choices=tuple(CLASSIFIERS)),
             "n_components": Param(types=(int,), optional=True),

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dfzoo import DetectorSpec, Param, hookimpl
+from dfzoo import Param, hookimpl
+from dfzoo.frozen import frozen_detector_spec
 from dfzoo.layers import TOKENS
 
 if TYPE_CHECKING:
@@ -48,16 +49,16 @@ def _make(**params: Any) -> Detector:
 
 @hookimpl
 def dfzoo_detectors():
-    yield DetectorSpec(
-        name="rine",
-        factory=_make,
+    yield frozen_detector_spec(
+        "rine",
+        _make,
+        backbone_types=(str, object),
         paper=PAPER,
         params=DEFAULTS,
         auto_backbones=AUTO_BACKBONES,
         smoke_params={"backbone": "tiny_vit", "epochs": 3, "proj_dim": 16},
-        tags=("frozen", "vit", "intermediate-layers"),
-        param_schema={
-            "backbone": Param(types=(str, object), names="backbone"),
+        tags=("vit", "intermediate-layers"),
+        schema={
             "layers": Param(types=(str, int, list, tuple)),
             "token": Param(choices=TOKENS),
             "proj_layers": Param(choices=(1, 2, 3)),

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from dfzoo import DetectorSpec, Param, hookimpl
+from dfzoo import DetectorSpec, hookimpl
+from dfzoo.frozen import frozen_detector_spec
 
 if TYPE_CHECKING:
     from dfzoo.detector import Detector
 
 
 PAPER = "Ojha et al., Towards Universal Fake Image Detectors, CVPR 2023 (arXiv:2302.10174)"
-BACKBONE_SCHEMA = {"backbone": Param(types=(str,), names="backbone")}  # checked against the registry up front
 
 
 def _make_probe(**params: Any) -> Detector:
@@ -33,14 +33,8 @@ def _make_nn(**params: Any) -> Detector:
 def _univfd_spec(name: str, factory: Callable[..., Detector], **head_params: Any) -> DetectorSpec:
     """UnivFD's two detectors share the frozen CLIP backbone and its parameters; only the head differs."""
     common = {"backbone": "clip_vit_l14", "pretrained": True, "weights_path": None, "batch_size": 64}
-    return DetectorSpec(
-        name=name,
-        factory=factory,
-        paper=PAPER,
-        params={**common, **head_params},
-        smoke_params={"backbone": "tiny_cnn"},
-        param_schema=BACKBONE_SCHEMA,
-    )
+    params = {**common, **head_params}
+    return frozen_detector_spec(name, factory, paper=PAPER, params=params, smoke_params={"backbone": "tiny_cnn"})
 
 
 @hookimpl
