@@ -53,18 +53,10 @@ def tiny_autoencoder(folder: Path, seed: int = 0, kind: str = "kl") -> Path:
     import torch
     from diffusers import AutoencoderKL, VQModel
 
+    from dfzoo.plugins.datasets._genzoo.models import two_level_autoencoder
+
     torch.manual_seed(seed)
-    common = dict(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-    )
+    common = two_level_autoencoder((8, 16), 4, 32)
     model = AutoencoderKL(**common) if kind == "kl" else VQModel(**common, num_vq_embeddings=16, vq_embed_dim=4)
     model.save_pretrained(folder)
     return folder

@@ -17,8 +17,10 @@ import platform
 import shutil
 import sys
 import time
+import tomllib
 import warnings
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -63,33 +65,15 @@ class ZooConfig:
     train_timesteps: int = 1000
 
 
-PRESETS: dict[str, ZooConfig] = {
-    "default": ZooConfig(),
-    "tiny": ZooConfig(
-        real_per_split=12,
-        fake_per_split=6,
-        generator_pool=128,
-        gan_steps=40,
-        gan_batch=16,
-        ae_steps=20,
-        ae_batch=16,
-        diffusion_steps=20,
-        diffusion_batch=8,
-        ddpm_sampling_steps=4,
-        ddim_sampling_steps=3,
-        train_timesteps=100,
-    ),
-    "large": ZooConfig(
-        real_per_split=1000,
-        fake_per_split=500,
-        generator_pool=8000,
-        gan_steps=3000,
-        ae_steps=2000,
-        diffusion_steps=4000,
-        ddpm_sampling_steps=250,
-        ddim_sampling_steps=50,
-    ),
-}
+def _presets() -> dict[str, ZooConfig]:
+    """``default`` (ZooConfig's values) and the presets of ``presets.toml``, each a table of the fields it changes
+    (a field ZooConfig lacks is a TypeError naming it)."""
+    item = resources.files(__package__ or "dfzoo.plugins.datasets._genzoo") / "presets.toml"
+    tables = tomllib.loads(item.read_text())
+    return {"default": ZooConfig(), **{name: ZooConfig(**table) for name, table in tables.items()}}
+
+
+PRESETS = _presets()
 
 
 class ZooBuildError(RuntimeError):
@@ -200,7 +184,8 @@ def _build(folder: Path, config: ZooConfig, preset: str, seed: int, progress: bo
         gen_rng = seeded(offset)
         generator, critic = make(), models.Discriminator()
         bar.set_postfix_str(name)
-        curve = train.train_gan(generator, critic, data, config.gan_steps, config.gan_batch, gen_rng, advance)
+        training = train.Training(data, config.gan_steps, config.gan_batch, gen_rng, advance)
+        curve = train.train_gan(generator, critic, training)
         emit(name, train.sample_gan(generator, count, gen_rng), curve, began)
 
     began = time.perf_counter()
@@ -210,7 +195,8 @@ def _build(folder: Path, config: ZooConfig, preset: str, seed: int, progress: bo
     unet = models.make_unet(config.patch)
     ddpm: Any = DDPMScheduler(num_train_timesteps=config.train_timesteps)  # diffusers' configs are untyped
     bar.set_postfix_str("diffusion UNet")
-    curve = train.train_diffusion(unet, ddpm, data, config.diffusion_steps, config.diffusion_batch, gen_rng, advance)
+    training = train.Training(data, config.diffusion_steps, config.diffusion_batch, gen_rng, advance)
+    curve = train.train_diffusion(unet, ddpm, training)
     emit("diff_ddpm", train.sample_diffusion(unet, ddpm, count, config.ddpm_sampling_steps, gen_rng), curve, began)
     began = time.perf_counter()
     ddim = DDIMScheduler.from_config(ddpm.config)
@@ -228,9 +214,8 @@ def _build(folder: Path, config: ZooConfig, preset: str, seed: int, progress: bo
         gen_rng = seeded(offset)
         model: Any = models.make_vae(config.patch) if variational else models.PlainAutoencoder()
         bar.set_postfix_str(name)
-        curve = train.train_autoencoder(
-            model, data, config.ae_steps, config.ae_batch, gen_rng, advance, kl_weight=1e-2 if variational else 0.0
-        )
+        training = train.Training(data, config.ae_steps, config.ae_batch, gen_rng, advance)
+        curve = train.train_autoencoder(model, training, kl_weight=1e-2 if variational else 0.0)
         latents = train.encode_latents(model, data, variational)
         images = train.decode(model, train.sample_latent_gaussian(latents, count, gen_rng), variational)
         emit(name, images, curve, began)

@@ -6,6 +6,8 @@ transposed convolutions (checkerboard) versus nearest-neighbour upsampling follo
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
@@ -141,18 +143,23 @@ def make_vae(size: int = 32):
     without the mid-block attention, which costs most of the CPU time at this size."""
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=16,
-        sample_size=size,
-        mid_block_add_attention=False,
-    )
+    return AutoencoderKL(**two_level_autoencoder((32, 64), 16, size), mid_block_add_attention=False)
+
+
+def two_level_autoencoder(widths: tuple[int, int], groups: int, size: int) -> dict[str, Any]:
+    """The keyword arguments of a two-level diffusers AutoencoderKL (or VQModel) on RGB, latent 4 x size/2 x
+    size/2: the shape of Stable Diffusion's VAE, scaled down (the zoo's VAE, and the tests' tiny ones)."""
+    return {
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ("DownEncoderBlock2D",) * 2,
+        "up_block_types": ("UpDecoderBlock2D",) * 2,
+        "block_out_channels": widths,
+        "layers_per_block": 1,
+        "latent_channels": 4,
+        "norm_num_groups": groups,
+        "sample_size": size,
+    }
 
 
 def make_unet(size: int = 32):

@@ -7,7 +7,7 @@ Each function is deterministic for a given ``torch.manual_seed``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,10 +50,31 @@ def chunked(losses: list[float], points: int = 10) -> list[float]:
     return [float(c.mean()) for c in chunks]
 
 
-def batches(data: torch.Tensor, steps: int, batch_size: int, generator: torch.Generator):
-    """``steps`` random minibatches drawn with replacement across epochs, reproducibly."""
-    for _ in range(steps):
-        yield data[torch.randint(0, len(data), (batch_size,), generator=generator)]
+@dataclass
+class Training:
+    """What every training loop takes: the patches to learn from, ``steps`` minibatches of ``batch_size``, the
+    generator of every random draw (minibatches, noise, latents), and ``progress``, called after each step."""
+
+    data: torch.Tensor
+    steps: int
+    batch_size: int
+    rng: torch.Generator
+    progress: Callable[[], object]
+
+    def batches(self) -> Iterator[torch.Tensor]:
+        """``steps`` random minibatches drawn with replacement across epochs, reproducibly; ``progress`` is
+        called when the loop comes back for the next one (so after each step, the last included)."""
+        for _ in range(self.steps):
+            yield self.data[torch.randint(0, len(self.data), (self.batch_size,), generator=self.rng)]
+            self.progress()
+
+
+def optimise(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+    """One gradient step on ``loss``; its value."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss.item()
 
 
 def to_tensor(patches: np.ndarray) -> torch.Tensor:
@@ -73,15 +94,7 @@ def image_statistics(images: torch.Tensor) -> torch.Tensor:
     return torch.cat([images.mean(dim=(0, 2, 3)), images.std(dim=(0, 2, 3)), dx, dy])
 
 
-def train_gan(
-    generator: LatentGenerator,
-    discriminator: nn.Module,
-    data: torch.Tensor,
-    steps: int,
-    batch_size: int,
-    rng: torch.Generator,
-    progress: Callable[[], object],
-) -> LossCurve:
+def train_gan(generator: LatentGenerator, discriminator: nn.Module, training: Training) -> LossCurve:
     """Non-saturating GAN training, two-time-scale Adam (generator 4e-4, discriminator 1e-4, betas 0.5/0.999).
 
     GAN losses need not fall (the players compete), so the curve that must fall is the distance between
@@ -90,8 +103,8 @@ def train_gan(
     """
     opt_g = torch.optim.Adam(generator.parameters(), lr=4e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=1e-4, betas=(0.5, 0.999))
-    target = image_statistics(data)
-    probe_z = torch.randn(256, generator.z_dim, generator=rng)
+    target = image_statistics(training.data)
+    probe_z = torch.randn(256, generator.z_dim, generator=training.rng)
 
     def statistic_distance() -> float:
         generator.eval()
@@ -102,26 +115,17 @@ def train_gan(
 
     distances, g_losses, d_losses = [statistic_distance()], [], []
     best_distance, best_state, best_step = float("inf"), None, 0
-    every = max(1, steps // 10)
-    for step, real in enumerate(batches(data, steps, batch_size, rng), start=1):
-        z = torch.randn(batch_size, generator.z_dim, generator=rng)
-        fake = generator(z)
+    every = max(1, training.steps // 10)
+    for step, real in enumerate(training.batches(), start=1):
+        fake = generator(torch.randn(training.batch_size, generator.z_dim, generator=training.rng))
         d_loss = F.softplus(-discriminator(real)).mean() + F.softplus(discriminator(fake.detach())).mean()
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        g_loss = F.softplus(-discriminator(fake)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-        g_losses.append(g_loss.item())
-        d_losses.append(d_loss.item())
+        d_losses.append(optimise(opt_d, d_loss))
+        g_losses.append(optimise(opt_g, F.softplus(-discriminator(fake)).mean()))
         if step % every == 0:
             distances.append(statistic_distance())
             if distances[-1] < best_distance:
                 best_distance, best_step = distances[-1], step
                 best_state = copy.deepcopy(generator.state_dict())
-        progress()
     if best_state is not None:  # keep the checkpoint closest to the real statistics (GAN training oscillates)
         generator.load_state_dict(best_state)
     generator.eval()
@@ -141,30 +145,22 @@ def sample_gan(generator: LatentGenerator, count: int, rng: torch.Generator) -> 
 
 def train_autoencoder(
     model: Any,  # a diffusers AutoencoderKL (kl_weight > 0) or a PlainAutoencoder: two APIs
-    data: torch.Tensor,
-    steps: int,
-    batch_size: int,
-    rng: torch.Generator,
-    progress: Callable[[], object],
+    training: Training,
     kl_weight: float = 0.0,
 ) -> LossCurve:
     """Reconstruction training (L1 + MSE); ``kl_weight`` > 0 trains a diffusers AutoencoderKL as a VAE."""
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
-    for batch in batches(data, steps, batch_size, rng):
+    for batch in training.batches():
         if kl_weight:
             posterior = model.encode(batch).latent_dist
-            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=rng)
+            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=training.rng)
             reconstruction = model.decode(z).sample
             kl = posterior.kl().mean() / z[0].numel()
         else:
             reconstruction, kl = model(batch), torch.zeros(())
         loss = F.l1_loss(reconstruction, batch) + F.mse_loss(reconstruction, batch) + kl_weight * kl
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-        progress()
+        losses.append(optimise(optimiser, loss))
     model.eval()
     return LossCurve("reconstruction loss (L1 + MSE" + (" + KL)" if kl_weight else ")"), chunked(losses))
 
@@ -190,30 +186,17 @@ def decode(model: Any, latents: torch.Tensor, variational: bool) -> torch.Tensor
         return model.decode(latents).sample if variational else model.decode(latents)
 
 
-def train_diffusion(
-    unet: Any,  # diffusers UNet2DModel and scheduler (untyped configs)
-    scheduler: Any,
-    data: torch.Tensor,
-    steps: int,
-    batch_size: int,
-    rng: torch.Generator,
-    progress: Callable[[], object],
-) -> LossCurve:
+def train_diffusion(unet: Any, scheduler: Any, training: Training) -> LossCurve:  # diffusers (untyped configs)
     """Noise-prediction (epsilon) training with the DDPM forward process; AdamW 1e-3 (small model, few steps)."""
     optimiser = torch.optim.AdamW(unet.parameters(), lr=1e-3)
     horizon = scheduler.config.num_train_timesteps
     losses = []
     unet.train()
-    for batch in batches(data, steps, batch_size, rng):
-        noise = torch.randn(batch.shape, generator=rng)
-        timesteps = torch.randint(0, horizon, (len(batch),), generator=rng)
+    for batch in training.batches():
+        noise = torch.randn(batch.shape, generator=training.rng)
+        timesteps = torch.randint(0, horizon, (len(batch),), generator=training.rng)
         noisy = scheduler.add_noise(batch, noise, timesteps)
-        loss = F.mse_loss(unet(noisy, timesteps).sample, noise)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-        progress()
+        losses.append(optimise(optimiser, F.mse_loss(unet(noisy, timesteps).sample, noise)))
     unet.eval()
     return LossCurve("noise-prediction MSE", chunked(losses))
 
