@@ -133,14 +133,20 @@ class ResultStore:
         return None if sidecar is None else (sidecar.labels, sidecar.scores)
 
     def load_sidecar(self, row_id: str) -> Sidecar | None:
-        """Everything the sidecar of a row holds, or None when it is missing or unreadable."""
+        """Everything the sidecar of a row holds, or None when it is missing or unreadable (an unreadable one
+        is logged: figures and checks that need it then leave the row out, and the log says why)."""
+        path = self.scores_path(row_id)
+        if not path.exists():
+            return None
         try:
-            with np.load(self.scores_path(row_id), allow_pickle=False) as data:
+            with np.load(path, allow_pickle=False) as data:
                 labels, scores = data["labels"].astype(np.int64), data["scores"].astype(np.float64)
                 ids = data["ids"].astype(str) if "ids" in data.files else None
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError) as error:
+            log.warning("score sidecar %s is unreadable (%s); its row is left out of what needs scores", path, error)
             return None
         if labels.shape != scores.shape or (ids is not None and ids.shape != labels.shape):
+            log.warning("score sidecar %s has mismatched labels/scores/ids; its row is left out", path)
             return None
         return Sidecar(labels, scores, ids)
 

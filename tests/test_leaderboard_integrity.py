@@ -340,3 +340,15 @@ def test_check_catches_a_tampered_interval_within_tolerance_rules(tmp_path: Path
     problems = check_store(tmp_path / "store").problems
     assert len(problems) == 1 and problems[0].row_id == row["row_id"]
     assert "auc_ci[0]" in problems[0].problem and "n_fake" in problems[0].problem
+
+
+def test_unreadable_sidecar_is_left_out_loudly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    writer = StoreWriter(tmp_path / "store")
+    writer.row("det", "g1")
+    row_id = str(writer.store.rows()[0]["row_id"])
+    assert writer.store.load_sidecar(row_id) is not None
+    writer.store.scores_path(row_id).write_bytes(b"not a numpy archive")
+    with caplog.at_level("WARNING", logger="dfzoo.benchmark.store"):
+        assert writer.store.load_sidecar(row_id) is None
+    assert "unreadable" in caplog.text and row_id in caplog.text
+    assert writer.store.load_sidecar("no-such-row") is None  # missing: nothing to say
