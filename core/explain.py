@@ -21,7 +21,7 @@ from PIL import Image
 from .data.decode import ImageDecodeError
 from .data.sample import Sample
 from .plain import slug
-from .transforms import CENTER_CROP, PreprocessPolicy
+from .transforms import CENTER_CROP, SHORTEST_SIDE, PreprocessPolicy
 
 
 class CoarseMapWarning(UserWarning):
@@ -100,11 +100,13 @@ def explain_batches(
 
 
 def map_to_image(cam: np.ndarray, size: tuple[int, int], policy: PreprocessPolicy | None = None) -> np.ndarray:
-    """Bring a model-input map back onto an image of ``size`` (width, height) as the policy took it out."""
+    """Bring a model-input map back onto an image of ``size`` (width, height) as the policy took it out:
+    ``resize`` stretched the whole image; ``center_crop`` took a square of the input size from the middle;
+    ``shortest_side`` took the middle square of side min(width, height) (then scaled it)."""
     width, height = size
-    if policy is None or policy.mode != CENTER_CROP:
+    if policy is None or policy.mode not in (CENTER_CROP, SHORTEST_SIDE):
         return _resize_map(cam, (width, height))
-    crop = policy.size or cam.shape[0]
+    crop = min(width, height) if policy.mode == SHORTEST_SIDE else policy.size or cam.shape[0]
     full = np.zeros((height, width), dtype=np.float32)
     inner = _resize_map(cam, (crop, crop))
     # the crop's offset in the (possibly reflect-padded) image; the padded part falls outside and is dropped
