@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .board import ProtocolBoard, image_ids
 from .figures import HEATMAP, ROC, board_figures
+from .groups import leave_one_out_tables
 from .markdown import FIXED_NOTE, MISSING_NOTE, document
 from .results import Results, load_results
 from .selection import OlderConfiguration, current_configurations, family_label
@@ -153,11 +154,16 @@ def write_json(path: Path, results: Results) -> Path:
 
 
 def summary_table(store_dir: str | Path, protocols: Sequence[str] | None = None) -> str:
-    """A short plain-text table (for the end of ``dfzoo run``): the ranking mean of clean AUC/AP/acc per detector."""
+    """A short plain-text table (for the end of ``dfzoo run``): the ranking mean of clean AUC/AP/acc per detector.
+    The folds of a leave-one-out group are one line per detector: its mean AUC over the held-out generators
+    (the Markdown and HTML show each fold)."""
     results = load_results(store_dir)
+    boards = [board for board in results.boards if protocols is None or board.name in protocols]
+    groups = leave_one_out_tables(boards)
+    in_groups = {name for group in groups for name in group.protocols}
     table = []
-    for board in results.boards:
-        if protocols is not None and board.name not in protocols:
+    for board in boards:
+        if board.name in in_groups:
             continue
         for entry in board.summary(intervals=False):
             mean = entry.get("mean", {}).get(board.clean, {}).get(board.rank_group)
@@ -169,19 +175,33 @@ def summary_table(store_dir: str | Path, protocols: Sequence[str] | None = None)
                     missing(mean, "ap"),
                     missing(mean, "acc") if board.policy_shown(entry["label"]) else NOT_MEANINGFUL,
                 ]
-            status = entry["status"]
-            table.append(
-                [
-                    board.name,
-                    results.names.get(entry["label"], entry["label"]),
-                    board.rank_group,
-                    *values,
-                    ", ".join(f"{n} {s}" for s, n in status.items() if n),
-                ]
-            )
+            label = results.names.get(entry["label"], entry["label"])
+            table.append([board.name, label, board.rank_group, *values, _status_text(entry["status"])])
+    for group in groups:
+        statuses = _group_statuses([b for b in boards if b.name in group.protocols])
+        for label in group.labels:
+            mean = group.cells[label][-1]
+            shown = results.names.get(label, label)
+            held_out = f"held out ({len(group.columns)} folds)"
+            table.append([group.name, shown, held_out, mean.text, DASH, DASH, _status_text(statuses.get(label, {}))])
     return tabulate(
         table, ["protocol", "detector", "generators", "mean AUC", "mean AP", "mean acc", "rows"], fmt="simple"
     )
+
+
+def _status_text(status: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in status.items() if n)
+
+
+def _group_statuses(boards: Sequence[ProtocolBoard]) -> dict[str, dict[str, int]]:
+    """Row statuses per detector label, summed over the folds of a group."""
+    totals: dict[str, dict[str, int]] = {}
+    for board in boards:
+        for entry in board.summary(intervals=False):
+            into = totals.setdefault(entry["label"], {})
+            for status, count in entry["status"].items():
+                into[status] = into.get(status, 0) + count
+    return totals
 
 
 __all__ = [

@@ -352,3 +352,22 @@ def test_unreadable_sidecar_is_left_out_loudly(tmp_path: Path, caplog: pytest.Lo
         assert writer.store.load_sidecar(row_id) is None
     assert "unreadable" in caplog.text and row_id in caplog.text
     assert writer.store.load_sidecar("no-such-row") is None  # missing: nothing to say
+
+
+def test_summary_table_shows_a_leave_one_out_group_as_one_line_per_detector(tmp_path: Path) -> None:
+    writer = StoreWriter(tmp_path / "store")
+    for held, separation in (("g1", 3.0), ("g2", 1.0)):
+        for label, shift in (("strong", separation), ("weak", 0.0)):
+            writer.row(
+                label, held, shift, protocol=f"logo/loo-{held}", protocol_hash=f"logo-{held}",
+                protocol_group="logo", held_out=held,
+            )  # fmt: skip
+    lines = summary_table(tmp_path / "store").splitlines()
+    assert not any("loo-g1" in line or "loo-g2" in line for line in lines)  # folds are not listed one by one
+    at = {label: next(i for i, line in enumerate(lines) if f" {label} " in line) for label in ("strong", "weak")}
+    strong, weak = (lines[at[label]].split() for label in ("strong", "weak"))
+    aucs = [metrics.binary_metrics(*writer.scored(g, s)[:2])["auc"] for g, s in (("g1", 3.0), ("g2", 1.0))]
+    assert strong[:5] == ["logo", "strong", "held", "out", "(2"]
+    assert float(strong[6]) == pytest.approx(np.mean(aucs), abs=5e-4)
+    assert float(weak[6]) < float(strong[6]) and at["strong"] < at["weak"]  # ranked by the mean
+    assert strong[-2:] == ["2", "ok"]
