@@ -139,7 +139,7 @@ def _plan(
     prepared = []
     for protocol in protocols:
         # the dataset first: opening a built-in dataset may build the weights some detectors need (the zoo's)
-        dataset, fingerprint = load_dataset(protocol, registry, datasets)
+        dataset, fingerprint = load_dataset(protocol, registry, datasets, progress=progress)
         detectors = resolve_detectors(protocol, registry)
         for concrete in expand_protocol(protocol, dataset):  # a leave-one-out protocol runs as its folds
             split = split_dataset(concrete, dataset)

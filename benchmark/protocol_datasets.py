@@ -55,10 +55,11 @@ class CrossDatasetIndex(DatasetIndex):
         return digest.hexdigest()[:16]
 
 
-def open_protocol_dataset(protocol: Protocol, registry: Registry) -> DatasetIndex:
+def open_protocol_dataset(protocol: Protocol, registry: Registry, *, progress: bool = True) -> DatasetIndex:
     """Load the protocol's dataset through the layouts module (or straight from a registered spec); a
-    cross-dataset protocol's datasets as one :class:`CrossDatasetIndex`."""
-    train = _open_one(protocol, registry, protocol.dataset, protocol.layout, protocol.dataset_params)
+    cross-dataset protocol's datasets as one :class:`CrossDatasetIndex`. ``progress=False`` silences a
+    loader that shows progress (the zoo's build)."""
+    train = _open_one(protocol, registry, protocol.dataset, protocol.layout, protocol.dataset_params, progress)
     if not protocol.test_datasets:
         return train
     train_source = _identity(dataset_source(protocol, registry))
@@ -68,7 +69,7 @@ def open_protocol_dataset(protocol: Protocol, registry: Registry) -> DatasetInde
         if _identity(dataset_source(protocol, registry, text)) == train_source:
             tested = True
             continue
-        index = _open_one(protocol, registry, text, None, {})
+        index = _open_one(protocol, registry, text, None, {}, progress)
         label = index.name
         taken = {name for name, _ in parts}
         for number in range(2, len(parts) + 2):
@@ -97,7 +98,7 @@ def _identity(source: str | Path) -> str:
 
 
 def _open_one(
-    protocol: Protocol, registry: Registry, text: str, layout: str | None, params: Mapping[str, Any]
+    protocol: Protocol, registry: Registry, text: str, layout: str | None, params: Mapping[str, Any], progress: bool
 ) -> DatasetIndex:
     source = dataset_source(protocol, registry, text)
     if isinstance(source, Path) and not source.exists() and not any(sep in text for sep in "/\\.$"):
@@ -111,7 +112,7 @@ def _open_one(
     except ImportError:  # layouts not installed: only registered names or an explicit layout can load
         pass
     else:
-        return open_dataset(source, layout=layout, registry=registry, **dict(params))
+        return open_dataset(source, layout=layout, registry=registry, progress=progress, **dict(params))
     if isinstance(source, str):
         return registry.dataset(source).load(None, **dict(params))
     if layout:

@@ -42,7 +42,7 @@ MAX_NAN_CHECKS = 200  # undecodable-image reasons are looked up for at most this
 
 
 def load_dataset(
-    protocol: Protocol, registry: Registry, cache: dict[Any, Any] | None = None
+    protocol: Protocol, registry: Registry, cache: dict[Any, Any] | None = None, *, progress: bool = True
 ) -> tuple[DatasetIndex, str]:
     """The protocol's dataset and its fingerprint, memoised in ``cache`` for the duration of a run."""
     key = (
@@ -53,7 +53,7 @@ def load_dataset(
     )
     if cache is not None and key in cache:
         return cache[key]
-    dataset = open_protocol_dataset(protocol, registry)
+    dataset = open_protocol_dataset(protocol, registry, progress=progress)
     value = (dataset, dataset.fingerprint())
     if cache is not None:
         cache[key] = value

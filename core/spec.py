@@ -109,6 +109,9 @@ def docstring_summary(obj: object) -> str:
     return " ".join(doc.split("\n\n")[0].split()).rstrip(".")
 
 
+PROGRESS = "progress"  # a dataset loader's keyword for the caller's progress setting
+
+
 def keyword_defaults(function: Callable[..., Any]) -> dict[str, Any]:
     """The parameters of ``function`` after its first (the root a loader reads) that have defaults."""
     try:
@@ -211,7 +214,8 @@ class DatasetSpec:
     datasets that know where they live (the built-in zoo). ``detect(root)`` says whether a folder looks like
     this layout, so ``dfzoo run --dataset PATH`` can pick the layout by itself; detectors with a higher
     ``priority`` are asked first. Left out, ``summary`` is the first paragraph of ``load``'s docstring and
-    ``params`` are ``load``'s keyword parameters with their defaults, so neither is written twice.
+    ``params`` are ``load``'s keyword parameters with their defaults, so neither is written twice. A loader
+    that may take long can accept ``progress: bool``: callers pass their progress setting (it is no parameter).
     """
 
     name: str
@@ -225,8 +229,9 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         if not self.summary:
             object.__setattr__(self, "summary", docstring_summary(self.load))
-        if not self.params:
-            object.__setattr__(self, "params", keyword_defaults(self.load))
+        if not self.params:  # a loader's ``progress`` is the caller's setting (``load_with``), not a dataset's
+            params = {k: v for k, v in keyword_defaults(self.load).items() if k != PROGRESS}
+            object.__setattr__(self, "params", params)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -591,3 +591,28 @@ def test_loading_restores_the_garbage_collector(tmp_path: Path) -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_loader_that_shows_progress_is_told_the_callers_setting():
+    from dfzoo.benchmark.protocol import parse_protocol
+    from dfzoo.benchmark.protocol_datasets import open_protocol_dataset
+
+    calls = []
+
+    def load_slow(root, size: int = 2, progress: bool = True):
+        """A named dataset whose build shows progress."""
+        calls.append((size, progress))
+        return dfzoo.DatasetIndex(name="slow", layout="slow", root=None, samples=[])
+
+    class SlowPlugin:
+        @dfzoo.hookimpl
+        def dfzoo_datasets(self):
+            yield dfzoo.DatasetSpec(name="slow", load=load_slow, needs_root=False)
+
+    registry = Registry(get_plugin_manager(builtins=False, autoload=False, extra_plugins=(SlowPlugin(),)))
+    assert registry.dataset("slow").params == {"size": 2}  # progress is the caller's, not a dataset parameter
+    open_dataset("slow", registry=registry, progress=False, size=3)
+    open_dataset("slow", registry=registry)
+    protocol = parse_protocol({"name": "p", "dataset": "slow", "detectors": [{"name": "x"}]})
+    open_protocol_dataset(protocol, registry, progress=False)
+    assert calls == [(3, False), (2, True), (2, False)]

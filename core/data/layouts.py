@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..spec import PROGRESS, keyword_defaults
 from .folder_layouts import (
     CIFAKE_GENERATOR,
     CIFAKE_SIGNATURE,
@@ -82,25 +83,35 @@ def detect_layout(path: Path, registry: Registry) -> DatasetSpec:
     )
 
 
-def load_with(spec: DatasetSpec, root: Path | None, params: Mapping[str, Any]) -> DatasetIndex:
-    """Call ``spec.load`` with its default params under the given ones (unknown params are an error)."""
+def load_with(
+    spec: DatasetSpec, root: Path | None, params: Mapping[str, Any], *, progress: bool = True
+) -> DatasetIndex:
+    """Call ``spec.load`` with its default params under the given ones (unknown params are an error), and
+    the caller's ``progress`` setting when the loader takes one (a long load, such as building the zoo)."""
     unknown = sorted(set(params) - set(spec.params))
     if unknown and spec.params:
         raise DatasetError(
             f"dataset {spec.name!r} has no parameter(s) {', '.join(unknown)}; "
             f"its parameters: {', '.join(sorted(spec.params))}"
         )
-    index = spec.load(root, **{**spec.params, **params})
+    extra = {PROGRESS: progress} if PROGRESS in keyword_defaults(spec.load) else {}
+    index = spec.load(root, **{**spec.params, **params, **extra})
     index.metadata.setdefault("warnings", [])
     return index
 
 
 def open_dataset(
-    source: str | Path, layout: str | None = None, registry: Registry | None = None, **params: Any
+    source: str | Path,
+    layout: str | None = None,
+    registry: Registry | None = None,
+    *,
+    progress: bool = True,
+    **params: Any,
 ) -> DatasetIndex:
     """A dataset by registered name (``"zoo"``), or a folder / CSV-JSONL manifest with its layout found.
 
-    ``layout`` names a registered layout and skips detection; ``params`` go to the layout's ``load``.
+    ``layout`` names a registered layout and skips detection; ``params`` go to the layout's ``load``;
+    ``progress=False`` silences a loader that shows progress.
     Raises ``FileNotFoundError`` for a missing path, :class:`DatasetError` (a ``ValueError``) for an empty
     folder, an unrecognised layout or a layout that finds nothing, and ``UnknownNameError`` (a ``KeyError``,
     with close names suggested) for an unknown layout name.
@@ -115,7 +126,7 @@ def open_dataset(
         if not named.needs_root:
             if layout:
                 raise DatasetError(f"{source!r} is a named dataset; it takes no layout")
-            return load_with(named, None, params)
+            return load_with(named, None, params, progress=progress)
     path = Path(source).expanduser()
     if not path.exists():
         if isinstance(source, str) and source in names:
@@ -133,7 +144,7 @@ def open_dataset(
             )
     else:
         spec = detect_layout(path, registry)
-    index = load_with(spec, path, params)
+    index = load_with(spec, path, params, progress=progress)
     if not index.samples:
         if path.is_dir() and not _any_image(path):
             raise DatasetError(f"{path} holds no image files")
