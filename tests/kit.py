@@ -1,6 +1,6 @@
 """Shared test kit: a tiny benchmark (the HFEnergy detector, a generated three-generator dataset and a
-registry with only what harness tests need), a tiny random backbone plugin, fake plugin distributions and
-small trained-detector tasks."""
+registry with only what harness tests need), a plugin made of given specs, a tiny random backbone plugin, fake
+plugin distributions, small trained-detector tasks and their quick training params."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import textwrap
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
@@ -54,6 +54,27 @@ def write_task(root: Path, per_class: int, seed: int, generators: tuple[str, ...
         Image.fromarray(make(rng)).save(path)
         samples.append(Sample(path=path, label=1, generator=name, family=family))
     return samples
+
+
+def tiny_resnet_params(image_size: int, epochs: int, **extra: Any) -> dict[str, Any]:
+    """Params under which resnet_finetune or hierarchical_resnet18 trains a random-init resnet10t in seconds on
+    a CPU (batch 8, no augmentation, no validation split), with ``extra`` on top."""
+    return {
+        "arch": "resnet10t",
+        "pretrained": False,
+        "image_size": image_size,
+        "epochs": epochs,
+        "batch_size": 8,
+        "augment": "none",
+        "val_fraction": 0.0,
+        **extra,
+    }
+
+
+def fit_args(dataset: Path, out: Path) -> list[str]:
+    """``dfzoo fit`` arguments that train nn_cosine on the tiny_cnn backbone over a ForenSynths-layout folder."""
+    fixed = ["fit", "nn_cosine", "--layout", "forensynths", "--param", "backbone=tiny_cnn"]
+    return [*fixed, "--dataset", str(dataset), "--out", str(out)]
 
 
 def install_fake_distribution(root: Path, name: str, module_source: str) -> None:
@@ -132,6 +153,7 @@ class HFEnergy(dfzoo.Detector):
 
 
 def make_hf_energy(fail: str = "") -> HFEnergy:
+    """High-frequency energy (tests)."""
     if fail == "factory":
         raise RuntimeError("factory exploded on purpose")
     return HFEnergy(fail=fail)
@@ -153,6 +175,7 @@ def write_tiny_dataset(folder: Path, reals: int = 24, fakes: int = 12, corrupt: 
 
 
 def load_tiny_dataset(root: Path | None = None, folder: str = "") -> DatasetIndex:
+    """Tiny generated zoo (tests): the folder :func:`write_tiny_dataset` wrote."""
     base = Path(folder)
     samples = []
     for path in sorted(base.glob("*/*.png")):
@@ -166,33 +189,34 @@ def load_tiny_dataset(root: Path | None = None, folder: str = "") -> DatasetInde
     )
 
 
-class BenchmarkTestPlugin:
+class SpecPlugin:
+    """A test plugin offering the specs it is given, by kind: ``SpecPlugin(detectors=[...], datasets=[...])``
+    implements ``dfzoo_detectors`` and ``dfzoo_datasets``, so a test writes its specs and not the hooks (a kind
+    without a hookspec fails when the plugin manager checks its plugins)."""
+
+    def __init__(self, **specs: Sequence[Any]) -> None:
+        for kind, offered in specs.items():
+            setattr(self, f"dfzoo_{kind}", dfzoo.hookimpl(lambda offered=list(offered): offered))
+
+
+class BenchmarkTestPlugin(SpecPlugin):
     """hf_energy, a detector needing weights that are never present, and the named dataset "tinyzoo"."""
 
-    @dfzoo.hookimpl
-    def dfzoo_detectors(self):
-        yield dfzoo.DetectorSpec(
-            name="hf_energy", summary="high-frequency energy (tests)", factory=make_hf_energy, params={"fail": ""}
-        )
-        yield dfzoo.DetectorSpec(
-            name="needs_weights",
-            summary="needs absent weights (tests)",
-            factory=lambda backbone="absent_weights": HFEnergy(),
-            params={"backbone": "absent_weights"},
-        )
-
-    @dfzoo.hookimpl
-    def dfzoo_weights(self):
-        yield dfzoo.WeightsSpec(name="absent_weights", summary="never present", library="file", files=("w.bin",))
-
-    @dfzoo.hookimpl
-    def dfzoo_datasets(self):
-        yield dfzoo.DatasetSpec(
-            name="tinyzoo",
-            summary="tiny generated zoo (tests)",
-            load=load_tiny_dataset,
-            needs_root=False,
-            params={"folder": ""},
+    def __init__(self) -> None:
+        super().__init__(
+            detectors=[
+                dfzoo.DetectorSpec(name="hf_energy", factory=make_hf_energy, params={"fail": ""}),
+                dfzoo.DetectorSpec(
+                    name="needs_weights",
+                    summary="needs absent weights (tests)",
+                    factory=lambda backbone="absent_weights": HFEnergy(),
+                    params={"backbone": "absent_weights"},
+                ),
+            ],
+            weights=[
+                dfzoo.WeightsSpec(name="absent_weights", summary="never present", library="file", files=("w.bin",))
+            ],
+            datasets=[dfzoo.DatasetSpec(name="tinyzoo", load=load_tiny_dataset, needs_root=False)],
         )
 
 

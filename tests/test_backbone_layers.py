@@ -13,6 +13,7 @@ from dfzoo.manager import get_plugin_manager
 from dfzoo.registry import Registry, use_registry
 from dfzoo.transforms import Normalisation, PreprocessPolicy
 from tests.synthetic import labelled_samples, write_folder_dataset
+from tests.tiny_models import export, quantise
 
 pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # torch.onnx.export of tiny ViTs
 
@@ -187,24 +188,9 @@ def test_different_layer_choices_never_share_cached_vectors(vits, tmp_path):
 
 
 # -- ONNX ViT graphs ----------------------------------------------------------------------------------------------
-def exported(model, path):
-    import torch
-
-    torch.onnx.export(
-        model,
-        (torch.zeros(1, 3, SIZE, SIZE),),
-        str(path),
-        input_names=["pixels"],
-        output_names=["embedding"],
-        dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
-        dynamo=False,
-    )
-    return path
-
-
 @pytest.mark.parametrize("name,build", [("tiny_timm_vit", tiny_timm_vit), ("tiny_clip_vit", tiny_clip_vit)])
 def test_onnx_block_outputs_equal_the_torch_blocks(vits, tmp_path, name, build):
-    path = exported(build(), tmp_path / f"{name}.onnx")
+    path = export(build(), tmp_path / f"{name}.onnx", size=SIZE)
     graph = load_backbone("onnx", weights_path=path, layers="0,2", token="cls_mean")
     hooked = load_backbone(name, layers="0,2", token="cls_mean")
     assert graph.layer_shape == hooked.layer_shape == (2, 2 * WIDTH)
@@ -219,11 +205,7 @@ def test_onnx_block_outputs_equal_the_torch_blocks(vits, tmp_path, name, build):
 
 
 def test_a_dynamically_quantised_onnx_vit_exposes_its_blocks_batch_invariantly(vits, tmp_path):
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    path = exported(tiny_timm_vit(), tmp_path / "vit.onnx")
-    quantised = tmp_path / "vit.int8.onnx"
-    quantize_dynamic(str(path), str(quantised), weight_type=QuantType.QInt8)
+    quantised = quantise(export(tiny_timm_vit(), tmp_path / "vit.onnx", size=SIZE), "QInt8")
     graph = load_backbone("onnx", weights_path=quantised, layers="all", token="mean")
     assert graph.describe()["execution"] == "batched" and graph.layer_shape == (DEPTH, WIDTH)
     batch = images(8)
@@ -239,7 +221,7 @@ def test_an_onnx_graph_without_transformer_blocks_says_so(vits, tmp_path):
     cnn = torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
     )
-    path = exported(cnn.eval(), tmp_path / "cnn.onnx")
+    path = export(cnn.eval(), tmp_path / "cnn.onnx", size=SIZE)
     with pytest.raises(LayersNotExposed, match="no pre-norm transformer blocks"):
         load_backbone("onnx", weights_path=path, layers="0")
 

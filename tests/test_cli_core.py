@@ -6,6 +6,7 @@ import csv
 
 from dfzoo.cli import main
 from dfzoo.plugins.commands.core import parse_params
+from tests.kit import fit_args
 
 
 def test_list_shows_detectors_and_whether_weights_resolve(registry, capsys):
@@ -25,23 +26,7 @@ def test_weights_command_reports_missing_weights_with_their_path(registry, capsy
 
 def test_fit_then_predict_writes_scores_and_reports_unreadable_files(registry, folder_dataset, tmp_path, capsys):
     model = tmp_path / "model"
-    assert (
-        main(
-            [
-                "fit",
-                "nn_cosine",
-                "--dataset",
-                str(folder_dataset),
-                "--layout",
-                "forensynths",
-                "--param",
-                "backbone=tiny_cnn",
-                "--out",
-                str(model),
-            ]
-        )
-        == 0
-    )
+    assert main(fit_args(folder_dataset, model)) == 0
     images = folder_dataset / "gan_a" / "1_fake"
     (images / "broken.png").write_bytes(b"garbage")
     out = tmp_path / "scores.csv"

@@ -17,7 +17,7 @@ import dfzoo.registry
 from dfzoo.cli import error_line, main, writable_dir, writable_file
 from dfzoo.detector import Detector
 from dfzoo.registry import use_registry
-from tests.kit import HFEnergy, install_fake_distribution, make_registry, write_tiny_dataset
+from tests.kit import HFEnergy, fit_args, install_fake_distribution, make_registry, write_tiny_dataset
 
 
 @pytest.fixture
@@ -162,18 +162,7 @@ def test_fit_into_an_unwritable_folder_fails_before_reading_data(
     registry, folder_dataset, tmp_path, capsys, no_dataset_opened
 ):
     (tmp_path / "file.txt").write_text("x")
-    code = main(
-        [
-            "fit",
-            "nn_cosine",
-            "--dataset",
-            str(folder_dataset),
-            "--param",
-            "backbone=tiny_cnn",
-            "--out",
-            str(tmp_path / "file.txt" / "out"),
-        ]
-    )
+    code = main(fit_args(folder_dataset, tmp_path / "file.txt" / "out"))
     assert code == 2 and no_dataset_opened == []
     [line] = error_lines(capsys.readouterr().err)
     assert line.startswith("dfzoo fit: error: --out ") and "is not a folder" in line
@@ -218,18 +207,7 @@ def test_disk_full_is_one_line_and_debug_shows_the_traceback(registry, folder_da
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(Detector, "save", full)
-    args = [
-        "fit",
-        "nn_cosine",
-        "--dataset",
-        str(folder_dataset),
-        "--layout",
-        "forensynths",
-        "--param",
-        "backbone=tiny_cnn",
-        "--out",
-        str(tmp_path / "model"),
-    ]
+    args = fit_args(folder_dataset, tmp_path / "model")
     assert main(args) == 2
     [line] = error_lines(capsys.readouterr().err)
     assert line == f"dfzoo fit: error: No space left on device: {tmp_path / 'model'}"

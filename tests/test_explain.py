@@ -10,28 +10,13 @@ import dfzoo
 from dfzoo.data.sample import Sample
 from dfzoo.detector import RunContext
 from dfzoo.transforms import PreprocessPolicy
-from tests.kit import write_task
+from tests.kit import tiny_resnet_params, write_task
 from tests.synthetic import planted_fake, smooth_image
 
+RESNET = tiny_resnet_params(image_size=64, epochs=1)  # both ResNet detectors explain the same tiny net
 TINY = {
-    "resnet_finetune": {
-        "arch": "resnet10t",
-        "pretrained": False,
-        "image_size": 64,
-        "epochs": 1,
-        "batch_size": 8,
-        "augment": "none",
-        "val_fraction": 0.0,
-    },
-    "hierarchical_resnet18": {
-        "arch": "resnet10t",
-        "pretrained": False,
-        "image_size": 64,
-        "epochs": 1,
-        "batch_size": 8,
-        "augment": "none",
-        "val_fraction": 0.0,
-    },
+    "resnet_finetune": RESNET,
+    "hierarchical_resnet18": RESNET,
     "fft_densenet": {
         "growth_rate": 8,
         "block_config": [2, 2],

@@ -14,6 +14,7 @@ from dfzoo.device import DeviceError, pick_device
 from dfzoo.manager import get_plugin_manager
 from dfzoo.registry import Registry, RegistryError, use_registry
 from dfzoo.spec import Param, ParamError
+from tests.kit import SpecPlugin
 
 
 def builtin_specs() -> list[dfzoo.DetectorSpec]:
@@ -104,6 +105,8 @@ def test_an_unknown_backbone_fails_before_any_work(registry, tmp_path):
 
 
 class Recording(dfzoo.Detector):
+    """Records the params it is built with (tests)."""
+
     trainable = False
     built: ClassVar[list[dict]] = []
 
@@ -120,24 +123,24 @@ class Recording(dfzoo.Detector):
         return torch.zeros(len(samples)).numpy()
 
 
-class RecordingPlugin:
-    @dfzoo.hookimpl
-    def dfzoo_detectors(self):
-        yield dfzoo.DetectorSpec(
+RECORDING = SpecPlugin(
+    detectors=[
+        dfzoo.DetectorSpec(
             name="recording",
-            summary="tests",
             factory=Recording,
             trainable=False,
             params={"mode": "a", "items": ["x"], "extra": 1},
             param_schema={"mode": Param(choices=("a", "b")), "items": Param(types=(list, str))},
-        )
-        yield dfzoo.DetectorSpec(name="not_a_detector", summary="tests", factory=lambda **p: object(), params={"x": 1})
+        ),
+        dfzoo.DetectorSpec(name="not_a_detector", summary="tests", factory=lambda **p: object(), params={"x": 1}),
+    ]
+)
 
 
 @pytest.fixture
 def recording_registry():
     Recording.built.clear()
-    registry = Registry(get_plugin_manager(builtins=False, autoload=False, extra_plugins=(RecordingPlugin(),)))
+    registry = Registry(get_plugin_manager(builtins=False, autoload=False, extra_plugins=(RECORDING,)))
     with use_registry(registry):
         yield registry
 

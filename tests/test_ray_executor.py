@@ -23,6 +23,7 @@ from dfzoo.manager import get_plugin_manager
 from dfzoo.registry import Registry, use_registry
 from dfzoo.spec import Resources
 from dfzoo.testing import write_folder_dataset
+from tests.kit import SpecPlugin, TinyBackbonePlugin
 
 ray = pytest.importorskip("ray")
 from dfzoo.benchmark.ray_executor import RayExecutor  # noqa: E402  (needs ray)
@@ -31,8 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class Brightness(dfzoo.Detector):
-    """Pixel spread against the midpoint learnt in fit. ``kill_marker``: the first score() call while that
-    file does not exist creates it and kills its own process (a crashed worker); ``kill_always``: every one."""
+    """Pixel spread (tests).
+
+    Scores against the midpoint learnt in fit. ``kill_marker``: the first score() call while that file does not
+    exist creates it and kills its own process (a crashed worker); ``kill_always``: every one."""
 
     def fit(self, train: Sequence[Sample]) -> Brightness:
         time.sleep(float(self.params["sleep"]))
@@ -60,37 +63,21 @@ class Brightness(dfzoo.Detector):
         self.mid = float((folder / "mid.txt").read_text())
 
 
-class RayTestPlugin:
-    """The cheap detector above and a tiny random backbone, registered in the driver and in every worker."""
-
-    @dfzoo.hookimpl
-    def dfzoo_detectors(self):
-        yield dfzoo.DetectorSpec(
-            name="brightness",
-            summary="pixel spread (tests)",
-            factory=lambda **params: Brightness(**params),
-            params={"offset": 0.0, "kill_marker": "", "kill_always": False, "sleep": 0.0},
-            weight_params=(),
-            resources=Resources(cpus=1, gpus=1),  # wants a GPU: never asked of this CPU-only cluster
-        )
-
-    @dfzoo.hookimpl
-    def dfzoo_backbones(self):
-        def factory(weights=None, device=None):
-            import timm
-            import torch
-
-            from dfzoo.features import TorchBackbone
-            from dfzoo.transforms import Normalisation
-
-            torch.manual_seed(0)
-            model = timm.create_model("resnet10t", pretrained=False, num_classes=0)
-            return TorchBackbone("ray_tiny", model, Normalisation(size=32), model.num_features, None, device)
-
-        yield dfzoo.BackboneSpec(name="ray_tiny", summary="random resnet10t (tests)", factory=factory, feature_dim=512)
-
-
-PLUGIN = RayTestPlugin()
+# The cheap detector above and the tests' tiny random backbone, registered in the driver and in every worker.
+PLUGINS = (
+    SpecPlugin(
+        detectors=[
+            dfzoo.DetectorSpec(
+                name="brightness",
+                factory=Brightness,
+                params={"offset": 0.0, "kill_marker": "", "kill_always": False, "sleep": 0.0},
+                weight_params=(),
+                resources=Resources(cpus=1, gpus=1),  # wants a GPU: never asked of this CPU-only cluster
+            )
+        ]
+    ),
+    TinyBackbonePlugin(),
+)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +95,7 @@ def ray_cluster():
 
 @pytest.fixture
 def ray_registry():
-    registry = Registry(get_plugin_manager(autoload=False, extra_plugins=(PLUGIN,)))
+    registry = Registry(get_plugin_manager(autoload=False, extra_plugins=PLUGINS))
     with use_registry(registry):
         yield registry
 
@@ -136,7 +123,7 @@ def _by_key(store: Path) -> dict[str, dict]:
 
 def test_ray_and_local_executors_give_the_same_rows(ray_cluster, ray_registry, tmp_path):
     data = write_folder_dataset(tmp_path / "data", per_class=8)
-    frozen = {"backbone": "ray_tiny", "pretrained": False}
+    frozen = {"backbone": "tiny_cnn", "pretrained": False}
     first = _protocol(
         data,
         [
@@ -148,7 +135,7 @@ def test_ray_and_local_executors_give_the_same_rows(ray_cluster, ray_registry, t
     )
     second = first.replace(name="ray-test-b", train_generators=("gan_b",), detectors=first.detectors[2:3])
     local = run_benchmark([first, second], tmp_path / "local", registry=ray_registry, progress=False)
-    executor = RayExecutor(plugins=(PLUGIN,), chunk_images=10)
+    executor = RayExecutor(plugins=PLUGINS, chunk_images=10)
     remote = run_benchmark([first, second], tmp_path / "ray", registry=ray_registry, executor=executor, progress=False)
     assert local.jobs_run == remote.jobs_run == 5
     local_rows, ray_rows = _by_key(tmp_path / "local"), _by_key(tmp_path / "ray")
@@ -183,7 +170,7 @@ def test_a_killed_worker_is_retried_and_every_row_stored_once(ray_cluster, ray_r
     marker = tmp_path / "killed-once"
     protocol = _protocol(data, [{"name": "brightness", "params": {"kill_marker": str(marker)}}])
     summary = run_benchmark(
-        protocol, tmp_path / "store", registry=ray_registry, executor=RayExecutor(plugins=(PLUGIN,)), progress=False
+        protocol, tmp_path / "store", registry=ray_registry, executor=RayExecutor(plugins=PLUGINS), progress=False
     )
     assert marker.exists()  # a worker did die mid-job
     rows = _by_key(tmp_path / "store")
@@ -194,7 +181,7 @@ def test_a_killed_worker_is_retried_and_every_row_stored_once(ray_cluster, ray_r
 def test_a_job_whose_retries_run_out_gets_error_rows_for_what_is_missing(ray_cluster, ray_registry, tmp_path):
     data = write_folder_dataset(tmp_path / "data", per_class=6)
     protocol = _protocol(data, [{"name": "brightness", "params": {"kill_always": True}}])
-    executor = RayExecutor(plugins=(PLUGIN,), max_retries=0)
+    executor = RayExecutor(plugins=PLUGINS, max_retries=0)
     summary = run_benchmark(protocol, tmp_path / "store", registry=ray_registry, executor=executor, progress=False)
     rows = _by_key(tmp_path / "store")
     assert len(rows) == 4 and all(row["status"] == "error" for row in rows.values())
@@ -243,7 +230,7 @@ def test_shared_pass_fills_the_cache_the_job_then_reads(ray_registry, tmp_path):
     data = write_folder_dataset(tmp_path / "data", per_class=4)
     protocol = _protocol(data, [{"name": "nn_cosine"}])
     task = RowTask("k", "gan_b", "jpeg:quality=50")
-    params = {"backbone": "ray_tiny", "pretrained": False}
+    params = {"backbone": "tiny_cnn", "pretrained": False}
     job = Job("j", protocol, "nn_cosine", params, "nn", "h", "s", "f", (task,), str(tmp_path / "m"))
     split = split_dataset(protocol, open_protocol_dataset(protocol, ray_registry))
     samples = job_samples(job, split, ray_registry)

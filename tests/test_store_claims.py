@@ -20,11 +20,14 @@ from dfzoo.data.sample import Sample
 from dfzoo.manager import get_plugin_manager
 from dfzoo.registry import Registry
 from dfzoo.testing import write_folder_dataset
+from tests.kit import SpecPlugin
 
 
 class SlowSpread(dfzoo.Detector):
-    """Pixel spread; counts its fits per offset. The first fit of each driver thread waits for the other
-    driver's first fit (a barrier), so both drivers are known to be running jobs at once."""
+    """Pixel spread, slowly (tests).
+
+    Counts its fits per offset. The first fit of each driver thread waits for the other driver's first fit
+    (a barrier), so both drivers are known to be running jobs at once."""
 
     fits: ClassVar[Counter] = Counter()
     lock: ClassVar[threading.Lock] = threading.Lock()
@@ -46,16 +49,9 @@ class SlowSpread(dfzoo.Detector):
         return np.array([float(np.asarray(s.load()).std()) + self.params["offset"] for s in samples])
 
 
-class SlowPlugin:
-    @dfzoo.hookimpl
-    def dfzoo_detectors(self):
-        yield dfzoo.DetectorSpec(
-            name="slow_spread",
-            summary="pixel spread, slowly (tests)",
-            factory=lambda **params: SlowSpread(**params),
-            params={"offset": 0.0},
-            weight_params=(),
-        )
+SLOW = SpecPlugin(
+    detectors=[dfzoo.DetectorSpec(name="slow_spread", factory=SlowSpread, params={"offset": 0.0}, weight_params=())]
+)
 
 
 def test_claims_are_exclusive_and_released(tmp_path):
@@ -98,7 +94,7 @@ def test_two_drivers_on_one_store_split_the_work_and_store_each_row_once(tmp_pat
     summaries = []
 
     def driver() -> None:
-        registry = Registry(get_plugin_manager(autoload=False, extra_plugins=(SlowPlugin(),)))
+        registry = Registry(get_plugin_manager(autoload=False, extra_plugins=(SLOW,)))
         summaries.append(run_benchmark(protocol, tmp_path / "store", registry=registry, progress=False))
 
     threads = [threading.Thread(target=driver) for _ in range(2)]

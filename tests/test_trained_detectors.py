@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 import dfzoo
 from dfzoo.data.sample import Sample
 from dfzoo.detector import RunContext
-from tests.kit import write_task
+from tests.kit import tiny_resnet_params, write_task
 from tests.synthetic import planted_fake, smooth_image
 
 
@@ -37,17 +37,9 @@ def context(**changes) -> RunContext:
 
 
 # Tiny configurations that learn the planted grid in a few seconds on a CPU.
+RESNET = tiny_resnet_params(image_size=32, epochs=3, lr=1e-3)  # both ResNet detectors train the same tiny net
 FAST = {
-    "resnet_finetune": {
-        "arch": "resnet10t",
-        "pretrained": False,
-        "image_size": 32,
-        "epochs": 3,
-        "batch_size": 8,
-        "augment": "none",
-        "lr": 1e-3,
-        "val_fraction": 0.0,
-    },
+    "resnet_finetune": RESNET,
     "fft_densenet": {
         "growth_rate": 12,
         "block_config": [2, 2, 2],
@@ -59,16 +51,7 @@ FAST = {
         "val_fraction": 0.0,
     },
     "autoencoder": {"image_size": 32, "epochs": 5, "batch_size": 8, "augment": "none", "val_fraction": 0.0},
-    "hierarchical_resnet18": {
-        "arch": "resnet10t",
-        "pretrained": False,
-        "image_size": 32,
-        "epochs": 3,
-        "batch_size": 8,
-        "augment": "none",
-        "lr": 1e-3,
-        "val_fraction": 0.0,
-    },
+    "hierarchical_resnet18": RESNET,
 }
 
 
