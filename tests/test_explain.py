@@ -81,6 +81,10 @@ def test_center_crop_maps_go_back_to_the_centre():
     assert small.shape == (20, 20) and small.min() == 1.0
     resized = map_to_image(np.eye(8, dtype=np.float32), (24, 16), PreprocessPolicy("resize"))
     assert resized.shape == (16, 24)
+    # shortest_side took the middle 32 x 32 of a 64 x 32 image (then scaled it): the map covers only that square
+    square = map_to_image(np.ones((8, 8), np.float32), (64, 32), PreprocessPolicy("shortest_side", 16))
+    assert square.shape == (32, 64) and square[:, 16:48].min() == 1.0
+    assert square[:, :16].max() == 0.0 and square[:, 48:].max() == 0.0
 
 
 def test_explain_command_writes_overlays(registry, train, odd_images, tmp_path, capsys):
