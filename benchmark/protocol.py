@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from dfzoo.plain import json_safe
+from dfzoo.spec import reject_unknown
 from dfzoo.transforms import RESIZE, PreprocessPolicy, parse_perturbation
 
 from .sweeps import expand_sweeps
@@ -178,9 +179,7 @@ def check_keys(
 ) -> None:
     """Raise ``fail(message)`` when ``table`` has keys outside ``known`` (a typo must not pass silently);
     ``where`` (e.g. ``"preprocess: "``) starts the message."""
-    unknown = sorted(set(table) - set(known))
-    if unknown:
-        raise fail(f"{where}unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    reject_unknown(table, known, fail, f"{where}unknown key(s)")
 
 
 def parse_protocol(data: Mapping[str, Any], *, source: str = "<protocol>", base_dir: str | None = None) -> Protocol:

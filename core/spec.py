@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,6 +109,18 @@ def docstring_summary(obj: object) -> str:
     return " ".join(doc.split("\n\n")[0].split()).rstrip(".")
 
 
+def reject_unknown(
+    given: Iterable[str], known: Iterable[str], fail: Callable[[str], Exception], what: str, known_as: str = "known"
+) -> None:
+    """Raise ``fail(message)`` when ``given`` names anything outside ``known``, listing both (a typo must never
+    pass silently): ``"<what> a, b; <known_as>: x, y"``. The one unknown-name check of specs, datasets and
+    protocol files."""
+    known = sorted(known)
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise fail(f"{what} {', '.join(unknown)}; {known_as}: {', '.join(known)}")
+
+
 PROGRESS = "progress"  # a dataset loader's keyword for the caller's progress setting
 
 
@@ -191,12 +203,7 @@ class DetectorSpec:
         None is allowed); raises :class:`ParamError`. A spec without ``params`` accepts any name unchecked."""
         if not self.params:
             return dict(params)
-        unknown = sorted(set(params) - set(self.params))
-        if unknown:
-            raise ParamError(
-                f"detector {self.name!r} has no parameter(s) {', '.join(unknown)}; "
-                f"its parameters: {', '.join(sorted(self.params))}"
-            )
+        reject_unknown(params, self.params, ParamError, f"detector {self.name!r} has no parameter(s)", "its parameters")
         checked = {}
         for key, value in {**self.params, **params}.items():
             try:
@@ -326,4 +333,5 @@ __all__ = [
     "default_types",
     "docstring_summary",
     "keyword_defaults",
+    "reject_unknown",
 ]

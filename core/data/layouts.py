@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..spec import PROGRESS, keyword_defaults
+from ..spec import PROGRESS, keyword_defaults, reject_unknown
 from .folder_layouts import (
     CIFAKE_GENERATOR,
     CIFAKE_SIGNATURE,
@@ -88,12 +88,9 @@ def load_with(
 ) -> DatasetIndex:
     """Call ``spec.load`` with its default params under the given ones (unknown params are an error), and
     the caller's ``progress`` setting when the loader takes one (a long load, such as building the zoo)."""
-    unknown = sorted(set(params) - set(spec.params))
-    if unknown and spec.params:
-        raise DatasetError(
-            f"dataset {spec.name!r} has no parameter(s) {', '.join(unknown)}; "
-            f"its parameters: {', '.join(sorted(spec.params))}"
-        )
+    if spec.params:
+        what = f"dataset {spec.name!r} has no parameter(s)"
+        reject_unknown(params, spec.params, DatasetError, what, "its parameters")
     extra = {PROGRESS: progress} if PROGRESS in keyword_defaults(spec.load) else {}
     index = spec.load(root, **{**spec.params, **params, **extra})
     index.metadata.setdefault("warnings", [])
