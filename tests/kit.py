@@ -32,6 +32,29 @@ def wave_fake(rng: np.random.Generator, size: int = 32, period: float = 5.0, amp
     return np.clip(base + wave[..., None], 0, 255).astype(np.uint8)
 
 
+_image_rng = np.random.default_rng(0)  # a stream shared by calls: every image written is distinct
+
+
+def write_images(folder: Path, count: int, prefix: str = "", ext: str = "png", size: int = 8) -> list[Path]:
+    """``count`` small distinct images in ``folder`` (created)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"{prefix}{i:03d}.{ext}"
+        Image.fromarray(smooth_image(_image_rng, size)).save(path)
+        paths.append(path)
+    return paths
+
+
+def counts(index: DatasetIndex) -> dict[tuple[str, str, int], int]:
+    """Samples per (split, generator, label)."""
+    out: dict[tuple[str, str, int], int] = {}
+    for s in index.samples:
+        key = (s.split, s.generator, s.label)
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
 GENERATORS = {
     "gan_a": ("gan", lambda rng: planted_fake(rng, period=2)),
     "gan_b": ("gan", lambda rng: planted_fake(rng, period=4)),
