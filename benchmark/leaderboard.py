@@ -23,7 +23,7 @@ from typing import Any
 
 from .board import ProtocolBoard, image_ids
 from .figures import HEATMAP, ROC, board_figures
-from .groups import leave_one_out_tables
+from .groups import LEAVE_ONE_OUT
 from .markdown import FIXED_NOTE, MISSING_NOTE, document
 from .results import Results, load_results
 from .selection import OlderConfiguration, current_configurations, family_label
@@ -159,7 +159,8 @@ def summary_table(store_dir: str | Path, protocols: Sequence[str] | None = None)
     (the Markdown and HTML show each fold)."""
     results = load_results(store_dir)
     boards = [board for board in results.boards if protocols is None or board.name in protocols]
-    groups = leave_one_out_tables(boards)
+    shown = {board.name for board in boards}
+    groups = [g for g in results.groups if g.kind == LEAVE_ONE_OUT and shown.issuperset(g.protocols)]
     in_groups = {name for group in groups for name in group.protocols}
     table = []
     for board in boards:
