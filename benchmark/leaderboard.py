@@ -159,8 +159,8 @@ def summary_table(store_dir: str | Path, protocols: Sequence[str] | None = None)
     (the Markdown and HTML show each fold)."""
     results = load_results(store_dir)
     boards = [board for board in results.boards if protocols is None or board.name in protocols]
-    shown = {board.name for board in boards}
-    groups = [g for g in results.groups if g.kind == LEAVE_ONE_OUT and shown.issuperset(g.protocols)]
+    selected = {board.name for board in boards}
+    groups = [g for g in results.groups if g.kind == LEAVE_ONE_OUT and selected.issuperset(g.protocols)]
     in_groups = {name for group in groups for name in group.protocols}
     table = []
     for board in boards:

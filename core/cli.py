@@ -64,14 +64,13 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     for entry in registry.entries("command"):
         spec = entry.spec
         words = spec.name.split(" ")
-        if len(words) == 2:
-            if words[0] not in groups:
-                group = commands.add_parser(words[0], help=f"{words[0]} commands")
-                groups[words[0]] = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
-            sub = groups[words[0]].add_parser(words[1], help=spec.summary, description=spec.description)
-        else:
-            sub = commands.add_parser(spec.name, help=spec.summary, description=spec.description)
-        sub.formatter_class = ParagraphHelpFormatter
+        if len(words) == 2 and words[0] not in groups:
+            group = commands.add_parser(words[0], help=f"{words[0]} commands")
+            groups[words[0]] = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+        parent, name = (groups[words[0]], words[1]) if len(words) == 2 else (commands, spec.name)
+        sub = parent.add_parser(
+            name, help=spec.summary, description=spec.description, formatter_class=ParagraphHelpFormatter
+        )
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show error tracebacks")
         sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug messages")
         spec.add_arguments(sub)
