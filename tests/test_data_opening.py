@@ -17,7 +17,7 @@ from dfzoo.data.manifest import ManifestError
 from dfzoo.data.sample import FAKE, REAL, REAL_POOL
 from dfzoo.manager import get_plugin_manager
 from dfzoo.registry import Registry, UnknownNameError
-from tests.kit import write_images
+from tests.kit import SpecPlugin, write_images
 
 # -- manifests ------------------------------------------------------------------------------------------
 
@@ -288,12 +288,8 @@ def test_a_loader_that_shows_progress_is_told_the_callers_setting():
         calls.append((size, progress))
         return dfzoo.DatasetIndex(name="slow", layout="slow", root=None, samples=[])
 
-    class SlowPlugin:
-        @dfzoo.hookimpl
-        def dfzoo_datasets(self):
-            yield dfzoo.DatasetSpec(name="slow", load=load_slow, needs_root=False)
-
-    registry = Registry(get_plugin_manager(builtins=False, autoload=False, extra_plugins=(SlowPlugin(),)))
+    slow = SpecPlugin(datasets=[dfzoo.DatasetSpec(name="slow", load=load_slow, needs_root=False)])
+    registry = Registry(get_plugin_manager(builtins=False, autoload=False, extra_plugins=(slow,)))
     assert registry.dataset("slow").params == {"size": 2}  # progress is the caller's, not a dataset parameter
     open_dataset("slow", registry=registry, progress=False, size=3)
     open_dataset("slow", registry=registry)
