@@ -23,7 +23,7 @@ from typing import Any
 
 from .board import ProtocolBoard, image_ids
 from .figures import HEATMAP, ROC, board_figures
-from .groups import LEAVE_ONE_OUT
+from .groups import LEAVE_ONE_OUT, group_name
 from .markdown import FIXED_NOTE, MISSING_NOTE, document
 from .results import Results, load_results
 from .selection import OlderConfiguration, current_configurations, family_label
@@ -158,7 +158,9 @@ def summary_table(store_dir: str | Path, protocols: Sequence[str] | None = None)
     The folds of a leave-one-out group are one line per detector: its mean AUC over the held-out generators
     (the Markdown and HTML show each fold)."""
     results = load_results(store_dir)
-    boards = [board for board in results.boards if protocols is None or board.name in protocols]
+    # a leave-one-out protocol's folds are protocols of their own (``<name>/loo-<generator>``): its name selects them
+    wanted = None if protocols is None else set(protocols)
+    boards = [b for b in results.boards if wanted is None or {b.name, group_name(b)} & wanted]
     selected = {board.name for board in boards}
     groups = [g for g in results.groups if g.kind == LEAVE_ONE_OUT and selected.issuperset(g.protocols)]
     in_groups = {name for group in groups for name in group.protocols}

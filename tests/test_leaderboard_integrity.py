@@ -371,3 +371,17 @@ def test_summary_table_shows_a_leave_one_out_group_as_one_line_per_detector(tmp_
     assert float(strong[6]) == pytest.approx(np.mean(aucs), abs=5e-4)
     assert float(weak[6]) < float(strong[6]) and at["strong"] < at["weak"]  # ranked by the mean
     assert strong[-2:] == ["2", "ok"]
+
+
+def test_summary_table_selects_a_leave_one_out_protocol_by_its_name(tmp_path: Path) -> None:
+    """``dfzoo run`` passes the protocols it ran ("logo"); their folds ("logo/loo-g1") are what the store holds."""
+    writer = StoreWriter(tmp_path / "store")
+    for held in ("g1", "g2"):
+        writer.row(
+            "strong", held, 3.0, protocol=f"logo/loo-{held}", protocol_hash=f"logo-{held}",
+            protocol_group="logo", held_out=held,
+        )  # fmt: skip
+    writer.row("strong", "g1", 3.0, protocol="other", protocol_hash="other")
+    chosen = summary_table(tmp_path / "store", ["logo"]).splitlines()
+    assert [line.split()[:2] for line in chosen[2:]] == [["logo", "strong"]]
+    assert chosen[2] in summary_table(tmp_path / "store").splitlines()
