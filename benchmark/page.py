@@ -71,6 +71,11 @@ document.querySelectorAll("table.sortable thead th").forEach(function (th) {
 });
 """
 
+# What every page carries, each on one line (white space collapsed, once): a line break means nothing in CSS, nor in
+# SCRIPT, whose statements all end in ";" or "}" and which holds no "//" comment.
+ONE_LINE_CSS = " ".join(CSS.split())
+ONE_LINE_SCRIPT = " ".join(SCRIPT.split())
+
 
 def esc(value: Any) -> str:
     """HTML-escaped text of ``value``."""
@@ -136,29 +141,15 @@ def details_html(summary: str, body: str, *, open_: bool = False) -> str:
 
 
 def page_html(title: str, header: str, sections: Sequence[str], style: str = "") -> str:
-    """The whole page: inline CSS (plus ``style``), the header, the sections, the sorting script; the CSS and
-    script compacted to a line each (every page carries them: smaller pages)."""
+    """The whole page: inline CSS (plus ``style``), the header, the sections, the sorting script."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{compact_css(CSS)}\n{style}</style></head>\n<body>\n"
+        f"<title>{esc(title)}</title><style>{ONE_LINE_CSS}\n{style}</style></head>\n<body>\n"
         f"<h1>{esc(title)}</h1>\n{header}\n"
         + "\n".join(s for s in sections if s)
-        + f"\n<script>{compact_script(SCRIPT)}</script>\n</body></html>\n"
+        + f"\n<script>{ONE_LINE_SCRIPT}</script>\n</body></html>\n"
     )
-
-
-def compact_css(text: str) -> str:
-    """CSS on one line without the white space a browser ignores (around braces, semicolons, commas and
-    ``>``; never around ``:``, where a space can be a descendant combinator)."""
-    text = re.sub(r"\s+", " ", text).strip()
-    return re.sub(r" ?([{};,>]) ?", r"\1", text).replace(";}", "}")
-
-
-def compact_script(text: str) -> str:
-    """JavaScript on one line: its lines stripped and joined. Only for scripts whose statements all end in
-    ``;`` or ``}`` and that hold no ``//`` comment (as :data:`SCRIPT`), where a line break means nothing."""
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _link(path: Path, page_dir: Path) -> str:
@@ -170,8 +161,6 @@ def _link(path: Path, page_dir: Path) -> str:
 
 __all__ = [
     "cell_html",
-    "compact_css",
-    "compact_script",
     "details_html",
     "esc",
     "figure_html",
